@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Install what paasport needs and is missing, idempotently: Debian packages, the .venv, a running
+# Docker engine. Called by `make up` and `make test`; a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+RUN_DIR=${PAASPORT_RUN_DIR:-$ROOT/.run}
+mkdir -p "$RUN_DIR"
+
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+APT_PACKAGES=(docker.io haproxy busybox-static git wrk docker-registry zookeeper
+              prometheus-alertmanager debootstrap iproute2 procps curl ca-certificates python3-venv)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    log "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$RUN_DIR/apt.log" 2>&1 \
+        || { tail -30 "$RUN_DIR/apt.log" >&2; exit 1; }
+fi
+
+# The virtualenv, reinstalled only when pyproject.toml changes.
+PY=${PAASPORT_PYTHON:-/usr/bin/python3}
+[ -x "$PY" ] || PY=$(command -v python3)
+stamp=.venv/.pyproject.sha
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "creating .venv and installing paasport with its dev extras"
+    [ -x .venv/bin/python ] || "$PY" -m venv .venv
+    .venv/bin/pip install -q --upgrade pip >/dev/null
+    .venv/bin/pip install -q -e '.[dev]' 2>&1 | { grep -v "^WARNING: Location" || true; } >&2
+    echo "$want" >"$stamp"
+fi
+
+# A Docker engine: use the running one, else start dockerd in the background.
+if ! docker info >/dev/null 2>&1; then
+    log "starting dockerd (log: $RUN_DIR/dockerd.log)"
+    setsid dockerd --pidfile "$RUN_DIR/dockerd.pid" >"$RUN_DIR/dockerd.log" 2>&1 < /dev/null &
+    for _ in $(seq 1 150); do
+        docker info >/dev/null 2>&1 && break
+        sleep 0.2
+    done
+    docker info >/dev/null 2>&1 || { tail -30 "$RUN_DIR/dockerd.log" >&2; log "dockerd did not start"; exit 1; }
+fi
+log "ready"

@@ -1,0 +1,59 @@
+"""The ``paasport`` command: a click group whose verbs load lazily, and the one place exits happen.
+
+Each verb group lives in its own module under ``paasport.cli``; ``COMMANDS`` maps a verb to
+``module:attribute`` so ``paasport validate`` never imports the Docker SDK, FastAPI or kazoo.
+PaasportError subclasses become one readable line on stderr and their ``exit_code``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import NoReturn
+
+import click
+
+from paasport.errors import PaasportError
+
+# verb -> "module:attribute"; keep sorted, one line per verb.
+COMMANDS: dict[str, str] = {}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS:
+            module_name, attr = COMMANDS[cmd_name].split(":")
+            command = getattr(importlib.import_module(module_name), attr)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="paasport")
+def cli() -> None:
+    """paasport: declarative Docker services in the spirit of PaaSTA."""
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    try:
+        rv = cli.main(args=argv, prog_name="paasport", standalone_mode=False)
+    except PaasportError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(err.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

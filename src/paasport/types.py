@@ -1,0 +1,208 @@
+"""Immutable value types shared by every layer: configs, deployments, app specs, tasks.
+
+Produced by ``config`` (InstanceConfig, Namespace, ServiceConfig, MonitoringConfig),
+``deploy`` (DeploymentState), ``bounce.desired`` (AppSpec) and engines (AppVersion, Task);
+consumed by the reconciler, discovery, monitoring, CLI and API. No I/O here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+BounceMethod = Literal["crossover", "upthendown", "downthenup", "brutal"]
+HealthcheckMode = Literal["http", "tcp", "cmd"]
+DrainMethod = Literal["proxy", "noop"]
+DesiredState = Literal["start", "stop"]
+TaskState = Literal["starting", "running", "exited", "dead"]
+TaskHealth = Literal["unknown", "healthy", "unhealthy"]
+
+
+@dataclass(frozen=True)
+class Volume:
+    container_path: str
+    host_path: str
+    mode: Literal["RO", "RW"] = "RO"
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """How a task is judged healthy. ``mode`` None: a running task counts as healthy."""
+
+    mode: HealthcheckMode | None = None
+    uri: str = "/status"
+    cmd: str | None = None
+    grace_period_seconds: float = 60.0
+    interval_seconds: float = 10.0
+    timeout_seconds: float = 10.0
+    max_consecutive_failures: int = 30
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """monitoring.yaml merged with an instance's ``monitoring:`` overrides. Durations in seconds."""
+
+    team: str | None = None
+    page: bool = False
+    notification_email: str | None = None
+    slack_channels: tuple[str, ...] = ()
+    runbook: str | None = None
+    tip: str | None = None
+    alert_after: float = 300.0
+    realert_every: float = 3600.0
+    ticket: bool = False
+    priority: str | None = None
+    description: str | None = None
+    replication_warn_percent: float = 100.0
+    replication_crit_percent: float = 50.0
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    """One instance of one service on one cluster, fully merged (system < service.yaml < file)."""
+
+    service: str
+    cluster: str
+    instance: str
+    deploy_group: str
+    cpus: float = 1.0
+    mem: float = 4096.0
+    disk: float = 1024.0
+    instances: int = 1
+    min_instances: int | None = None
+    max_instances: int | None = None
+    cmd: str | None = None
+    args: tuple[str, ...] | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    bounce_method: BounceMethod = "crossover"
+    bounce_margin_factor: float = 1.0
+    healthcheck: HealthCheck = field(default_factory=HealthCheck)
+    registrations: tuple[str, ...] = ()
+    container_port: int = 8888
+    net: Literal["bridge", "host"] = "bridge"
+    extra_volumes: tuple[Volume, ...] = ()
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    drain_method: DrainMethod = "proxy"
+    drain_timeout_seconds: float = 60.0
+    backoff_seconds: float = 10.0
+    source_file: str = ""
+    source_line: int = 0
+
+    @property
+    def job_id(self) -> str:
+        return f"{self.service}.{self.instance}"
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """One smartstack.yaml namespace: a discovery name with a proxy port on every host."""
+
+    service: str
+    name: str
+    proxy_port: int | None
+    mode: Literal["http", "tcp"] = "http"
+    healthcheck_mode: Literal["http", "tcp"] = "http"
+    healthcheck_uri: str = "/status"
+    healthcheck_port: int | None = None
+    healthcheck_timeout_s: float = 1.0
+    timeout_connect_ms: int = 200
+    timeout_server_ms: int = 1000
+    timeout_client_ms: int | None = None
+    retries: int = 1
+    balance: Literal["roundrobin", "leastconn"] = "roundrobin"
+    extra_healthcheck_headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.service}.{self.name}"
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """service.yaml plus the deploy groups of deploy.yaml."""
+
+    name: str
+    description: str = ""
+    git_url: str | None = None
+    docker_registry: str | None = None
+    deploy_groups: tuple[str, ...] = ()
+    source_file: str = ""
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    """What deployments.json says one instance should run (PaaSTA's "branch dict")."""
+
+    docker_image: str
+    git_sha: str
+    image_version: str | None = None
+    desired_state: DesiredState = "start"
+    force_bounce: str | None = None
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """The desired app version of one instance: a pure function of config + deployment."""
+
+    service: str
+    instance: str
+    cluster: str
+    image: str
+    git_sha: str
+    config_hash: str
+    replicas: int
+    cmd: str | None = None
+    args: tuple[str, ...] | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    cpus: float = 1.0
+    mem: float = 4096.0
+    disk: float = 1024.0
+    container_port: int = 8888
+    net: Literal["bridge", "host"] = "bridge"
+    volumes: tuple[Volume, ...] = ()
+    healthcheck: HealthCheck = field(default_factory=HealthCheck)
+    deploy_group: str = ""
+
+    @property
+    def app_id(self) -> str:
+        """Stable name of this app version: ``service.instance.git<sha8>.config<hash8>``."""
+        return f"{self.service}.{self.instance}.git{self.git_sha[:8]}.config{self.config_hash[:8]}"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One running (or dead) copy of an app version, as the engine reports it."""
+
+    task_id: str
+    service: str
+    instance: str
+    cluster: str
+    config_hash: str
+    git_sha: str
+    state: TaskState
+    host: str = "127.0.0.1"
+    port: int | None = None
+    node: str = ""
+    started_at: float = 0.0
+    restarts: int = 0
+    exit_code: int | None = None
+    oom_killed: bool = False
+    health: TaskHealth = "unknown"
+    draining: bool = False
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class AppVersion:
+    """All tasks of one (service, instance, config hash) on one cluster."""
+
+    service: str
+    instance: str
+    cluster: str
+    config_hash: str
+    git_sha: str
+    image: str
+    tasks: tuple[Task, ...] = ()
+    desired_replicas: int = 0
+    created_at: float = 0.0
