@@ -16,7 +16,7 @@ services: bootstrap
 lint: bootstrap
 	$(VENV)/ruff check src tests bench
 	$(VENV)/ruff format --check src tests bench
-	$(VENV)/lint-imports
+	$(VENV)/lint-imports --no-cache
 
 typecheck: bootstrap
 	$(VENV)/mypy
@@ -30,7 +30,7 @@ integration: services
 test: bootstrap services
 	$(VENV)/ruff check src tests bench
 	$(VENV)/ruff format --check src tests bench
-	$(VENV)/lint-imports
+	$(VENV)/lint-imports --no-cache
 	$(VENV)/mypy
 	$(VENV)/pytest -q tests
 

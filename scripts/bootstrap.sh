@@ -32,7 +32,7 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     log "creating .venv and installing paasport with its dev extras"
     [ -x .venv/bin/python ] || "$PY" -m venv .venv
-    .venv/bin/pip install -q --upgrade pip >/dev/null
+    .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1
     .venv/bin/pip install -q -e '.[dev]' 2>&1 | { grep -v "^WARNING: Location" || true; } >&2
     echo "$want" >"$stamp"
 fi
