@@ -1,0 +1,97 @@
+"""The Engine protocol: the one seam between paasport and a scheduler (Docker, Swarm).
+
+The reconciler, status, logs and discovery call it; ``engine.docker`` and ``engine.swarm``
+implement it. Every container/service an engine creates carries the LABEL_* labels so the
+whole state is recovered from the engine itself after a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from paasport.types import AppSpec, AppVersion
+
+LABEL_PREFIX = "paasport."
+LABEL_SERVICE = "paasport.service"
+LABEL_INSTANCE = "paasport.instance"
+LABEL_CLUSTER = "paasport.cluster"
+LABEL_GIT_SHA = "paasport.git_sha"
+LABEL_CONFIG_HASH = "paasport.config_hash"
+LABEL_APP_ID = "paasport.app_id"
+LABEL_DESIRED_REPLICAS = "paasport.desired_replicas"
+
+
+@dataclass(frozen=True)
+class NodeCapacity:
+    node: str
+    cpus: float
+    mem_mb: float
+    cpus_reserved: float
+    mem_reserved_mb: float
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    output: str
+
+
+@dataclass(frozen=True)
+class LogLine:
+    task_id: str
+    task_name: str
+    timestamp: str
+    stream: str  # "stdout" | "stderr"
+    message: str
+
+
+class Engine(Protocol):
+    """What the reconciler needs from a scheduler; all methods raise paasport errors only."""
+
+    cluster: str
+
+    def list_app_versions(
+        self, service: str | None = None, instance: str | None = None
+    ) -> Sequence[AppVersion]:
+        """Every app version (with its tasks) this engine runs for paasport on this cluster.
+
+        With no filter this is ONE list call to the engine (the reconciler relies on it).
+        """
+        ...
+
+    def create_app_version(self, spec: AppSpec, count: int) -> AppVersion:
+        """Start ``count`` tasks of ``spec`` (labelled, resources applied, port published)."""
+        ...
+
+    def scale_app_version(self, spec: AppSpec, count: int) -> None:
+        """Add tasks of an existing app version until it has ``count`` live tasks."""
+        ...
+
+    def stop_task(self, task_id: str, grace_seconds: float) -> None:
+        """SIGTERM, wait up to ``grace_seconds``, then SIGKILL; removes the task."""
+        ...
+
+    def delete_app_version(self, service: str, instance: str, config_hash: str) -> None:
+        """Remove every task of one app version at once (no grace)."""
+        ...
+
+    def exec_in_task(self, task_id: str, cmd: str, timeout: float) -> ExecResult:
+        """Run ``/bin/sh -c cmd`` inside a task (``healthcheck_mode: cmd``)."""
+        ...
+
+    def logs(
+        self,
+        service: str,
+        instance: str | None = None,
+        follow: bool = False,
+        since: float | None = None,
+        tail: int | None = None,
+    ) -> Iterator[LogLine]:
+        """Merged task logs, oldest first; with ``follow`` keeps yielding new lines."""
+        ...
+
+    def node_capacity(self) -> Sequence[NodeCapacity]: ...
+
+    def image_exists(self, image: str) -> bool: ...
