@@ -191,6 +191,8 @@ class Task:
     health: TaskHealth = "unknown"
     draining: bool = False
     name: str = ""
+    healthcheck: HealthCheck | None = None  # from the container's paasport.healthcheck label
+    container_port: int | None = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,9 @@ LABEL_GIT_SHA = "paasport.git_sha"
 LABEL_CONFIG_HASH = "paasport.config_hash"
 LABEL_APP_ID = "paasport.app_id"
 LABEL_DESIRED_REPLICAS = "paasport.desired_replicas"
+LABEL_HEALTHCHECK = "paasport.healthcheck"  # JSON of types.HealthCheck, read back into Task
+LABEL_DEPLOY_GROUP = "paasport.deploy_group"
+LABEL_IMAGE = "paasport.image"
 
 
 @dataclass(frozen=True)
