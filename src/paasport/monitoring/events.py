@@ -1,0 +1,256 @@
+"""The event log: every bounce, crash, deploy, check result and alert, in one SQLite file.
+
+The reconciler, the discovery agent, wait-for-deployment and the monitor ``record`` events;
+``paasport events``, the API and the deploy-failed check ``query``/``follow`` them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, cast
+
+from paasport.errors import PermanentError, UsageError
+
+Level = Literal["debug", "info", "warning", "error", "critical"]
+LEVELS: tuple[Level, ...] = ("debug", "info", "warning", "error", "critical")
+_LEVEL_RANK: dict[str, int] = {name: rank for rank, name in enumerate(LEVELS)}
+
+EVENTS_FILE = "events.sqlite"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened; ``data`` holds JSON-friendly details (others become strings)."""
+
+    time: float
+    level: Level
+    kind: str  # "bounce", "deploy", "crash", "oom", "check", "alert", "reconcile", ...
+    service: str | None = None
+    instance: str | None = None
+    cluster: str | None = None
+    message: str = ""
+    data: Mapping[str, object] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "time": self.time,
+            "level": self.level,
+            "kind": self.kind,
+            "service": self.service,
+            "instance": self.instance,
+            "cluster": self.cluster,
+            "message": self.message,
+            "data": dict(self.data),
+        }
+
+
+def level_rank(level: str) -> int:
+    """Order of a level name; raises UsageError naming the valid ones for anything else."""
+    try:
+        return _LEVEL_RANK[level]
+    except KeyError:
+        raise UsageError(
+            f"unknown event level {level!r}: expected one of {', '.join(LEVELS)}"
+        ) from None
+
+
+def events_path(state_dir: Path) -> Path:
+    """Where the event log of a host lives (``state_dir/events.sqlite``)."""
+    return state_dir / EVENTS_FILE
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    level INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    service TEXT,
+    instance TEXT,
+    cluster TEXT,
+    message TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_time ON events (time);
+CREATE INDEX IF NOT EXISTS events_service ON events (service, instance);
+"""
+
+
+class EventLog:
+    """SQLite (WAL) event store; one connection guarded by a lock, so threads may share it.
+
+    Several processes (``paasport up`` and a ``paasport events -f`` in another terminal) can use
+    the same file at once: WAL lets readers run while a writer appends.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(
+                str(path), timeout=10.0, check_same_thread=False, isolation_level=None
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as err:
+            raise PermanentError(f"cannot open the event log {path}: {err}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def record(self, event: Event) -> None:
+        """Append one event. Raises PermanentError if the file cannot be written."""
+        row = (
+            event.time,
+            level_rank(event.level),
+            event.kind,
+            event.service,
+            event.instance,
+            event.cluster,
+            event.message,
+            json.dumps(dict(event.data), default=str, sort_keys=True),
+        )
+        try:
+            with self._lock:
+                self._conn.execute(
+                    "INSERT INTO events (time, level, kind, service, instance, cluster, message,"
+                    " data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+        except sqlite3.Error as err:
+            raise PermanentError(f"cannot write to the event log {self.path}: {err}") from None
+
+    def query(
+        self,
+        service: str | None = None,
+        instance: str | None = None,
+        since: float | None = None,
+        level: str | None = None,
+        kinds: Sequence[str] | None = None,
+        limit: int | None = None,
+        cluster: str | None = None,
+    ) -> list[Event]:
+        """Matching events, oldest first. ``level`` is a minimum; ``limit`` keeps the newest N."""
+        rows = self._select(service, instance, since, level, kinds, limit, cluster, 0)
+        return [event for _, event in rows]
+
+    def follow(
+        self,
+        service: str | None = None,
+        instance: str | None = None,
+        since: float | None = None,
+        level: str | None = None,
+        kinds: Sequence[str] | None = None,
+        limit: int | None = None,
+        cluster: str | None = None,
+        poll_interval: float = 0.5,
+        stop: threading.Event | None = None,
+    ) -> Iterator[Event]:
+        """Yield what ``query`` returns, then every new matching event as it is recorded.
+
+        Ends when ``stop`` is set (checked every ``poll_interval``); otherwise runs forever.
+        """
+        last_id = self._max_id()
+        yield from (
+            event
+            for _, event in self._select(
+                service, instance, since, level, kinds, limit, cluster, 0, last_id
+            )
+        )
+        while stop is None or not stop.is_set():
+            rows = self._select(service, instance, since, level, kinds, None, cluster, last_id)
+            for row_id, event in rows:
+                last_id = row_id
+                yield event
+            if not rows:
+                if stop is not None:
+                    stop.wait(poll_interval)
+                else:
+                    time.sleep(poll_interval)
+
+    def _max_id(self) -> int:
+        try:
+            with self._lock:
+                return int(
+                    self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+                )
+        except sqlite3.Error as err:
+            raise PermanentError(f"cannot read the event log {self.path}: {err}") from None
+
+    def _select(
+        self,
+        service: str | None,
+        instance: str | None,
+        since: float | None,
+        level: str | None,
+        kinds: Sequence[str] | None,
+        limit: int | None,
+        cluster: str | None,
+        after_id: int,
+        upto_id: int | None = None,
+    ) -> list[tuple[int, Event]]:
+        where = ["id > ?"]
+        args: list[object] = [after_id]
+        if upto_id is not None:
+            where.append("id <= ?")
+            args.append(upto_id)
+        for column, value in (("service", service), ("instance", instance), ("cluster", cluster)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if since is not None:
+            where.append("time >= ?")
+            args.append(since)
+        if level is not None:
+            where.append("level >= ?")
+            args.append(level_rank(level))
+        if kinds:
+            where.append(f"kind IN ({', '.join('?' for _ in kinds)})")
+            args.extend(kinds)
+        sql = (
+            "SELECT id, time, level, kind, service, instance, cluster, message, data FROM events"
+            f" WHERE {' AND '.join(where)} ORDER BY id DESC"
+        )
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(max(0, limit))
+        try:
+            with self._lock:
+                rows = self._conn.execute(sql, args).fetchall()
+        except sqlite3.Error as err:
+            raise PermanentError(f"cannot read the event log {self.path}: {err}") from None
+        rows.reverse()
+        return [(int(row[0]), _event_from_row(row)) for row in rows]
+
+
+def _event_from_row(row: Sequence[object]) -> Event:
+    _, at, level, kind, service, instance, cluster, message, data = row
+    try:
+        decoded = json.loads(str(data))
+    except ValueError:
+        decoded = {"raw": data}
+    return Event(
+        time=float(cast(float, at)),
+        level=LEVELS[int(cast(int, level))],
+        kind=str(kind),
+        service=cast("str | None", service),
+        instance=cast("str | None", instance),
+        cluster=cast("str | None", cluster),
+        message=str(message),
+        data=decoded if isinstance(decoded, dict) else {"value": decoded},
+    )
