@@ -1,0 +1,50 @@
+"""The Drainer protocol: how the reconciler takes a task out of rotation before stopping it.
+
+``reconcile.reconciler`` calls ``start`` once per DrainTask, then polls ``status`` each step and
+stops the task when it is done (or drain_timeout_seconds passed), then ``forget``s it.
+``NoopDrainer`` serves ``drain_method: noop``; discovery provides the registry-backed drainer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from paasport.types import InstanceConfig, Task
+
+
+@dataclass(frozen=True)
+class DrainStatus:
+    """``done``: safe to stop the task now; ``waiting_on``: what the drain still waits for."""
+
+    done: bool
+    waiting_on: str = ""
+
+
+class Drainer(Protocol):
+    """Drains tasks; every method is idempotent and raises paasport errors only."""
+
+    def start(self, task: Task, config: InstanceConfig | None) -> None:
+        """Begin draining ``task`` (no new requests reach it). Calling it twice is harmless."""
+        ...
+
+    def status(self, task: Task, config: InstanceConfig | None, now: float) -> DrainStatus:
+        """Whether ``task`` has drained (every proxy acknowledged, sessions at zero)."""
+        ...
+
+    def forget(self, task: Task) -> None:
+        """Drop any drain state kept for ``task`` (called once it has been stopped)."""
+        ...
+
+
+class NoopDrainer:
+    """``drain_method: noop``: never waits; a task is safe to stop at once."""
+
+    def start(self, task: Task, config: InstanceConfig | None) -> None:
+        return None
+
+    def status(self, task: Task, config: InstanceConfig | None, now: float) -> DrainStatus:
+        return DrainStatus(done=True)
+
+    def forget(self, task: Task) -> None:
+        return None
