@@ -1,0 +1,261 @@
+"""The git adapter: the only place paasport runs ``git`` (ls-remote, resolve, tag, archive).
+
+Used by ``deploy.workflow`` and ``deploy.images``; a repo is a local path (tagged in place) or
+any URL git can reach (objects fetched into a temporary bare repo, tags pushed, never cloned).
+Every failure becomes a GitError or NotFoundError naming the repo.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Self
+
+from paasport.errors import GitError, NotFoundError, UsageError
+
+GIT_TIMEOUT_SECONDS = 60.0
+_FULL_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+_SHORT_SHA_RE = re.compile(r"^[0-9a-fA-F]{4,40}$")
+_SCP_LIKE_RE = re.compile(r"^[^/]+:")
+
+
+@dataclass(frozen=True)
+class Tagger:
+    """Who made an annotated tag and when (POSIX seconds)."""
+
+    name: str
+    email: str
+    time: float
+
+
+def is_local_url(url: str) -> bool:
+    """A plain path (not ``scheme://`` and not scp-like ``host:path``)."""
+    return "://" not in url and not _SCP_LIKE_RE.match(url)
+
+
+def resolve_git_url(git_url: str, base_dir: Path) -> str:
+    """A relative local path resolves against ``base_dir`` (the service's soa-configs folder)."""
+    if is_local_url(git_url):
+        path = Path(git_url).expanduser()
+        return str(path if path.is_absolute() else (base_dir / path).resolve())
+    return git_url
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_ASKPASS": "/bin/false"})
+    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+    return env
+
+
+def _run(
+    args: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    stdout: IO[bytes] | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = GIT_TIMEOUT_SECONDS,
+) -> subprocess.CompletedProcess[bytes]:
+    cmd = ["git", *(["-C", str(cwd)] if cwd else []), *args]
+    try:
+        return subprocess.run(
+            cmd,
+            stdout=stdout if stdout is not None else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=dict(env) if env is not None else _env(),
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError as err:
+        raise GitError("git is not installed (no `git` on PATH)") from err
+    except subprocess.TimeoutExpired as err:
+        raise GitError(f"`git {args[0]}` did not finish within {timeout:.0f} s") from err
+
+
+def _why(proc: subprocess.CompletedProcess[bytes]) -> str:
+    lines = [ln.strip() for ln in proc.stderr.decode(errors="replace").splitlines() if ln.strip()]
+    fatal = [ln for ln in lines if ln.startswith(("fatal:", "error:", "remote:"))]
+    return (fatal or lines or [f"exit status {proc.returncode}"])[-1]
+
+
+class GitRepo:
+    """One service repo. Use as a context manager: it may own a temporary bare repo."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.local_path: Path | None = Path(url) if is_local_url(url) else None
+        self._scratch: Path | None = None
+        self._refs: dict[str, str] | None = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    # -- reading -------------------------------------------------------------------------
+
+    def ls_remote(self, *, tags_only: bool = True) -> dict[str, str]:
+        """ref -> sha as ``git ls-remote`` lists them (annotated tags also as ``ref^{}``)."""
+        if self.local_path is not None and not self.local_path.exists():
+            raise GitError(f"git repo {self.url} does not exist")
+        proc = _run(["ls-remote", *(["--tags"] if tags_only else []), "--", self.url])
+        if proc.returncode != 0:
+            raise GitError(f"cannot read refs of git repo {self.url}: {_why(proc)}")
+        refs: dict[str, str] = {}
+        for line in proc.stdout.decode(errors="replace").splitlines():
+            sha, _, ref = line.partition("\t")
+            if ref:
+                refs[ref] = sha
+        if tags_only:
+            self._refs = refs
+        return refs
+
+    def tag_refs(self) -> dict[str, str]:
+        """The tags, read once per GitRepo (call ``ls_remote`` again to refresh)."""
+        return self._refs if self._refs is not None else self.ls_remote()
+
+    def resolve_commit(self, commit: str) -> str:
+        """The full sha of ``commit`` (sha, short sha, branch or tag); NotFoundError if none."""
+        if not commit or commit.startswith("-") or any(c.isspace() for c in commit):
+            raise UsageError(f"{commit!r} is not a commit")
+        if self.local_path is not None:
+            self.ls_remote()  # a clear error when the path is not a repo
+            return self._rev_parse(self.local_path, commit)
+        refs = self.ls_remote(tags_only=False)
+        for ref in (f"refs/heads/{commit}", f"refs/tags/{commit}"):
+            if ref in refs:
+                return refs.get(f"{ref}^{{}}", refs[ref])
+        lowered = commit.lower()
+        if _FULL_SHA_RE.match(lowered):
+            self._fetch(lowered)
+            return lowered
+        if _SHORT_SHA_RE.match(commit):
+            matches = {sha for sha in refs.values() if sha.startswith(lowered)}
+            if len(matches) == 1:
+                return matches.pop()
+        scratch = self._scratch_repo()
+        proc = _run(
+            ["fetch", "-q", "--no-tags", "--", self.url, "+refs/heads/*:refs/heads/*"], cwd=scratch
+        )
+        if proc.returncode != 0:
+            raise GitError(f"cannot fetch from git repo {self.url}: {_why(proc)}")
+        return self._rev_parse(scratch, commit)
+
+    def _rev_parse(self, where: Path, commit: str) -> str:
+        proc = _run(
+            ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{commit}^{{commit}}"],
+            cwd=where,
+        )
+        if proc.returncode != 0:
+            raise NotFoundError(f"commit {commit!r} does not exist in git repo {self.url}")
+        return proc.stdout.decode().strip()
+
+    def taggers(self) -> dict[str, Tagger]:
+        """``refs/tags/...`` -> tagger of each annotated ``paasta-`` tag (local repos only)."""
+        if self.local_path is None:
+            return {}
+        fmt = "%(refname)%09%(taggername)%09%(taggeremail)%09%(taggerdate:unix)"
+        proc = _run(["for-each-ref", f"--format={fmt}", "refs/tags/paasta-*"], cwd=self.local_path)
+        if proc.returncode != 0:
+            raise GitError(f"cannot read tags of git repo {self.url}: {_why(proc)}")
+        out: dict[str, Tagger] = {}
+        for line in proc.stdout.decode(errors="replace").splitlines():
+            ref, name, email, when = [*line.split("\t"), "", "", ""][:4]
+            if name and when.isdigit():
+                out[ref] = Tagger(name=name, email=email.strip("<>"), time=float(when))
+        return out
+
+    def read_file(self, sha: str, path: str) -> bytes | None:
+        """The content of ``path`` at ``sha``, or None when it is not there."""
+        where = self._objects_for(sha)
+        proc = _run(["cat-file", "blob", f"{sha}:{path}"], cwd=where)
+        return proc.stdout if proc.returncode == 0 else None
+
+    def archive(self, sha: str, dest: IO[bytes]) -> None:
+        """Write a tar of the tree at ``sha`` (committed files only) to ``dest``."""
+        where = self._objects_for(sha)
+        proc = _run(["archive", "--format=tar", sha], cwd=where, stdout=dest)
+        if proc.returncode != 0:
+            raise GitError(f"cannot archive {sha} of git repo {self.url}: {_why(proc)}")
+
+    # -- writing -------------------------------------------------------------------------
+
+    def create_tag(self, name: str, sha: str, message: str) -> bool:
+        """Create the annotated tag ``name`` on ``sha``; False when a tag of that name exists."""
+        where = self._objects_for(sha)
+        env = _identity_env(where)
+        proc = _run(["tag", "--no-sign", "-a", "-m", message, "--", name, sha], cwd=where, env=env)
+        if proc.returncode != 0:
+            if "already exists" in proc.stderr.decode(errors="replace"):
+                return False
+            raise GitError(f"cannot create tag {name} in git repo {self.url}: {_why(proc)}")
+        if self.local_path is not None:
+            self._refs = None
+            return True
+        try:
+            push = _run(
+                ["push", "-q", "--", self.url, f"refs/tags/{name}:refs/tags/{name}"], cwd=where
+            )
+        finally:
+            _run(["tag", "-d", name], cwd=where)
+        if push.returncode != 0:
+            if "already exists" in push.stderr.decode(errors="replace"):
+                return False
+            raise GitError(f"cannot push tag {name} to git repo {self.url}: {_why(push)}")
+        self._refs = None
+        return True
+
+    # -- objects ---------------------------------------------------------------------------
+
+    def _objects_for(self, sha: str) -> Path:
+        """A repo that holds ``sha``: the local repo itself, or the scratch repo after a fetch."""
+        if self.local_path is not None:
+            return self.local_path
+        self._fetch(sha)
+        assert self._scratch is not None
+        return self._scratch
+
+    def _scratch_repo(self) -> Path:
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="paasport-git-"))
+            proc = _run(["init", "-q", "--bare", str(self._scratch)])
+            if proc.returncode != 0:
+                raise GitError(f"cannot create a scratch git repo: {_why(proc)}")
+        return self._scratch
+
+    def _fetch(self, sha: str) -> None:
+        scratch = self._scratch_repo()
+        if _run(["cat-file", "-e", f"{sha}^{{commit}}"], cwd=scratch).returncode == 0:
+            return
+        proc = _run(["fetch", "-q", "--no-tags", "--depth", "1", "--", self.url, sha], cwd=scratch)
+        if proc.returncode != 0:
+            why = _why(proc)
+            if "not our ref" in why or "couldn't find remote ref" in why or "no such" in why:
+                raise NotFoundError(f"commit {sha} does not exist in git repo {self.url}")
+            raise GitError(f"cannot fetch {sha} from git repo {self.url}: {why}")
+
+
+def _identity_env(where: Path) -> dict[str, str] | None:
+    """Tagger identity: git's own config, else ``user@host`` so tagging never stops to ask."""
+    if _run(["config", "--get", "user.email"], cwd=where).returncode == 0:
+        return None
+    env = _env()
+    user = getpass.getuser()
+    env.setdefault("GIT_COMMITTER_NAME", user)
+    env.setdefault("GIT_COMMITTER_EMAIL", f"{user}@{socket.gethostname()}")
+    return env

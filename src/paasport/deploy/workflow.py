@@ -1,0 +1,295 @@
+"""The deploy verbs as operations on one service: mark, start/stop, rollback, generate, history.
+
+Called by ``paasport.cli.deploy_cmds`` (which loads the soa-configs into a ServiceTarget);
+reads and writes tags through ``deploy.git.GitRepo``, decides with the pure ``deploy.tags``
+functions and writes deployments.json through ``deploy.deployments``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from paasport.deploy import tags
+from paasport.deploy.deployments import deployments_path, write_deployments
+from paasport.deploy.git import GitRepo, Tagger
+from paasport.errors import ConfigError, NotFoundError, PermanentError, UsageError
+
+# Attempts at a fresh timestamp when another writer took ours between reading and tagging.
+TAG_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class ServiceTarget:
+    """What the deploy verbs need to know about one service, from its soa-configs folder."""
+
+    service: str
+    git_url: str | None  # resolved (a relative path is made absolute by the caller)
+    deploy_groups: tuple[str, ...] = ()
+    control_branches: Mapping[str, str] = field(default_factory=dict)  # cluster.instance -> group
+    soa_dir: Path | None = None  # where <service>/deployments.json lives; None: never write
+
+    def require_git_url(self) -> str:
+        if not self.git_url:
+            raise UsageError(f"{self.service}: service.yaml has no git_url (or pass --git-url)")
+        return self.git_url
+
+    def require_group(self, deploy_group: str) -> None:
+        if deploy_group not in self.deploy_groups:
+            known = ", ".join(self.deploy_groups) or "none"
+            raise NotFoundError(
+                f"{self.service}: deploy group {deploy_group!r} is not in deploy.yaml "
+                f"(deploy groups: {known})"
+            )
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    path: Path | None
+    changed: bool
+    document: Mapping[str, object]
+
+
+@dataclass(frozen=True)
+class TagResult:
+    tag: str
+    sha: str
+    generated: GenerateResult | None
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One deploy or control tag, for ``deploy-history``."""
+
+    timestamp: str  # YYYYMMDDTHHMMSS (UTC), from the tag name
+    kind: str  # deploy | start | stop
+    target: str  # the deploy group, or cluster.instance for start/stop
+    deploy_group: str | None
+    sha: str
+    image_version: str | None
+    tagger: str | None  # "name <email>" of an annotated tag; None for lightweight tags
+    tag: str
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "time": tags.parse_timestamp(self.timestamp).isoformat(),
+            "timestamp": self.timestamp,
+            "kind": self.kind,
+            "target": self.target,
+            "deploy_group": self.deploy_group,
+            "git_sha": self.sha,
+            "image_version": self.image_version,
+            "tagger": self.tagger,
+            "tag": self.tag,
+        }
+
+
+def generate(target: ServiceTarget, repo: GitRepo | None, *, fresh: bool = True) -> GenerateResult:
+    """Regenerate ``<service>/deployments.json`` from the tags (``repo`` None: no git_url)."""
+    refs: Mapping[str, str] = {}
+    if repo is not None:
+        refs = repo.ls_remote() if fresh else repo.tag_refs()
+    document = tags.deployments_from_refs(target.service, refs, target.control_branches)
+    if target.soa_dir is None:
+        return GenerateResult(path=None, changed=False, document=document)
+    changed = write_deployments(target.soa_dir, target.service, document)
+    return GenerateResult(deployments_path(target.soa_dir, target.service), changed, document)
+
+
+def _check_writable(target: ServiceTarget) -> None:
+    """Refuse before tagging when deployments.json could not be regenerated afterwards."""
+    if target.soa_dir is None:
+        return
+    folder = target.soa_dir / target.service
+    if not folder.is_dir():
+        raise NotFoundError(f"unknown service {target.service!r}: no folder {folder}")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"{folder}: not writable, cannot regenerate deployments.json")
+
+
+def _create_tag(
+    repo: GitRepo,
+    sha: str,
+    message: str,
+    *,
+    now: float,
+    existing: list[str],
+    name_for: Callable[[str], str],
+) -> str:
+    """Tag ``sha`` at ``now`` or just after the newest ``existing`` timestamp of the same kind."""
+    for _ in range(TAG_ATTEMPTS):
+        stamp = tags.next_timestamp(now, existing)
+        name = name_for(stamp)
+        if repo.create_tag(name, sha, message):
+            return name
+        existing.append(stamp)  # somebody else took this second: go one later
+    raise PermanentError(f"could not create a unique tag in {repo.url} after {TAG_ATTEMPTS} tries")
+
+
+def mark_for_deployment(
+    target: ServiceTarget,
+    repo: GitRepo,
+    deploy_group: str,
+    commit: str,
+    *,
+    now: float,
+    image_version: str | None = None,
+    who: str = "paasport",
+) -> TagResult:
+    """Tag ``commit`` as what ``deploy_group`` runs, then regenerate deployments.json."""
+    target.require_group(deploy_group)
+    why = tags.check_deploy_group(deploy_group)
+    if why is None and image_version is not None:
+        why = tags.check_image_version(image_version)
+    if why is not None:
+        raise UsageError(f"{target.service}: {why}")
+    _check_writable(target)
+    sha = repo.resolve_commit(commit)
+    existing = [
+        t.timestamp for t in tags.deploy_tags(repo.tag_refs()) if t.deploy_group == deploy_group
+    ]
+    message = f"{who}: deploy {target.service} {deploy_group} at {sha}"
+    name = _create_tag(
+        repo,
+        sha,
+        message,
+        now=now,
+        existing=existing,
+        name_for=lambda stamp: tags.deploy_tag_name(deploy_group, stamp, image_version),
+    )
+    return TagResult(tag=name, sha=sha, generated=_regenerate(target, repo))
+
+
+def _regenerate(target: ServiceTarget, repo: GitRepo) -> GenerateResult | None:
+    return generate(target, repo) if target.soa_dir is not None else None
+
+
+def deployed(target: ServiceTarget, repo: GitRepo, deploy_group: str) -> tags.DeployTag:
+    """The newest deploy tag of the group; NotFoundError when it was never marked."""
+    latest = tags.latest_deploy_tags(repo.tag_refs(), [deploy_group]).get(deploy_group)
+    if latest is None:
+        raise NotFoundError(
+            f"{target.service}: deploy group {deploy_group!r} was never marked for deployment "
+            f"(run mark-for-deployment -s {target.service} -l {deploy_group} -c COMMIT)"
+        )
+    return latest
+
+
+def set_desired_state(
+    target: ServiceTarget,
+    repo: GitRepo,
+    cluster: str,
+    instance: str,
+    state: tags.ControlState,
+    *,
+    now: float,
+    who: str = "paasport",
+) -> TagResult:
+    """A start/stop tag on the sha the instance's deploy group runs (restart = a new start)."""
+    branch = f"{cluster}.{instance}"
+    group = target.control_branches.get(branch)
+    if group is None:
+        clusters = sorted({b.split(".", 1)[0] for b in target.control_branches})
+        if cluster not in clusters:
+            raise NotFoundError(
+                f"{target.service}: no instances on cluster {cluster!r} "
+                f"(clusters: {', '.join(clusters) or 'none'})"
+            )
+        raise NotFoundError(f"{target.service}: no instance {instance!r} on cluster {cluster!r}")
+    _check_writable(target)
+    current = deployed(target, repo, group)
+    existing = [t.timestamp for t in tags.control_tags(repo.tag_refs()) if t.branch == branch]
+    message = f"{who}: {state} {target.service} {branch} at {current.sha}"
+    name = _create_tag(
+        repo,
+        current.sha,
+        message,
+        now=now,
+        existing=existing,
+        name_for=lambda stamp: tags.control_tag_name(cluster, instance, stamp, state),
+    )
+    return TagResult(tag=name, sha=current.sha, generated=_regenerate(target, repo))
+
+
+def deployed_commits(refs: Mapping[str, str], deploy_group: str) -> list[tags.DeployTag]:
+    """Each sha ever deployed to the group, newest deploy first (one entry per sha)."""
+    seen: set[str] = set()
+    out: list[tags.DeployTag] = []
+    for tag in reversed(tags.deploy_tags(refs)):
+        if tag.deploy_group == deploy_group and tag.sha not in seen:
+            seen.add(tag.sha)
+            out.append(tag)
+    return out
+
+
+def rollback(
+    target: ServiceTarget,
+    repo: GitRepo,
+    deploy_group: str,
+    commit: str,
+    *,
+    now: float,
+    force: bool = False,
+    who: str = "paasport",
+) -> TagResult:
+    """Re-mark the group at a sha it ran before (any sha with ``force``)."""
+    target.require_group(deploy_group)
+    sha = repo.resolve_commit(commit)
+    if not force:
+        before = {t.sha for t in deployed_commits(repo.tag_refs(), deploy_group)}
+        if sha not in before:
+            raise PermanentError(
+                f"{target.service}: commit {sha[:12]} was never deployed to {deploy_group!r}; "
+                "pass --force to deploy it anyway"
+            )
+    return mark_for_deployment(target, repo, deploy_group, sha, now=now, who=f"{who} (rollback)")
+
+
+def history(
+    target: ServiceTarget, repo: GitRepo, deploy_group: str | None = None
+) -> list[HistoryEntry]:
+    """Deploy and start/stop tags, newest first; with a group, only that group's instances."""
+    if deploy_group is not None:
+        target.require_group(deploy_group)
+    refs = repo.tag_refs()
+    taggers = repo.taggers()
+    entries: list[HistoryEntry] = []
+    for d in tags.deploy_tags(refs):
+        if deploy_group is None or d.deploy_group == deploy_group:
+            entries.append(
+                HistoryEntry(
+                    d.timestamp,
+                    "deploy",
+                    d.deploy_group,
+                    d.deploy_group,
+                    d.sha,
+                    d.image_version,
+                    _who(taggers.get(d.ref)),
+                    d.ref.removeprefix(tags.TAG_PREFIX),
+                )
+            )
+    for c in tags.control_tags(refs):
+        group = target.control_branches.get(c.branch)
+        if deploy_group is None or group == deploy_group:
+            entries.append(
+                HistoryEntry(
+                    c.timestamp,
+                    c.state,
+                    c.branch,
+                    group,
+                    c.sha,
+                    None,
+                    _who(taggers.get(c.ref)),
+                    c.ref.removeprefix(tags.TAG_PREFIX),
+                )
+            )
+    entries.sort(key=lambda e: (e.timestamp, e.tag), reverse=True)
+    return entries
+
+
+def _who(tagger: Tagger | None) -> str | None:
+    if tagger is None:
+        return None
+    return f"{tagger.name} <{tagger.email}>" if tagger.email else tagger.name
