@@ -1,0 +1,390 @@
+"""One idempotent reconcile step for one service instance: desired app -> bounce plan -> engine.
+
+deployd calls ``reconcile_instance`` from its workers (never two at once for one instance); it
+computes the desired AppSpec (bounce.desired), asks bounce.plan for actions, performs them through
+the Engine and the Drainer, records events, and says when the instance wants another step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from paasport.bounce.actions import (
+    Action,
+    CreateAppVersion,
+    DeleteAppVersion,
+    DrainTask,
+    KillTask,
+    ScaleAppVersion,
+)
+from paasport.bounce.desired import desired_app
+from paasport.bounce.plan import BounceStatus, bounce_status, plan
+from paasport.engine.base import Engine
+from paasport.errors import PaasportError
+from paasport.monitoring.events import Event, Level
+from paasport.reconcile.drain import Drainer, NoopDrainer
+from paasport.types import AppSpec, AppVersion, DeploymentState, InstanceConfig, Task
+
+log = logging.getLogger("paasport.reconcile")
+
+DEAD_STATES = ("exited", "dead")
+
+
+class HealthSource(Protocol):
+    """The part of engine.health.HealthMonitor the reconciler uses."""
+
+    def with_health(self, app_versions: Sequence[AppVersion]) -> tuple[AppVersion, ...]: ...
+
+
+class EventSink(Protocol):
+    """The part of monitoring.events.EventLog the reconciler uses."""
+
+    def record(self, event: Event) -> None: ...
+
+
+@dataclass(frozen=True)
+class ReconcilerSettings:
+    """Timings of the reconciler; tests shorten them."""
+
+    stop_grace_seconds: float = 10.0  # SIGTERM -> SIGKILL for a drained task
+    kill_grace_seconds: float = 1.0  # the same for KillTask of a live task (brutal, surplus)
+    recheck_seconds: float = 1.0  # next step while a bounce or a drain is in progress
+    crash_log_lines: int = 5
+
+
+@dataclass
+class InstanceMemory:
+    """What deployd remembers about one instance between steps. Losing it (a restart) is safe:
+    drains start again, crash backoff starts from zero, the engine still holds the real state."""
+
+    draining_since: dict[str, float] = field(default_factory=dict)
+    crash_times: list[float] = field(default_factory=list)
+    seen_corpses: set[str] = field(default_factory=set)
+    bouncing: bool = False
+    last_step_finished: float = 0.0
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one step did and when the instance wants the next one (None: when something changes)."""
+
+    performed: tuple[Action, ...]
+    again_in: float | None
+    status: BounceStatus | None
+    desired: AppSpec | None
+    waiting_on: str = ""
+
+
+def reconcile_instance(
+    config: InstanceConfig | None,
+    deployment: DeploymentState | None,
+    observed: Sequence[AppVersion],
+    engine: Engine,
+    health: HealthSource,
+    drainer: Drainer,
+    events: EventSink,
+    now: float,
+    *,
+    memory: InstanceMemory | None = None,
+    settings: ReconcilerSettings | None = None,
+    registry: str | None = None,
+    service: str | None = None,
+    instance: str | None = None,
+) -> StepResult:
+    """Move one instance one step towards its declared state.
+
+    ``config`` None: the instance vanished from the configs (every app version is removed).
+    ``deployment`` None: never marked for deployment (nothing to do; running tasks are kept).
+    """
+    memory = memory if memory is not None else InstanceMemory()
+    settings = settings or ReconcilerSettings()
+    service = config.service if config else service
+    instance = config.instance if config else instance
+    if service is None or instance is None:
+        raise ValueError("reconcile_instance needs a config or service and instance")
+    if config is not None and deployment is None:
+        return StepResult((), None, None, None, "not marked for deployment")
+
+    desired: AppSpec | None = None
+    if config is not None and deployment is not None:
+        desired = desired_app(config, deployment, registry)
+    observed = _mark_draining(health.with_health(observed), memory)
+    if desired is None and not observed:
+        return StepResult((), None, None, None)
+
+    method = config.bounce_method if config else "brutal"
+    margin = config.bounce_margin_factor if config else 1.0
+    actions = plan(desired, observed, method, margin, now)
+    actions, backoff_wait = _apply_crash_backoff(
+        actions, desired, config, engine, events, memory, settings, now
+    )
+    cluster = engine.cluster
+    ctx = _Context(service, instance, cluster, config, engine, drainer, events, settings, now)
+
+    status = bounce_status(desired, observed) if desired is not None else None
+    replacing = any(
+        av.tasks for av in observed if desired and av.config_hash != desired.config_hash
+    )
+    if status is not None and status.in_progress and replacing and not memory.bouncing:
+        memory.bouncing = True
+        ctx.event("info", "bounce", f"{method} bounce to {desired_id(desired)} started")
+
+    performed, waiting = _perform(actions, observed, memory, ctx)
+
+    if status is not None and memory.bouncing and not status.in_progress and not actions:
+        memory.bouncing = False
+        ctx.event("info", "bounce", f"bounce to {desired_id(desired)} finished")
+    if desired is None and not performed and not observed:
+        memory.bouncing = False
+
+    memory.last_step_finished = now
+    busy = bool(actions) or bool(memory.draining_since) or bool(status and status.in_progress)
+    again: float | None = settings.recheck_seconds if busy else None
+    if backoff_wait is not None:
+        again = backoff_wait if again is None else min(again, backoff_wait)
+    waiting_on = waiting or (status.waiting_on if status else "")
+    return StepResult(performed, again, status, desired, waiting_on)
+
+
+CRASH_WINDOW_SECONDS = 600.0
+MAX_BACKOFF_SECONDS = 300.0
+
+
+def next_start_after(crash_times: Sequence[float], backoff_seconds: float, now: float) -> float:
+    """When the replacement of a crashed task may start: at once after the first crash in the
+    window, then ``backoff_seconds`` doubling per further crash, capped at 5 minutes."""
+    recent = sorted(t for t in crash_times if now - t <= CRASH_WINDOW_SECONDS)
+    if len(recent) <= 1:
+        return now
+    delay = min(MAX_BACKOFF_SECONDS, backoff_seconds * 2.0 ** (len(recent) - 2))
+    return recent[-1] + delay
+
+
+def desired_id(desired: AppSpec | None) -> str:
+    if desired is None:
+        return "nothing"
+    return f"git {desired.git_sha[:8]} config {desired.config_hash[:8]}"
+
+
+@dataclass(frozen=True)
+class _Context:
+    service: str
+    instance: str
+    cluster: str
+    config: InstanceConfig | None
+    engine: Engine
+    drainer: Drainer
+    events: EventSink
+    settings: ReconcilerSettings
+    now: float
+
+    def event(
+        self, level: Level, kind: str, message: str, data: dict[str, object] | None = None
+    ) -> None:
+        log.info("%s.%s: %s", self.service, self.instance, message)
+        try:
+            self.events.record(
+                Event(
+                    time=self.now,
+                    level=level,
+                    kind=kind,
+                    service=self.service,
+                    instance=self.instance,
+                    cluster=self.cluster,
+                    message=message,
+                    data=data or {},
+                )
+            )
+        except PaasportError as err:  # the event log must never stop a bounce
+            log.warning("cannot record event: %s", err)
+
+
+def _mark_draining(
+    observed: Sequence[AppVersion], memory: InstanceMemory
+) -> tuple[AppVersion, ...]:
+    """Copy ``Task.draining`` from the drain ledger; forget ledger entries of vanished tasks."""
+    live = {t.task_id for av in observed for t in av.tasks}
+    for task_id in list(memory.draining_since):
+        if task_id not in live:
+            del memory.draining_since[task_id]
+    memory.seen_corpses &= live
+    if not memory.draining_since:
+        return tuple(observed)
+    out = []
+    for av in observed:
+        tasks = tuple(
+            dataclasses.replace(t, draining=True) if t.task_id in memory.draining_since else t
+            for t in av.tasks
+        )
+        out.append(dataclasses.replace(av, tasks=tasks))
+    return tuple(out)
+
+
+def _is_corpse_of(task: Task, desired: AppSpec | None) -> bool:
+    return (
+        desired is not None
+        and task.state in DEAD_STATES
+        and task.config_hash == desired.config_hash
+    )
+
+
+def _apply_crash_backoff(
+    actions: tuple[Action, ...],
+    desired: AppSpec | None,
+    config: InstanceConfig | None,
+    engine: Engine,
+    events: EventSink,
+    memory: InstanceMemory,
+    settings: ReconcilerSettings,
+    now: float,
+) -> tuple[tuple[Action, ...], float | None]:
+    """Record each dead task of the desired version once, and hold its replacement back
+    (keeping the corpse, so status can show its exit code) until the crash backoff allows it."""
+    corpses = [
+        a.task for a in actions if isinstance(a, KillTask) and _is_corpse_of(a.task, desired)
+    ]
+    if not corpses or config is None:
+        return actions, None
+    ctx = _Context(
+        config.service,
+        config.instance,
+        engine.cluster,
+        config,
+        engine,
+        NoopDrainer(),
+        events,
+        settings,
+        now,
+    )
+    for task in corpses:
+        if task.task_id in memory.seen_corpses:
+            continue
+        memory.seen_corpses.add(task.task_id)
+        memory.crash_times.append(now)
+        last_lines = _last_log_lines(engine, task, settings.crash_log_lines)
+        data: dict[str, object] = {
+            "task": task.name or task.task_id,
+            "exit_code": task.exit_code,
+            "last_lines": last_lines,
+        }
+        if task.oom_killed:
+            ctx.event(
+                "error",
+                "oom",
+                f"task {task.name or task.task_id} was OOM-killed (mem {config.mem:g} MB)",
+                data,
+            )
+        else:
+            tail = f": {last_lines[-1]}" if last_lines else ""
+            ctx.event(
+                "warning",
+                "crash",
+                f"task {task.name or task.task_id} exited with code {task.exit_code}{tail}",
+                data,
+            )
+    start_at = next_start_after(memory.crash_times, config.backoff_seconds, now)
+    if start_at <= now:
+        return actions, None
+    held = tuple(
+        a
+        for a in actions
+        if not (isinstance(a, KillTask) and _is_corpse_of(a.task, desired))
+        and not isinstance(a, ScaleAppVersion)
+    )
+    return held, start_at - now
+
+
+def _last_log_lines(engine: Engine, task: Task, n: int) -> list[str]:
+    try:
+        lines = [
+            line.message.rstrip("\n")
+            for line in engine.logs(task.service, task.instance, follow=False, tail=n * 4)
+            if line.task_id == task.task_id
+        ]
+    except PaasportError:
+        return []
+    return lines[-n:]
+
+
+def _perform(
+    actions: Sequence[Action],
+    observed: Sequence[AppVersion],
+    memory: InstanceMemory,
+    ctx: _Context,
+) -> tuple[tuple[Action, ...], str]:
+    """Carry out the plan: creates and scales first, then stops (in parallel), then deletes."""
+    performed: list[Action] = []
+    waiting = ""
+    stops: list[tuple[Action, Task, float]] = []
+    drainer = ctx.drainer
+    if ctx.config is not None and ctx.config.drain_method == "noop":
+        drainer = NoopDrainer()
+    for action in actions:
+        if isinstance(action, CreateAppVersion):
+            ctx.engine.create_app_version(action.spec, action.count)
+            ctx.event(
+                "info", "deploy", f"started {action.count} task(s) of {desired_id(action.spec)}"
+            )
+            performed.append(action)
+        elif isinstance(action, ScaleAppVersion):
+            ctx.engine.scale_app_version(action.spec, action.count)
+            performed.append(action)
+        elif isinstance(action, DrainTask):
+            task = action.task
+            if task.task_id not in memory.draining_since:
+                drainer.start(task, ctx.config)
+                memory.draining_since[task.task_id] = ctx.now
+            performed.append(action)
+        elif isinstance(action, KillTask):
+            task = action.task
+            grace = 0.0 if task.state in DEAD_STATES else ctx.settings.kill_grace_seconds
+            stops.append((action, task, grace))
+    # Every task being drained (this step or earlier) is stopped once its drain is done.
+    killing = {t.task_id for _, t, _ in stops}
+    timeout = ctx.config.drain_timeout_seconds if ctx.config else 0.0
+    for task in (t for av in observed for t in av.tasks):
+        since = memory.draining_since.get(task.task_id)
+        if since is None or task.task_id in killing:
+            continue
+        status = drainer.status(task, ctx.config, ctx.now)
+        if status.done or ctx.now - since >= timeout:
+            stops.append((DrainTask(task), task, ctx.settings.stop_grace_seconds))
+        else:
+            waiting = f"draining {task.name or task.task_id}: {status.waiting_on}"
+    if stops:
+        _stop_all(stops, drainer, ctx)
+        performed.extend(a for a, _, _ in stops if isinstance(a, KillTask))
+        for _, task, _ in stops:
+            memory.draining_since.pop(task.task_id, None)
+        replaced = [t for a, t, _ in stops if isinstance(a, DrainTask) or t.state == "running"]
+        if replaced:
+            names = ", ".join(t.name or t.task_id[:12] for t in replaced)
+            ctx.event("info", "bounce", f"stopped {len(replaced)} task(s): {names}")
+    for action in actions:
+        if isinstance(action, DeleteAppVersion):
+            ctx.engine.delete_app_version(action.service, action.instance, action.config_hash)
+            ctx.event("info", "deploy", f"removed app version config {action.config_hash[:8]}")
+            performed.append(action)
+    return tuple(performed), waiting
+
+
+def _stop_all(stops: Sequence[tuple[Action, Task, float]], drainer: Drainer, ctx: _Context) -> None:
+    """Stop tasks concurrently (each may wait its grace period); the first error wins."""
+
+    def stop(task: Task, grace: float) -> None:
+        ctx.engine.stop_task(task.task_id, grace)
+        drainer.forget(task)
+
+    if len(stops) == 1:
+        _, task, grace = stops[0]
+        stop(task, grace)
+        return
+    with ThreadPoolExecutor(max_workers=min(8, len(stops))) as pool:
+        futures = [pool.submit(stop, task, grace) for _, task, grace in stops]
+        for fut in futures:
+            fut.result()

@@ -1,0 +1,253 @@
+"""Unit tests of reconcile_instance over fakes: one step, and whole bounces step by step."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from fake_engine import FakeDrainer, FakeEngine, FakeEvents, FakeHealth
+
+from paasport.bounce.actions import CreateAppVersion, ScaleAppVersion
+from paasport.bounce.desired import desired_app
+from paasport.reconcile.reconciler import (
+    InstanceMemory,
+    ReconcilerSettings,
+    StepResult,
+    reconcile_instance,
+)
+from paasport.types import BounceMethod, DeploymentState, InstanceConfig
+
+SETTINGS = ReconcilerSettings(stop_grace_seconds=2.0, kill_grace_seconds=0.5)
+
+
+def cfg(**kw: object) -> InstanceConfig:
+    base: dict[str, object] = dict(
+        service="web",
+        cluster="test",
+        instance="main",
+        deploy_group="test.main",
+        instances=3,
+        drain_method="noop",
+        drain_timeout_seconds=30.0,
+        backoff_seconds=10.0,
+    )
+    base.update(kw)
+    return InstanceConfig(**base)  # type: ignore[arg-type]
+
+
+def dep(sha: str = "a" * 40, state: str = "start", force: str | None = None) -> DeploymentState:
+    return DeploymentState(
+        docker_image=f"services-web:paasta-{sha}",
+        git_sha=sha,
+        desired_state=state,
+        force_bounce=force,  # type: ignore[arg-type]
+    )
+
+
+class World:
+    """An engine, health, drainer, events and one instance's memory, stepped with a clock."""
+
+    def __init__(self, health_default: str = "healthy") -> None:
+        self.engine = FakeEngine()
+        self.health = FakeHealth(default=health_default)  # type: ignore[arg-type]
+        self.drainer = FakeDrainer()
+        self.events = FakeEvents()
+        self.memory = InstanceMemory()
+        self.now = 1000.0
+
+    def step(self, config: InstanceConfig | None, deployment: DeploymentState | None) -> StepResult:
+        self.now += 1.0
+        return reconcile_instance(
+            config,
+            deployment,
+            self.engine.list_app_versions("web", "main"),
+            self.engine,
+            self.health,
+            self.drainer,
+            self.events,
+            self.now,
+            memory=self.memory,
+            settings=SETTINGS,
+            service="web",
+            instance="main",
+        )
+
+    def converge(
+        self, config: InstanceConfig | None, deployment: DeploymentState | None, limit: int = 50
+    ) -> list[StepResult]:
+        results = []
+        for _ in range(limit):
+            result = self.step(config, deployment)
+            results.append(result)
+            if not result.performed and result.again_in is None:
+                return results
+        raise AssertionError(f"did not converge in {limit} steps: {results[-1]}")
+
+
+def test_first_deploy_creates_the_app_version_then_converges() -> None:
+    w = World()
+    first = w.step(cfg(), dep())
+    assert [type(a) for a in first.performed] == [CreateAppVersion]
+    assert first.again_in == SETTINGS.recheck_seconds
+    assert len(w.engine.live()) == 3
+    w.converge(cfg(), dep())
+    assert w.engine.calls["create"] == 1  # never a second app version for the same hash
+    assert not w.events.messages("bounce")  # a first deploy is not a bounce
+
+
+def test_never_marked_instance_has_nothing_to_do() -> None:
+    w = World()
+    result = w.step(cfg(), None)
+    assert result.performed == () and result.again_in is None
+    assert result.waiting_on == "not marked for deployment"
+    assert not w.engine.tasks
+
+
+def test_instance_removed_from_configs_loses_every_task_and_version() -> None:
+    w = World()
+    w.converge(cfg(), dep())
+    w.converge(None, None)
+    assert not w.engine.tasks
+    assert w.engine.calls["create"] == 1
+
+
+@pytest.mark.parametrize(
+    "method,margin",
+    [
+        ("crossover", 1.0),
+        ("crossover", 0.5),
+        ("upthendown", 1.0),
+        ("downthenup", 1.0),
+        ("brutal", 1.0),
+    ],
+)
+def test_a_bounce_ends_with_only_the_new_version(method: BounceMethod, margin: float) -> None:
+    w = World()
+    old = cfg(bounce_method=method, bounce_margin_factor=margin)
+    w.converge(old, dep())
+    new = cfg(bounce_method=method, bounce_margin_factor=margin, env={"A": "1"})
+    new_hash = desired_app(new, dep()).config_hash
+    w.converge(new, dep())
+    assert len(w.engine.live()) == 3
+    assert {t.config_hash for t in w.engine.tasks.values()} == {new_hash}
+    bounce = w.events.messages("bounce")
+    assert any("bounce to" in m and "started" in m for m in bounce), bounce
+    assert any("finished" in m for m in bounce), bounce
+
+
+def test_crossover_never_drops_below_the_margin_while_new_tasks_warm_up() -> None:
+    w = World()
+    w.converge(cfg(), dep())
+    new = cfg(env={"A": "2"})
+    new_hash = desired_app(new, dep()).config_hash
+    w.health.default = "unknown"  # new tasks are not healthy until we say so
+    for t in w.engine.live():
+        w.health.per_task[t.task_id] = "healthy"
+    target = math.ceil(3 * 1.0)
+    for i in range(40):
+        w.step(new, dep())
+        healthy = [t for t in w.engine.live() if w.health.per_task.get(t.task_id) == "healthy"]
+        assert len(healthy) >= target, f"step {i}: {len(healthy)} healthy"
+        # one new task becomes healthy per step
+        warming = [
+            t for t in w.engine.live(new_hash) if w.health.per_task.get(t.task_id) != "healthy"
+        ]
+        if warming:
+            w.health.per_task[warming[0].task_id] = "healthy"
+        elif not [t for t in w.engine.tasks.values() if t.config_hash != new_hash]:
+            break
+    assert {t.config_hash for t in w.engine.tasks.values()} == {new_hash}
+
+
+def test_drain_waits_for_the_drainer_then_for_the_timeout() -> None:
+    w = World()
+    w.converge(cfg(drain_method="proxy", instances=1), dep())
+    old_task = w.engine.live()[0]
+    new = cfg(drain_method="proxy", instances=1, env={"B": "1"}, drain_timeout_seconds=5.0)
+    w.step(new, dep())  # creates the new version (healthy at once) ...
+    result = w.step(new, dep())  # ... then starts draining the old task
+    assert old_task.task_id in w.drainer.started
+    assert old_task.task_id in w.engine.tasks
+    assert "draining" in result.waiting_on
+    w.drainer.done.add(old_task.task_id)
+    w.step(new, dep())
+    assert old_task.task_id not in w.engine.tasks
+    assert (old_task.task_id, SETTINGS.stop_grace_seconds) in w.engine.stopped
+    assert old_task.task_id in w.drainer.forgotten
+
+
+def test_drain_timeout_stops_the_task_anyway() -> None:
+    w = World()
+    w.converge(cfg(drain_method="proxy", instances=1), dep())
+    old_task = w.engine.live()[0]
+    new = cfg(drain_method="proxy", instances=1, env={"B": "1"}, drain_timeout_seconds=3.0)
+    for _ in range(6):
+        w.step(new, dep())
+    assert old_task.task_id not in w.engine.tasks
+
+
+def test_stop_removes_every_task_and_start_brings_them_back() -> None:
+    w = World()
+    w.converge(cfg(), dep())
+    w.converge(cfg(), dep(state="stop"))
+    assert not w.engine.live()
+    w.converge(cfg(), dep(state="start"))
+    assert len(w.engine.live()) == 3
+
+
+def test_scaling_only_scales() -> None:
+    w = World()
+    w.converge(cfg(), dep())
+    w.converge(cfg(instances=5), dep())
+    assert w.engine.calls["create"] == 1
+    assert len(w.engine.live()) == 5
+    assert len({t.config_hash for t in w.engine.tasks.values()}) == 1
+
+
+def test_a_dead_task_is_recorded_and_replaced_with_backoff() -> None:
+    w = World()
+    w.converge(cfg(), dep())
+    victim = w.engine.live()[0]
+    w.engine.log_lines[victim.task_id] = ["starting", "panic: no database"]
+    w.engine.crash(victim.task_id, exit_code=3)
+    result = w.step(cfg(), dep())  # first crash: replaced at once
+    assert any(isinstance(a, ScaleAppVersion) for a in result.performed)
+    assert len(w.engine.live()) == 3
+    crash = [e for e in w.events.events if e.kind == "crash"]
+    assert len(crash) == 1
+    assert "code 3" in crash[0].message and "panic: no database" in crash[0].message
+    assert crash[0].data["last_lines"] == ["starting", "panic: no database"]
+
+    second = w.engine.live()[0]
+    w.engine.crash(second.task_id, exit_code=3)
+    held = w.step(cfg(), dep())  # second crash soon after: held back, corpse kept
+    assert not any(isinstance(a, ScaleAppVersion) for a in held.performed)
+    assert second.task_id in w.engine.tasks
+    assert held.again_in is not None and held.again_in > 0
+    again = w.step(cfg(), dep())
+    assert len([e for e in w.events.events if e.kind == "crash"]) == 2  # recorded once each
+    assert not any(isinstance(a, ScaleAppVersion) for a in again.performed)
+    w.now += 600
+    w.converge(cfg(), dep())
+    assert len(w.engine.live()) == 3
+    assert second.task_id not in w.engine.tasks
+
+
+def test_oom_kill_is_its_own_event() -> None:
+    w = World()
+    w.converge(cfg(mem=64.0), dep())
+    victim = w.engine.live()[0]
+    w.engine.crash(victim.task_id, exit_code=137, oom=True)
+    w.step(cfg(mem=64.0), dep())
+    oom = [e for e in w.events.events if e.kind == "oom"]
+    assert len(oom) == 1 and "OOM" in oom[0].message and "64 MB" in oom[0].message
+
+
+def test_an_empty_old_version_is_deleted() -> None:
+    w = World()
+    w.converge(cfg(instances=1), dep())
+    old_task = w.engine.live()[0]
+    w.engine.crash(old_task.task_id, exit_code=0)  # the old version holds only a corpse
+    w.converge(cfg(instances=1, env={"C": "1"}), dep())
+    assert w.engine.calls["delete"] == 1
+    assert old_task.task_id not in w.engine.tasks
