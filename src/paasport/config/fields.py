@@ -1,0 +1,411 @@
+"""The fields of every soa-configs file kind and of paasport.yaml, as ``config.spec`` tables.
+
+Read by ``config.tree`` and ``config.system`` (validation) and ``config.schema`` (JSON Schema).
+PaaSTA fields paasport does not implement are listed per kind: they validate with a warning.
+"""
+
+from __future__ import annotations
+
+from paasport.config.spec import (
+    Bool,
+    Custom,
+    Duration,
+    Enum,
+    Int,
+    Issue,
+    ListOf,
+    MapOf,
+    Nullable,
+    Num,
+    Obj,
+    Spec,
+    Str,
+    describe,
+)
+
+# Names. Instances and namespaces: PaaSTA's schema pattern; services: DESIGN.md's.
+INSTANCE_NAME = r"[a-z0-9]|[a-z0-9][a-z0-9_-]*[a-z0-9]"
+SERVICE_NAME = r"[a-z0-9][a-z0-9_-]*"
+REGISTRATION = r"[a-z0-9][a-z0-9_-]*\.[a-z0-9_-]+"
+HEALTHCHECK_URI = r"/[-_0-9a-zA-Z/?&.=%~+:,]*"
+STEP_NAME = r"[a-zA-Z0-9_.-]+"
+
+
+def _priority(value: object) -> tuple[object, str | None]:
+    if isinstance(value, str):
+        return value, None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value), None
+    return None, f"expected a string or an integer, found {describe(value)}"
+
+
+def _email(value: object) -> tuple[object, str | None]:
+    if value is False:
+        return None, None
+    if isinstance(value, str):
+        return value, None
+    return None, f"expected an email address (or false), found {describe(value)}"
+
+
+def _realert(value: object) -> tuple[object, str | None]:
+    if value == -1 and not isinstance(value, bool):
+        return -1.0, None  # PaaSTA's exponential back-off; tree.py maps it with a warning
+    out: list[Issue] = []
+    result = Duration().check(value, (), out)
+    if out:
+        return (
+            None,
+            f'expected a duration (seconds, or text like "1h") or -1, found {describe(value)}',
+        )
+    return result, None
+
+
+MONITORING_FIELDS: dict[str, Spec] = {
+    "team": Str(description="owning team; alerts are routed to it"),
+    "page": Bool(description="page the team (critical alerts)"),
+    "notification_email": Custom(
+        _email,
+        {"anyOf": [{"type": "string"}, {"const": False}]},
+        description="where email alerts go (false: none)",
+    ),
+    "slack_channels": ListOf(Str(), description="Slack channels (webhook sink)"),
+    "runbook": Str(description="link or text telling the responder what to do"),
+    "tip": Str(description="a one-line hint shown with alerts"),
+    "alert_after": Duration(description="how long a check must fail before it alerts"),
+    "realert_every": Custom(
+        _realert,
+        {"anyOf": [{"type": "number"}, {"type": "string"}]},
+        description="repeat a firing alert this often (duration)",
+    ),
+    "ticket": Bool(description="open a ticket"),
+    "priority": Custom(
+        _priority, {"type": ["string", "integer"]}, description="ticket priority, e.g. '3'"
+    ),
+    "description": Str(description="what the alert means"),
+    "replication_threshold": Int(0, 100, "PaaSTA's crit percent for the replication check"),
+    "replication_warn_percent": Num(0, 100, description="warn below this % of healthy tasks"),
+    "replication_crit_percent": Num(0, 100, description="crit below this % of healthy tasks"),
+}
+MONITORING_UNUSED = frozenset(
+    {
+        "irc_channels",
+        "project",
+        "tags",
+        "component",
+        "check_every",
+        "check_oom_events",
+        "dependencies",
+        "issuetype",
+        "page_nonprod",
+        "check_that_every_day_has_a_successful_run",
+        "page_for_expected_runtime",
+    }
+)
+MONITORING = Obj(MONITORING_FIELDS, unused=MONITORING_UNUSED, description="monitoring.yaml")
+
+VOLUME = Obj(
+    {
+        "containerPath": Str(r"/.*", "an absolute path"),
+        "hostPath": Str(r"/.*", "an absolute path"),
+        "mode": Enum(("RO", "RW")),
+    },
+    required=frozenset({"containerPath", "hostPath"}),
+)
+
+INSTANCE_FIELDS: dict[str, Spec] = {
+    "cpus": Num(0, lo_exclusive=True, description="CPU share (limit)"),
+    "mem": Num(32, description="memory limit in MB"),
+    "disk": Num(0, lo_exclusive=True, description="disk in MB"),
+    "instances": Int(0, description="number of tasks"),
+    "min_instances": Int(0, description="autoscaling range: lowest"),
+    "max_instances": Int(0, description="autoscaling range: highest"),
+    "cmd": Str(what="a string (run by /bin/sh -c; use args for a list)"),
+    "args": ListOf(Str(), description="command as a list (exec form)"),
+    "env": MapOf(
+        Str(what="a string (quote numbers and booleans)"),
+        key_pattern=r"[A-Za-z_][A-Za-z0-9_.-]*",
+        key_what="an environment variable name",
+        description="environment variables",
+    ),
+    "deploy_group": Str(description="deploy.yaml step supplying the version; {cluster} etc."),
+    "bounce_method": Enum(("crossover", "upthendown", "downthenup", "brutal")),
+    "bounce_margin_factor": Num(0, 1, lo_exclusive=True),
+    "healthcheck_mode": Enum(("http", "tcp", "cmd"), aliases={"https": "http"}),
+    "healthcheck_uri": Str(HEALTHCHECK_URI, "a path starting with /"),
+    "healthcheck_cmd": Str(description="run by /bin/sh -c inside the task"),
+    "healthcheck_grace_period_seconds": Num(0),
+    "healthcheck_interval_seconds": Num(0, lo_exclusive=True),
+    "healthcheck_timeout_seconds": Num(0, lo_exclusive=True),
+    "healthcheck_max_consecutive_failures": Int(1),
+    "registrations": ListOf(
+        Str(REGISTRATION, "a namespace name like service.namespace"), unique=True
+    ),
+    "container_port": Int(1, 65535),
+    "net": Enum(("bridge", "host")),
+    "extra_volumes": ListOf(VOLUME, description="host bind mounts"),
+    "monitoring": Obj(
+        MONITORING_FIELDS, unused=MONITORING_UNUSED, description="overrides of monitoring.yaml"
+    ),
+    "drain_method": Enum(
+        ("proxy", "noop"), aliases={"hacheck": "proxy", "http": "proxy", "test": "noop"}
+    ),
+    "drain_timeout_seconds": Num(0),
+    "backoff_seconds": Num(0),
+    "replication_threshold": Int(0, 100, "PaaSTA's crit percent for the replication check"),
+}
+
+# PaaSTA instance fields (paasta-spec.md §1.4, §1.5, §1.6) that paasport accepts and ignores.
+INSTANCE_UNUSED = frozenset(
+    {
+        "pool",
+        "cpu_burst_add",
+        "cfs_period_us",
+        "gpus",
+        "deploy_blacklist",
+        "deploy_whitelist",
+        "secret_volumes",
+        "persistent_volumes",
+        "aws_ebs_volumes",
+        "projected_sa_volumes",
+        "uses_bulkdata",
+        "cap_add",
+        "privileged",
+        "extra_docker_args",
+        "iam_role",
+        "iam_role_provider",
+        "boto_keys",
+        "crypto_keys",
+        "datastore_credentials",
+        "ssm_secrets",
+        "cost_owner",
+        "namespace",
+        "role",
+        "dependencies_reference",
+        "constraints",
+        "extra_constraints",
+        "autoscaling",
+        "sfn_autoscaling",
+        "bounce_overprovision_factor",
+        "bounce_health_params",
+        "bounce_start_deadline",
+        "bounce_priority",
+        "drain_method_params",
+        "lifecycle",
+        "node_selectors",
+        "node_selectors_preferred",
+        "anti_affinity",
+        "anti_affinity_preferred",
+        "topology_spread_constraints",
+        "weight",
+        "routable_ip",
+        "prometheus_shard",
+        "prometheus_path",
+        "prometheus_port",
+        "is_istio_sidecar_injection_enabled",
+        "enable_aws_lb_readiness_gate",
+        "service_account_name",
+        "fs_group",
+        "fs_group_change_policy",
+        "pod_management_policy",
+        "unhealthy_pod_eviction_policy",
+        "sidecar_resource_requirements",
+        "autotune_limits",
+        "host_port",
+        "backoff_factor",
+        "max_launch_delay_seconds",
+        "monitoring_blacklist",
+        "should_ping_for_unhealthy_pods",
+        "marathon_shard",
+        "previous_marathon_shards",
+        "security",
+        "accepted_resource_roles",
+        "nerve_ns",
+    }
+)
+INSTANCE = Obj(INSTANCE_FIELDS, unused=INSTANCE_UNUSED, description="one instance")
+
+SERVICE_OWN_FIELDS: dict[str, Spec] = {
+    "description": Str(description="what the service does"),
+    "git_url": Nullable(
+        Str(description="the service's git repo: URL, or a path (relative: to this folder)")
+    ),
+    "docker_registry": Str(description="registry for this service's images (host:port)"),
+}
+SERVICE_OWN_UNUSED = frozenset({"external_link", "cost_owner", "needs_puppet_help"})
+# service.yaml: its own keys plus any instance field as a default for every instance (PaaSTA §1.2)
+SERVICE = Obj(
+    {**INSTANCE_FIELDS, **SERVICE_OWN_FIELDS},
+    unused=INSTANCE_UNUSED | SERVICE_OWN_UNUSED,
+    description="service.yaml: owner and build facts, and defaults for every instance",
+)
+
+NAMESPACE_FIELDS: dict[str, Spec] = {
+    "proxy_port": Nullable(Int(19000, 21000, "HAProxy port on every host; null: no listener")),
+    "mode": Enum(("http", "tcp"), aliases={"https": "http", "http2": "http"}),
+    "healthcheck_mode": Enum(("http", "tcp"), aliases={"https": "http", "http2": "http"}),
+    "healthcheck_uri": Str(HEALTHCHECK_URI, "a path starting with /"),
+    "healthcheck_port": Int(0, 65535),
+    "healthcheck_timeout_s": Num(0, 10),
+    "timeout_connect_ms": Int(0, 60000),
+    "timeout_server_ms": Int(0, 86400000),
+    "timeout_client_ms": Int(0, 86400000),
+    "retries": Int(0, 10),
+    "balance": Enum(("roundrobin", "leastconn")),
+    "extra_healthcheck_headers": MapOf(Str()),
+}
+NAMESPACE_UNUSED = frozenset(
+    {
+        "healthcheck_body_expect",
+        "updown_timeout_s",
+        "idle_timeout",
+        "endpoint_timeouts",
+        "allredisp",
+        "lb_policy",
+        "advertise",
+        "discover",
+        "extra_advertise",
+        "extra_headers",
+        "proxied_through",
+        "clb_proxy",
+        "is_proxy",
+        "vip_upgrade",
+        "choice_count",
+        "chaos",
+        "fixed_delay",
+        "plugins",
+        "allow_websocket_upgrade",
+        "port",
+        "monitoring",
+    }
+)
+NAMESPACE = Obj(
+    NAMESPACE_FIELDS,
+    required=frozenset({"proxy_port"}),
+    unused=NAMESPACE_UNUSED,
+    description="one discovery namespace",
+)
+
+STEP_UNUSED = frozenset(
+    {
+        "trigger_next_step_manually",
+        "display_step_for_confirmation",
+        "confirmation_required",
+        "disabled",
+        "wait_for_deployment",
+        "auto_rollback",
+        "auto_certify_delay",
+        "auto_abandon_delay",
+        "auto_rollback_delay",
+        "timeout",
+        "warn",
+        "command",
+        "slack_notify",
+        "ignore_failure",
+        "notify_after_mark",
+        "notify_after_good_deploy",
+        "notify_after_auto_rollback",
+        "notify_after_abort",
+        "deployment_steps",
+        "abandon_above_breakage_pct",
+        "complete_below_breakage_pct",
+        "prompt_after_abandon",
+        "confirm_complete",
+        "enable_automated_redeploys",
+        "alertmanager_rollback",
+        "alertmanager_rollback_dry_run",
+        "alertmanager_poll_interval_s",
+        "enable_crashloop_auto_rollback",
+        "min_restarts_for_crashloop_rollback",
+        "crashloop_rollback_percentage_threshold",
+        "service_account",
+    }
+)
+STEP = Obj(
+    {"step": Str(STEP_NAME, "a step name (letters, digits, _ . -)")},
+    required=frozenset({"step"}),
+    unused=STEP_UNUSED,
+)
+PARALLEL = Obj(
+    {"parallel": ListOf(STEP)},
+    required=frozenset({"parallel"}),
+    unused=frozenset({"trigger_next_step_manually"}),
+)
+
+
+def _step(value: object) -> tuple[object, str | None]:
+    # a step is `{step: ...}` or `{parallel: [...]}`; deploy.yaml checks each shape itself
+    if isinstance(value, dict):
+        return value, None
+    return None, f"expected a mapping with step: or parallel:, found {describe(value)}"
+
+
+DEPLOY = Obj(
+    {
+        "pipeline": ListOf(
+            Custom(
+                _step,
+                {"anyOf": [STEP.schema(), PARALLEL.schema()]},
+                description="a build/test step or a deploy group",
+            )
+        )
+    },
+    required=frozenset({"pipeline"}),
+    unused=frozenset(
+        {
+            "production_deploy_group",
+            "slack_channels",
+            "slack_notify",
+            "allowed_push_groups",
+            "allow_no_verify_deploy",
+            "default_deploy_strategy",
+        }
+    ),
+    description="deploy.yaml: the ordered pipeline",
+)
+
+# Steps that build or test rather than deploy (paasta-spec.md §2.1); `command-*` too.
+BUILD_STEPS = frozenset(
+    {"itest", "itest-and-push-to-registry", "security-check", "push-to-registry"}
+)
+
+SYSTEM = Obj(
+    {
+        "clusters": MapOf(
+            Obj(
+                {
+                    "engine": Enum(("docker", "swarm")),
+                    "docker_host": Nullable(Str(description="Docker engine URL, e.g. unix://...")),
+                }
+            ),
+            key_pattern=INSTANCE_NAME,
+            key_what="a cluster name (lowercase letters, digits, _ and -)",
+            description="cluster name -> engine",
+        ),
+        "local_cluster": Str(description="the cluster this host runs"),
+        "soa_dir": Str(description="soa-configs directory (relative: to this file)"),
+        "state_dir": Str(description="where paasport keeps its state"),
+        "docker_registry": Nullable(Str(description="host:port of the image registry")),
+        "instance_defaults": INSTANCE,
+        "discovery": Obj(
+            {
+                "registry": Enum(("sqlite", "zookeeper")),
+                "zookeeper_hosts": Str(description="host:port[,host:port]"),
+                "zookeeper_path": Str(r"/.*", "an absolute ZooKeeper path"),
+                "proxy_bind": ListOf(Str(), description="addresses HAProxy listens on"),
+                "haproxy_bin": Str(),
+            }
+        ),
+        "monitoring": Obj(
+            {
+                "alertmanager_url": Nullable(Str()),
+                "webhook_url": Nullable(Str()),
+                "smtp_host": Nullable(Str()),
+                "smtp_port": Int(1, 65535),
+                "smtp_from": Nullable(Str()),
+                "check_interval_seconds": Num(0, lo_exclusive=True),
+            }
+        ),
+        "api_listen": Str(r"[^:\s]*:\d+", "host:port"),
+    },
+    description="paasport.yaml: the system config",
+)

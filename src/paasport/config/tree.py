@@ -1,0 +1,526 @@
+"""Load and validate a whole soa-configs tree into one frozen ``SoaTree``.
+
+Called by the CLI (validate/list/info), deployd and the API; hands on typed InstanceConfig,
+ServiceConfig, Namespace and MonitoringConfig values and every problem found (file:line).
+Reads files here; the rules themselves live in ``config.fields``/``spec`` and ``config.merge``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from paasport.config import fields as F
+from paasport.config.merge import (
+    build_instance,
+    deep_merge,
+    deploy_groups_of,
+    dns_label_problem,
+    monitoring_config,
+    namespace_from,
+)
+from paasport.config.source import YamlDoc, load_yaml
+from paasport.config.spec import Issue, Obj, field_name
+from paasport.config.system import SystemConfig
+from paasport.errors import ConfigError, ConfigProblem, NotFoundError
+from paasport.types import InstanceConfig, MonitoringConfig, Namespace, ServiceConfig
+
+INSTANCE_FILE = re.compile(r"(instances|kubernetes|marathon|eks)-(.+)\.yaml")
+UNSUPPORTED_FILE = re.compile(r"(adhoc|tron)-(.+)\.yaml")
+OTHER_PAASTA_FILE = re.compile(
+    r"((flink|flinkeks|cassandracluster|cassandraclustereks|kafkacluster|nrtsearchservice"
+    r"|nrtsearchserviceeks|monkrelays|paasta_native|chronos|crd|rollback)-.+"
+    r"|data|dependencies)\.yaml"
+)
+_SERVICE_RE = re.compile(F.SERVICE_NAME)
+_INSTANCE_RE = re.compile(F.INSTANCE_NAME)
+_SERVICE_OWN = frozenset(F.SERVICE_OWN_FIELDS)
+
+
+@dataclass(frozen=True)
+class SoaTree:
+    soa_dir: Path
+    services: Mapping[str, ServiceConfig]
+    instances: tuple[InstanceConfig, ...]
+    namespaces: Mapping[str, Namespace]
+    monitoring: Mapping[str, MonitoringConfig]
+    problems: tuple[ConfigProblem, ...]
+    # instances left out because of errors, and services whose instance list may be incomplete
+    # (a broken file): the reconciler must leave what runs for them untouched.
+    rejected_instances: frozenset[tuple[str, str, str]] = frozenset()
+    incomplete_services: frozenset[str] = frozenset()
+    clusters: tuple[str, ...] = ()  # every cluster some instance file names, sorted
+    instance_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # per service
+
+    def instances_for(
+        self, service: str | None = None, cluster: str | None = None, instance: str | None = None
+    ) -> tuple[InstanceConfig, ...]:
+        return tuple(
+            c
+            for c in self.instances
+            if (service is None or c.service == service)
+            and (cluster is None or c.cluster == cluster)
+            and (instance is None or c.instance == instance)
+        )
+
+    @property
+    def errors(self) -> tuple[ConfigProblem, ...]:
+        return tuple(p for p in self.problems if p.severity == "error")
+
+    @property
+    def warnings(self) -> tuple[ConfigProblem, ...]:
+        return tuple(p for p in self.problems if p.severity == "warning")
+
+    def raise_for_errors(self) -> None:
+        if self.errors:
+            raise ConfigError(self.errors)
+
+
+class _Problems:
+    """Collects problems, turning spec Issues into file:line problems."""
+
+    def __init__(self) -> None:
+        self.items: list[ConfigProblem] = []
+
+    def add(
+        self,
+        file: str,
+        line: int,
+        subject: str,
+        fld: str,
+        message: str,
+        severity: str = "error",
+    ) -> None:
+        self.items.append(ConfigProblem(file, line, subject, fld, message, severity))
+
+    def issues(
+        self, doc: YamlDoc, issues: Sequence[Issue], subject: str = "", prefix: tuple[str, ...] = ()
+    ) -> None:
+        for issue in issues:
+            self.items.append(
+                ConfigProblem(
+                    doc.file,
+                    doc.line_of((*prefix, *issue.path)),
+                    subject,
+                    field_name(issue.path),
+                    issue.message,
+                    issue.severity,
+                )
+            )
+
+
+def _shown(soa_dir: Path, service: str, name: str) -> str:
+    return os.path.join(soa_dir, service, name)
+
+
+def _check(spec: Obj, value: object) -> tuple[dict[str, Any], list[Issue]]:
+    issues: list[Issue] = []
+    out = spec.check({} if value is None else value, (), issues)
+    return (out if isinstance(out, dict) else {}), issues
+
+
+def _service_dirs(soa_dir: Path) -> list[str]:
+    try:
+        entries = list(os.scandir(soa_dir))
+    except OSError as err:
+        raise ConfigError(
+            f"{soa_dir}: cannot read the soa-configs directory: {err.strerror}"
+        ) from None
+    return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith((".", "_")))
+
+
+@dataclass
+class _Smartstack:
+    namespaces: dict[str, Namespace]
+    lines: dict[str, int]
+    file: str
+    problems: list[ConfigProblem]
+    ok: bool
+
+
+def _load_smartstack(soa_dir: Path, service: str, present: bool) -> _Smartstack:
+    file = _shown(soa_dir, service, "smartstack.yaml")
+    if not present:
+        return _Smartstack({}, {}, file, [], True)
+    doc = load_yaml(Path(file), file)
+    out = _Problems()
+    out.items.extend(doc.problems)
+    namespaces: dict[str, Namespace] = {}
+    lines: dict[str, int] = {}
+    data = doc.data
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        out.add(file, 1, "", "", "expected a mapping of namespace names to namespaces")
+        data = {}
+    for name, raw in data.items():
+        full = f"{service}.{name}"
+        line = doc.line_of((name,))
+        if name.startswith("_"):
+            continue
+        if not _INSTANCE_RE.fullmatch(name):
+            out.add(
+                file,
+                line,
+                full,
+                "name",
+                f'expected lowercase letters, digits, _ and - (not at either end), found "{name}"',
+            )
+            continue
+        values, issues = _check(F.NAMESPACE, raw)
+        out.issues(doc, issues, full, (name,))
+        if any(i.severity == "error" for i in issues):
+            continue
+        namespaces[full] = namespace_from(service, name, values)
+        lines[full] = doc.line_of((name, "proxy_port"))
+    ok = not any(p.severity == "error" for p in out.items)
+    return _Smartstack(namespaces, lines, file, out.items, ok)
+
+
+def _locate(
+    path: tuple[str | int, ...],
+    inst_doc: YamlDoc,
+    instance: str,
+    svc_doc: YamlDoc | None,
+) -> tuple[str, int]:
+    """Which file and line wrote the value at ``path`` (instance file first, then service.yaml)."""
+    for k in range(len(path), 0, -1):
+        prefix = path[:k]
+        if inst_doc.has((instance, *prefix)):
+            return inst_doc.file, inst_doc.line_of((instance, *prefix))
+        if svc_doc is not None and svc_doc.has(prefix):
+            return svc_doc.file, svc_doc.line_of(prefix)
+    return inst_doc.file, inst_doc.line_of((instance,))
+
+
+def _load_deployments_json(path: Path, file: str, out: _Problems) -> None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        out.add(file, err.lineno, "", "", f"invalid JSON: {err.msg}")
+        return
+    except (OSError, UnicodeDecodeError) as err:
+        out.add(file, 0, "", "", f"cannot read: {err}")
+        return
+    if not isinstance(data, dict):
+        out.add(file, 1, "", "", "expected a JSON object (deployments.json v2)")
+
+
+def _load_service(
+    soa_dir: Path,
+    service: str,
+    files: list[str],
+    system: SystemConfig,
+    namespaces: Mapping[str, Namespace],
+    out: _Problems,
+) -> tuple[ServiceConfig, MonitoringConfig, list[InstanceConfig], set[tuple[str, str, str]], bool]:
+    """Load one service folder; returns (service, monitoring, instances, rejected, complete)."""
+    complete = True
+    rejected: set[tuple[str, str, str]] = set()
+    base = soa_dir / service
+
+    # service.yaml
+    svc_doc: YamlDoc | None = None
+    svc_values: dict[str, Any] = {}
+    svc_ok = True
+    if "service.yaml" in files:
+        svc_doc = load_yaml(base / "service.yaml", _shown(soa_dir, service, "service.yaml"))
+        out.items.extend(svc_doc.problems)
+        svc_values, issues = _check(F.SERVICE, svc_doc.data)
+        out.issues(svc_doc, issues, service)
+        svc_ok = not svc_doc.problems and not any(i.severity == "error" for i in issues)
+    else:
+        out.add(
+            _shown(soa_dir, service, "service.yaml"),
+            0,
+            service,
+            "",
+            "missing: description and git_url are unknown",
+            "warning",
+        )
+    service_defaults = {k: v for k, v in svc_values.items() if k not in _SERVICE_OWN}
+
+    # deploy.yaml
+    deploy_groups: tuple[str, ...] | None = None
+    if "deploy.yaml" in files:
+        doc = load_yaml(base / "deploy.yaml", _shown(soa_dir, service, "deploy.yaml"))
+        out.items.extend(doc.problems)
+        if not doc.problems:
+            values, issues = _check(F.DEPLOY, doc.data)
+            for i, step in enumerate(values.get("pipeline") or ()):
+                if not isinstance(step, dict):
+                    continue
+                spec = F.PARALLEL if "parallel" in step else F.STEP
+                step_issues: list[Issue] = []
+                spec.check(step, ("pipeline", i), step_issues)
+                issues.extend(step_issues)
+            out.issues(doc, issues, service)
+            if not any(i.severity == "error" for i in issues):
+                deploy_groups = deploy_groups_of(values.get("pipeline") or ())
+
+    # monitoring.yaml
+    mon_values: dict[str, Any] = {}
+    if "monitoring.yaml" in files:
+        doc = load_yaml(base / "monitoring.yaml", _shown(soa_dir, service, "monitoring.yaml"))
+        out.items.extend(doc.problems)
+        mon_values, issues = _check(F.MONITORING, doc.data)
+        out.issues(doc, issues, service)
+    service_monitoring = monitoring_config(
+        deep_merge(
+            system.instance_defaults.get("monitoring") or {},  # type: ignore[arg-type]
+            svc_values.get("monitoring") or {},
+            mon_values,
+        )
+    )
+
+    if "deployments.json" in files:
+        _load_deployments_json(
+            base / "deployments.json", _shown(soa_dir, service, "deployments.json"), out
+        )
+
+    # instance files
+    instances: list[InstanceConfig] = []
+    seen: dict[tuple[str, str], str] = {}  # (cluster, instance) -> file
+    for name in files:
+        match = INSTANCE_FILE.fullmatch(name)
+        if match is None:
+            continue
+        cluster = match.group(2)
+        file = _shown(soa_dir, service, name)
+        doc = load_yaml(base / name, file)
+        if doc.problems:
+            out.items.extend(doc.problems)
+            complete = False
+            continue
+        if cluster not in system.clusters:
+            out.add(
+                file,
+                0,
+                "",
+                "",
+                f'cluster "{cluster}" is not in the system config: validated, '
+                "not deployed from this host",
+                "note",
+            )
+        data = doc.data if doc.data is not None else {}
+        if not isinstance(data, dict):
+            out.add(file, 1, "", "", "expected a mapping of instance names to instances")
+            complete = False
+            continue
+        for instance, raw in data.items():
+            if instance.startswith("_"):
+                continue  # a template: never run, content free
+            line = doc.line_of((instance,))
+            bad_name = None
+            if not _INSTANCE_RE.fullmatch(instance):
+                bad_name = (
+                    "expected lowercase letters, digits, _ and - (not at either end), "
+                    f'found "{instance}"'
+                )
+            else:
+                bad_name = dns_label_problem(instance)
+            if bad_name:
+                out.add(file, line, instance, "name", bad_name)
+                rejected.add((service, cluster, instance))
+                continue
+            if (cluster, instance) in seen:
+                out.add(
+                    file,
+                    line,
+                    instance,
+                    "name",
+                    f'expected instance names unique per cluster, found "{instance}" '
+                    f"again (also in {seen[cluster, instance]})",
+                )
+                rejected.add((service, cluster, instance))
+                continue
+            seen[cluster, instance] = file
+            values, issues = _check(F.INSTANCE, raw)
+            out.issues(doc, issues, instance, (instance,))
+            config, rule_issues = build_instance(
+                service=service,
+                cluster=cluster,
+                instance=instance,
+                layers=(system.instance_defaults, service_defaults, values),
+                monitoring_file=mon_values,
+                namespaces=namespaces,
+                deploy_groups=deploy_groups,
+                source_file=file,
+                source_line=line,
+            )
+            for issue in rule_issues:
+                where, at = _locate(issue.path, doc, instance, svc_doc)
+                out.add(where, at, instance, field_name(issue.path), issue.message, issue.severity)
+            failed = any(i.severity == "error" for i in issues) or config is None
+            if failed or not svc_ok:
+                rejected.add((service, cluster, instance))
+            elif config is not None:
+                instances.append(config)
+
+    git_url = svc_values.get("git_url")
+    if isinstance(git_url, str) and _is_local_path(git_url) and not os.path.isabs(git_url):
+        git_url = os.path.normpath(os.path.join(os.path.abspath(base), git_url))
+    svc = ServiceConfig(
+        name=service,
+        description=svc_values.get("description") or "",
+        git_url=git_url,
+        docker_registry=svc_values.get("docker_registry"),
+        deploy_groups=deploy_groups or (),
+        source_file=svc_doc.file if svc_doc is not None else "",
+    )
+    if not svc_ok:
+        complete = False
+    return svc, service_monitoring, instances, rejected, complete
+
+
+_URL_LIKE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://|[^/@:]+@[^/:]+:")
+
+
+def _is_local_path(url: str) -> bool:
+    """A git_url without a scheme or ``user@host:`` is a filesystem path."""
+    return _URL_LIKE.match(url) is None
+
+
+def _classify_files(soa_dir: Path, service: str, files: list[str], out: _Problems) -> None:
+    for name in files:
+        file = _shown(soa_dir, service, name)
+        if UNSUPPORTED_FILE.fullmatch(name):
+            kind = name.split("-", 1)[0]
+            out.add(
+                file, 0, "", "", f"{kind} instances are not supported by paasport yet", "warning"
+            )
+        elif OTHER_PAASTA_FILE.fullmatch(name):
+            out.add(file, 0, "", "", "a PaaSTA file kind paasport does not read", "warning")
+        elif name.endswith((".yaml", ".yml")) and not (
+            INSTANCE_FILE.fullmatch(name)
+            or name in ("service.yaml", "deploy.yaml", "smartstack.yaml", "monitoring.yaml")
+        ):
+            out.add(file, 0, "", "", "not a soa-configs file kind; ignored", "warning")
+
+
+def _list_files(path: Path) -> list[str]:
+    try:
+        return sorted(e.name for e in os.scandir(path) if e.is_file())
+    except OSError:
+        return []
+
+
+def load_tree(
+    soa_dir: Path,
+    services: Sequence[str] | None = None,
+    *,
+    system: SystemConfig | None = None,
+) -> SoaTree:
+    """Load, merge and validate ``soa_dir`` (only ``services`` when given).
+
+    Every smartstack.yaml is read even when ``services`` is given: registrations and proxy port
+    uniqueness are tree-wide rules. ``system`` supplies instance defaults and the known
+    clusters (default: a SystemConfig with one cluster ``local``).
+    """
+    system = system if system is not None else SystemConfig(soa_dir=soa_dir)
+    out = _Problems()
+    all_dirs = _service_dirs(soa_dir)
+    if services is not None:
+        missing = [s for s in services if s not in all_dirs]
+        if missing:
+            raise NotFoundError(
+                f"no service {', '.join(missing)} in {soa_dir} "
+                f"(known: {', '.join(all_dirs) or 'none'})"
+            )
+    selected = list(services) if services is not None else all_dirs
+    chosen = set(selected)
+
+    files_of = {name: _list_files(soa_dir / name) for name in all_dirs}
+
+    # phase 1: every namespace of the tree
+    namespaces: dict[str, Namespace] = {}
+    ns_where: dict[str, tuple[str, int]] = {}
+    for name in all_dirs:
+        ss = _load_smartstack(soa_dir, name, "smartstack.yaml" in files_of[name])
+        namespaces.update(ss.namespaces)
+        for full, line in ss.lines.items():
+            ns_where[full] = (ss.file, line)
+        if name in chosen:
+            out.items.extend(ss.problems)
+
+    # proxy ports unique across the whole tree
+    by_port: dict[int, list[str]] = {}
+    for full, ns in namespaces.items():
+        if ns.proxy_port is not None:
+            by_port.setdefault(ns.proxy_port, []).append(full)
+    for port, users in by_port.items():
+        if len(users) < 2:
+            continue
+        for full in users:
+            if full.split(".", 1)[0] not in chosen:
+                continue
+            others = ", ".join(
+                f"{o} in {ns_where[o][0]}:{ns_where[o][1]}" for o in users if o != full
+            )
+            file, line = ns_where[full]
+            out.add(
+                file,
+                line,
+                full,
+                "proxy_port",
+                f"expected a port no other namespace uses, found {port} (also used by {others})",
+            )
+
+    # phase 2: the selected services
+    svc_configs: dict[str, ServiceConfig] = {}
+    monitoring: dict[str, MonitoringConfig] = {}
+    instances: list[InstanceConfig] = []
+    rejected: set[tuple[str, str, str]] = set()
+    incomplete: set[str] = set()
+    clusters: set[str] = set()
+    instance_files: dict[str, tuple[str, ...]] = {}
+    for name in selected:
+        files = files_of[name]
+        if not _SERVICE_RE.fullmatch(name) or len(name) > 63 or dns_label_problem(name):
+            out.add(
+                str(soa_dir / name),
+                0,
+                name,
+                "name",
+                "expected a service name of lowercase letters, digits, _ and - "
+                "(at most 63 characters, a DNS-1123 label once _ becomes --)",
+            )
+            incomplete.add(name)
+            continue
+        _classify_files(soa_dir, name, files, out)
+        svc, mon, insts, rej, complete = _load_service(
+            soa_dir, name, files, system, namespaces, out
+        )
+        svc_configs[name] = svc
+        monitoring[name] = mon
+        instances.extend(insts)
+        rejected |= rej
+        if not complete:
+            incomplete.add(name)
+        own_files = tuple(f for f in files if INSTANCE_FILE.fullmatch(f))
+        instance_files[name] = own_files
+        for f in own_files:
+            match = INSTANCE_FILE.fullmatch(f)
+            assert match is not None
+            clusters.add(match.group(2))
+
+    for p in system.problems:
+        out.items.append(p)
+    problems = tuple(sorted(set(out.items), key=lambda p: (p.file, p.line, p.subject, p.field)))
+    return SoaTree(
+        soa_dir=soa_dir,
+        services=svc_configs,
+        instances=tuple(instances),
+        namespaces=namespaces,
+        monitoring=monitoring,
+        problems=problems,
+        rejected_instances=frozenset(rejected),
+        incomplete_services=frozenset(incomplete),
+        clusters=tuple(sorted(clusters)),
+        instance_files=instance_files,
+    )
