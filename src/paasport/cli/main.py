@@ -16,7 +16,13 @@ import click
 from paasport.errors import PaasportError
 
 # verb -> "module:attribute"; keep sorted, one line per verb.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "info": "paasport.cli.config_cmds:info",
+    "list": "paasport.cli.config_cmds:list_services",
+    "list-clusters": "paasport.cli.config_cmds:list_clusters",
+    "schema": "paasport.cli.config_cmds:schema",
+    "validate": "paasport.cli.config_cmds:validate",
+}
 
 
 class LazyGroup(click.Group):

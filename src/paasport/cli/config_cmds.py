@@ -1,0 +1,239 @@
+"""Read-only soa-configs verbs: ``validate``, ``list``, ``list-clusters``, ``info``, ``schema``.
+
+Registered lazily in ``cli.main.COMMANDS``; each loads the system config and the tree through
+``paasport.config`` and prints plain lines, rich tables (imported only when needed) or JSON.
+Exit status: 0 valid, 1 invalid (ConfigError / ``validate`` finding errors), 2 usage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import click
+
+from paasport.cli.options import (
+    config_option,
+    json_option,
+    print_json,
+    service_option,
+    settings_from,
+    soa_dir_option,
+)
+from paasport.config.system import SystemConfig
+from paasport.config.tree import SoaTree, load_tree
+from paasport.errors import ConfigProblem, UsageError
+from paasport.types import InstanceConfig
+
+
+def _tree(ctx: click.Context, services: list[str] | None = None) -> tuple[SystemConfig, SoaTree]:
+    system = settings_from(ctx)
+    return system, load_tree(system.soa_dir, services, system=system)
+
+
+def _problem_json(p: ConfigProblem) -> dict[str, Any]:
+    return {**asdict(p), "text": str(p)}
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+@click.command("validate")
+@service_option()
+@soa_dir_option
+@config_option
+@json_option
+@click.pass_context
+def validate(ctx: click.Context, /, service: str | None, **_params: Any) -> int:
+    """Validate the soa-configs tree (or one service): every problem, with file and line."""
+    _, tree = _tree(ctx, [service] if service else None)
+    errors = tree.errors
+    if ctx.params["as_json"]:
+        print_json(
+            {
+                "valid": not errors,
+                "soa_dir": str(tree.soa_dir),
+                "services": sorted(tree.services),
+                "instances": len(tree.instances),
+                "errors": len(errors),
+                "warnings": len(tree.warnings),
+                "problems": [_problem_json(p) for p in tree.problems],
+            }
+        )
+        return 1 if errors else 0
+    for p in tree.problems:
+        suffix = "" if p.severity == "error" else f" [{p.severity}]"
+        click.echo(f"{p}{suffix}")
+    count = len(tree.services)
+    scope = f"service {service}" if service else f"{count} service{'s' if count != 1 else ''}"
+    if errors:
+        click.echo(
+            f"invalid: {len(errors)} error(s), {len(tree.warnings)} warning(s) in {scope} "
+            f"({tree.soa_dir})"
+        )
+        return 1
+    click.echo(
+        f"valid: {scope}, {len(tree.instances)} instances, {len(tree.warnings)} warning(s) "
+        f"({tree.soa_dir})"
+    )
+    return 0
+
+
+@click.command("list")
+@soa_dir_option
+@config_option
+@json_option
+@click.pass_context
+def list_services(ctx: click.Context, /, as_json: bool, **_params: Any) -> None:
+    """List the services of the soa-configs tree."""
+    _, tree = _tree(ctx)
+    if as_json:
+        print_json(
+            [
+                {
+                    "service": name,
+                    "description": svc.description,
+                    "instances": sorted(
+                        f"{c.cluster}.{c.instance}" for c in tree.instances_for(service=name)
+                    ),
+                }
+                for name, svc in sorted(tree.services.items())
+            ]
+        )
+        return
+    for name in sorted(tree.services):
+        click.echo(name)
+
+
+@click.command("list-clusters")
+@soa_dir_option
+@config_option
+@json_option
+@click.pass_context
+def list_clusters(ctx: click.Context, /, as_json: bool, **_params: Any) -> None:
+    """List clusters: those of the system config and those instance files name."""
+    system, tree = _tree(ctx)
+    rows: list[dict[str, Any]] = []
+    for name in sorted(set(system.clusters) | set(tree.clusters)):
+        cluster = system.clusters.get(name)
+        rows.append(
+            {
+                "cluster": name,
+                "engine": cluster.engine if cluster else None,
+                "docker_host": cluster.docker_host if cluster else None,
+                "local": name == system.local_cluster,
+                "configured": cluster is not None,
+                "instances": len(tree.instances_for(cluster=name)),
+            }
+        )
+    if as_json:
+        print_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table("cluster", "engine", "instances", "note")
+    for row in rows:
+        note = "this host" if row["local"] else ""
+        if not row["configured"]:
+            note = "not in the system config: not deployed from this host"
+        table.add_row(row["cluster"], row["engine"] or "-", str(row["instances"]), note)
+    _console().print(table)
+
+
+def _instance_row(c: InstanceConfig) -> dict[str, Any]:
+    return {
+        "cluster": c.cluster,
+        "instance": c.instance,
+        "instances": c.instances,
+        "cpus": c.cpus,
+        "mem": c.mem,
+        "disk": c.disk,
+        "deploy_group": c.deploy_group,
+        "registrations": list(c.registrations),
+        "bounce_method": c.bounce_method,
+        "healthcheck_mode": c.healthcheck.mode,
+    }
+
+
+@click.command("info")
+@service_option(required=True)
+@soa_dir_option
+@config_option
+@json_option
+@click.pass_context
+def info(ctx: click.Context, /, service: str, as_json: bool, **_params: Any) -> int:
+    """Describe one service: owner, repo, instances per cluster, namespaces and proxy ports."""
+    _, tree = _tree(ctx, [service])
+    svc = tree.services[service]
+    mon = tree.monitoring[service]
+    instances = sorted(tree.instances_for(service=service), key=lambda c: (c.cluster, c.instance))
+    namespaces = sorted(
+        (ns for ns in tree.namespaces.values() if ns.service == service), key=lambda n: n.name
+    )
+    if as_json:
+        print_json(
+            {
+                "service": service,
+                "description": svc.description,
+                "git_url": svc.git_url,
+                "docker_registry": svc.docker_registry,
+                "team": mon.team,
+                "deploy_groups": list(svc.deploy_groups),
+                "instances": [_instance_row(c) for c in instances],
+                "namespaces": [
+                    {"namespace": ns.full_name, "proxy_port": ns.proxy_port, "mode": ns.mode}
+                    for ns in namespaces
+                ],
+                "errors": [_problem_json(p) for p in tree.errors],
+            }
+        )
+        return 1 if tree.errors else 0
+    from rich.table import Table
+
+    console = _console()
+    console.print(f"[bold]{service}[/bold]: {svc.description or '(no description)'}")
+    console.print(f"git_url: {svc.git_url or '-'}")
+    console.print(f"team: {mon.team or '-'}")
+    console.print(f"deploy groups: {', '.join(svc.deploy_groups) or '-'}")
+    table = Table("cluster", "instance", "tasks", "cpus", "mem", "deploy group", "registrations")
+    for c in instances:
+        table.add_row(
+            c.cluster,
+            c.instance,
+            str(c.instances),
+            f"{c.cpus:g}",
+            f"{c.mem:g}",
+            c.deploy_group,
+            ", ".join(c.registrations) or "-",
+        )
+    console.print(table)
+    if namespaces:
+        ns_table = Table("namespace", "proxy port", "mode")
+        for ns in namespaces:
+            port = str(ns.proxy_port) if ns.proxy_port is not None else "-"
+            ns_table.add_row(ns.full_name, port, ns.mode)
+        console.print(ns_table)
+    if tree.errors:
+        click.echo(
+            f"{len(tree.errors)} error(s): instances with errors are not shown "
+            f"(paasport validate -s {service})",
+            err=True,
+        )
+        return 1
+    return 0
+
+
+@click.command("schema")
+@click.argument("kind", required=False)
+@json_option
+def schema(kind: str | None, as_json: bool) -> None:
+    """Print the JSON Schema of one file kind (for yaml-language-server)."""
+    from paasport.config.schema import KINDS, json_schema
+
+    if kind is None or kind not in KINDS:
+        found = f'"{kind}"' if kind else "nothing"
+        raise UsageError(f"schema: expected a file kind ({', '.join(KINDS)}), found {found}")
+    print_json(json_schema(kind))
