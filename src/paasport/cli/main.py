@@ -17,9 +17,11 @@ from paasport.errors import PaasportError
 
 # verb -> "module:attribute"; keep sorted, one line per verb.
 COMMANDS: dict[str, str] = {
+    "events": "paasport.cli.events:events",
     "info": "paasport.cli.config_cmds:info",
     "list": "paasport.cli.config_cmds:list_services",
     "list-clusters": "paasport.cli.config_cmds:list_clusters",
+    "monitor": "paasport.cli.monitor:monitor",
     "schema": "paasport.cli.config_cmds:schema",
     "validate": "paasport.cli.config_cmds:validate",
 }

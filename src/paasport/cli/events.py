@@ -1,0 +1,136 @@
+"""``paasport events``: the event log (bounces, crashes, deploys, checks, alerts), newest last.
+
+Reads ``state_dir/events.sqlite`` through ``monitoring.events.EventLog``; ``-f`` keeps following.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from datetime import datetime
+
+import click
+
+from paasport.cli.options import (
+    cluster_option,
+    config_option,
+    instance_option,
+    json_option,
+    service_option,
+    settings_from,
+    soa_dir_option,
+)
+from paasport.errors import UsageError
+from paasport.monitoring.events import LEVELS, Event, EventLog, events_path
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_COLOURS = {"debug": "bright_black", "info": None, "warning": "yellow", "error": "red"}
+
+
+def parse_since(value: str, now: float) -> float:
+    """``10m``/``2h``/``1d`` ago, an ISO date/time, or epoch seconds -> epoch seconds (pure)."""
+    text = value.strip()
+    match = _DURATION.match(text)
+    if match:
+        return now - float(match.group(1)) * _UNIT[match.group(2)]
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise UsageError(
+            f"--since {value!r}: expected a duration like 30s, 10m, 2h, 1d, an ISO time like "
+            "2024-05-01T12:00 or epoch seconds"
+        ) from None
+
+
+def format_event(event: Event) -> str:
+    """One line a person reads: time, level, kind, where, message (pure)."""
+    at = datetime.fromtimestamp(event.time).strftime("%Y-%m-%d %H:%M:%S")
+    where = ".".join(p for p in (event.service, event.instance) if p)
+    if event.cluster:
+        where = f"{where}@{event.cluster}" if where else f"@{event.cluster}"
+    return f"{at} {event.level.upper():8} {event.kind:9} {where or '-'}: {event.message}"
+
+
+def _echo(event: Event, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(event.to_json(), sort_keys=True, default=str))
+        return
+    colour = "magenta" if event.level == "critical" else _COLOURS[event.level]
+    click.echo(click.style(format_event(event), fg=colour))
+
+
+@click.command("events")
+@soa_dir_option
+@config_option
+@service_option()
+@instance_option
+@cluster_option
+@click.option("--since", default=None, help="only events since: 30s, 10m, 2h, 1d, ISO time")
+@click.option("--level", type=click.Choice(LEVELS), default=None, help="only this level and above")
+@click.option("--kind", "kinds", multiple=True, help="only these kinds (bounce, crash, alert, ...)")
+@click.option("-n", "--limit", type=int, default=100, show_default=True, help="newest N events")
+@click.option("-f", "--follow", is_flag=True, help="keep printing new events")
+@json_option
+@click.pass_context
+def events(
+    ctx: click.Context,
+    soa_dir: object,
+    config_file: object,
+    service: str | None,
+    instance: str | None,
+    cluster: str | None,
+    since: str | None,
+    level: str | None,
+    kinds: tuple[str, ...],
+    limit: int,
+    follow: bool,
+    as_json: bool,
+) -> None:
+    """Show what happened: bounces, crashes, deploys, check results and alerts, newest last."""
+    system = settings_from(ctx)
+    path = events_path(system.state_dir)
+    since_ts = parse_since(since, time.time()) if since else None
+    if not path.exists() and not follow:
+        if as_json:
+            click.echo("[]")
+        else:
+            click.echo(f"no events recorded yet ({path} does not exist)", err=True)
+        return
+    log = EventLog(path)
+    filters = {
+        "service": service,
+        "instance": instance,
+        "cluster": cluster,
+        "since": since_ts,
+        "level": level,
+        "kinds": kinds or None,
+        "limit": limit,
+    }
+    try:
+        if follow:
+            stop = threading.Event()
+            try:
+                for event in log.follow(**filters, stop=stop):  # type: ignore[arg-type]
+                    _echo(event, as_json)
+            except KeyboardInterrupt:
+                stop.set()
+            return
+        found = log.query(**filters)  # type: ignore[arg-type]
+        if as_json:
+            click.echo(
+                json.dumps([e.to_json() for e in found], indent=2, sort_keys=True, default=str)
+            )
+            return
+        if not found:
+            click.echo("no matching events", err=True)
+        for event in found:
+            _echo(event, as_json=False)
+    finally:
+        log.close()

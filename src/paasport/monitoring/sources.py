@@ -1,0 +1,129 @@
+"""Wires a Monitor to its real inputs: soa-configs, deployments.json, engine, bounce status, sinks.
+
+``paasport monitor`` and ``paasport up`` call ``build_monitor(system, ...)``; ``up`` passes its
+shared health function and (from discovery, which monitoring may not import) ``backends_up``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from paasport.config.system import MonitoringSinksConfig, SystemConfig
+from paasport.engine.base import Engine
+from paasport.monitoring.checks import BounceView, CheckSettings
+from paasport.monitoring.events import EventLog, events_path
+from paasport.monitoring.monitor import BackendsFn, HealthFn, InstanceKey, Monitor
+from paasport.monitoring.sinks import Sink
+from paasport.types import AppVersion, DeploymentState, InstanceConfig
+
+
+def sinks_for(config: MonitoringSinksConfig) -> list[Sink]:
+    """The sinks the system config asks for (the event log sink is always added by Monitor)."""
+    sinks: list[Sink] = []
+    if config.alertmanager_url:
+        from paasport.monitoring.sinks.alertmanager import AlertmanagerSink
+
+        # Firing alerts are re-posted every pass; this TTL resolves them if paasport stops.
+        ttl = max(60.0, 6 * config.check_interval_seconds)
+        sinks.append(AlertmanagerSink(config.alertmanager_url, ttl=ttl))
+    if config.webhook_url:
+        from paasport.monitoring.sinks.webhook import WebhookSink
+
+        sinks.append(WebhookSink(config.webhook_url))
+    if config.smtp_host:
+        from paasport.monitoring.sinks.email import EmailSink
+
+        sinks.append(
+            EmailSink(config.smtp_host, config.smtp_port, config.smtp_from or "paasport@localhost")
+        )
+    return sinks
+
+
+class TreeSource:
+    """Instances, deployments and bounce status of one cluster, re-read on every pass."""
+
+    def __init__(self, system: SystemConfig, cluster: str) -> None:
+        self.system = system
+        self.cluster = cluster
+        self._registries: dict[str, str | None] = {}
+
+    def instances(self) -> Sequence[InstanceConfig]:
+        from paasport.config.tree import load_tree
+
+        tree = load_tree(self.system.soa_dir, system=self.system)
+        self._registries = {
+            name: service.docker_registry or self.system.docker_registry
+            for name, service in tree.services.items()
+        }
+        return tree.instances_for(cluster=self.cluster)
+
+    def deployments(
+        self, configs: Sequence[InstanceConfig]
+    ) -> Mapping[InstanceKey, DeploymentState | None]:
+        from paasport.deploy.deployments import read_deployments
+
+        out: dict[InstanceKey, DeploymentState | None] = {}
+        files = {c.service: read_deployments(self.system.soa_dir, c.service) for c in configs}
+        for c in configs:
+            file = files[c.service]
+            state = file.state_for(c.cluster, c.instance, c.deploy_group) if file else None
+            out[(c.service, c.instance)] = state
+        return out
+
+    def bounce(
+        self,
+        config: InstanceConfig,
+        deployment: DeploymentState | None,
+        versions: Sequence[AppVersion],
+    ) -> BounceView | None:
+        from paasport.bounce.desired import desired_app
+        from paasport.bounce.plan import bounce_status
+
+        if deployment is None:
+            return None
+        registry = self._registries.get(config.service, self.system.docker_registry)
+        desired = desired_app(config, deployment, registry)
+        status = bounce_status(desired, versions, config.bounce_method, config.bounce_margin_factor)
+        created = [
+            v.created_at for v in versions if v.config_hash == desired.config_hash and v.created_at
+        ]
+        return BounceView(
+            in_progress=status.in_progress,
+            method=status.method,
+            waiting_on=status.waiting_on,
+            started_at=min(created) if created else None,
+        )
+
+
+def build_monitor(
+    system: SystemConfig,
+    *,
+    engine: Engine | None = None,
+    events: EventLog | None = None,
+    with_health: HealthFn | None = None,
+    backends_up: BackendsFn | None = None,
+    settings: CheckSettings | None = None,
+    interval: float | None = None,
+    metrics: bool = True,
+) -> Monitor:
+    """A Monitor for the system's local cluster with the sinks its config names."""
+    cluster = system.local_cluster
+    if engine is None:
+        from paasport.engine.factory import engine_for
+
+        engine = engine_for(system.local)
+    source = TreeSource(system, cluster)
+    return Monitor(
+        cluster=cluster,
+        engine=engine,
+        events=events if events is not None else EventLog(events_path(system.state_dir)),
+        load_instances=source.instances,
+        load_deployments=source.deployments,
+        sinks=sinks_for(system.monitoring),
+        bounce_view=source.bounce,
+        backends_up=backends_up,
+        with_health=with_health,
+        settings=settings,
+        interval=interval if interval is not None else system.monitoring.check_interval_seconds,
+        metrics=metrics,
+    )
