@@ -1,0 +1,104 @@
+"""Case table of ``diagnose``: instance facts -> state, ok, and the one actionable line."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from paasport.bounce.plan import BounceStatus
+from paasport.reconcile.diagnosis import DeadTask, FailingCheck, InstanceFacts, diagnose
+
+OK = InstanceFacts(deployed=True, desired_state="start", expected=3, running=3, healthy=3)
+BOUNCE = BounceStatus(True, "crossover", 1, 3, 2, "waiting for 2 new tasks to pass their check")
+
+CASES: list[tuple[str, InstanceFacts, bool, str, str]] = [
+    ("running", OK, True, "Running", ""),
+    ("never marked", replace(OK, deployed=False, running=0, healthy=0), True, "Not deployed", ""),
+    (
+        "stopped",
+        replace(OK, desired_state="stop", expected=0, running=0, healthy=0),
+        True,
+        "Stopped",
+        "",
+    ),
+    ("stopping", replace(OK, desired_state="stop", expected=0, healthy=0), True, "Stopping", ""),
+    (
+        "image missing",
+        replace(OK, running=0, healthy=0, image="services-web:paasta-abc", image_exists=False),
+        False,
+        "Waiting",
+        "image services-web:paasta-abc does not exist on this host",
+    ),
+    (
+        "oom",
+        replace(OK, healthy=2, running=2, dead=(DeadTask("web-1", 137, True),)),
+        False,
+        "Crashing",
+        "task web-1 was OOM-killed",
+    ),
+    (
+        "crash loop",
+        replace(OK, healthy=2, running=2, dead=(DeadTask("web-2", 3, False, "panic: no db"),)),
+        False,
+        "Crashing",
+        "crash loop: task web-2 exited with code 3: panic: no db",
+    ),
+    (
+        "crash events",
+        replace(OK, healthy=2, crashes_recently=4),
+        False,
+        "Crashing",
+        "crash loop: 4 crashes recently",
+    ),
+    (
+        "no cpu",
+        replace(OK, running=1, healthy=1, cpus_needed=2.0, cpus_free=0.5),
+        False,
+        "Waiting",
+        "not enough CPU on this host: 2 more needed, 0.5 free",
+    ),
+    (
+        "no memory",
+        replace(OK, running=1, healthy=1, mem_needed=8192, mem_free=1024, cpus_free=4),
+        False,
+        "Waiting",
+        "not enough memory on this host: 8192 MB more needed",
+    ),
+    (
+        "health check",
+        replace(
+            OK, healthy=2, failing=(FailingCheck("web-3", "HTTP 500 from 127.0.0.1:32768/status"),)
+        ),
+        False,
+        "Unhealthy",
+        "health check failing on web-3: HTTP 500 from 127.0.0.1:32768/status",
+    ),
+    (
+        "bouncing",
+        replace(OK, healthy=1, bounce=BOUNCE),
+        False,
+        "Bouncing",
+        "bounce waiting on: waiting for 2 new tasks",
+    ),
+    ("bouncing but healthy", replace(OK, bounce=BOUNCE), True, "Bouncing", "bounce waiting on"),
+    ("starting", replace(OK, running=1, healthy=1), False, "Starting", "1 of 3 tasks running"),
+    ("warming up", replace(OK, healthy=1), False, "Starting", "1 of 3 tasks healthy"),
+    (
+        "deployd error",
+        replace(OK, running=0, healthy=0, last_error="the engine refused"),
+        False,
+        "Waiting",
+        "deployd: the engine refused",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "facts", "ok", "state", "why"), CASES, ids=[c[0] for c in CASES])
+def test_diagnose(name: str, facts: InstanceFacts, ok: bool, state: str, why: str) -> None:
+    verdict = diagnose(facts)
+    assert (verdict.ok, verdict.state) == (ok, state)
+    if why:
+        assert verdict.why.startswith(why), verdict.why
+    else:
+        assert verdict.why == ""
