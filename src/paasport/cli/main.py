@@ -17,12 +17,22 @@ from paasport.errors import PaasportError
 
 # verb -> "module:attribute"; keep sorted, one line per verb.
 COMMANDS: dict[str, str] = {
+    "cook-image": "paasport.cli.deploy_cmds:cook_image",
+    "deploy-history": "paasport.cli.deploy_cmds:deploy_history",
     "events": "paasport.cli.events:events",
+    "generate-deployments": "paasport.cli.deploy_cmds:generate_deployments",
+    "get-latest-deployment": "paasport.cli.deploy_cmds:get_latest_deployment",
     "info": "paasport.cli.config_cmds:info",
     "list": "paasport.cli.config_cmds:list_services",
     "list-clusters": "paasport.cli.config_cmds:list_clusters",
+    "mark-for-deployment": "paasport.cli.deploy_cmds:mark_for_deployment",
     "monitor": "paasport.cli.monitor:monitor",
+    "push-to-registry": "paasport.cli.deploy_cmds:push_to_registry",
+    "restart": "paasport.cli.deploy_cmds:restart",
+    "rollback": "paasport.cli.deploy_cmds:rollback",
     "schema": "paasport.cli.config_cmds:schema",
+    "start": "paasport.cli.deploy_cmds:start",
+    "stop": "paasport.cli.deploy_cmds:stop",
     "validate": "paasport.cli.config_cmds:validate",
 }
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from paasport.config.tree import SoaTree
 from paasport.deploy import tags
 from paasport.deploy.deployments import deployments_path, write_deployments
 from paasport.deploy.git import GitRepo, Tagger
@@ -43,6 +44,23 @@ class ServiceTarget:
                 f"{self.service}: deploy group {deploy_group!r} is not in deploy.yaml "
                 f"(deploy groups: {known})"
             )
+
+
+def target_from_tree(tree: SoaTree, service: str, *, write: bool = True) -> ServiceTarget:
+    """The ServiceTarget of a loaded service (``write``: deployments.json goes in its folder)."""
+    config = tree.services.get(service)
+    if config is None:
+        raise NotFoundError(f"unknown service {service!r} in {tree.soa_dir}")
+    branches = {
+        f"{c.cluster}.{c.instance}": c.deploy_group for c in tree.instances_for(service=service)
+    }
+    return ServiceTarget(
+        service=service,
+        git_url=config.git_url,
+        deploy_groups=config.deploy_groups,
+        control_branches=branches,
+        soa_dir=tree.soa_dir if write else None,
+    )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,456 @@
+"""The deploy verbs: mark-for-deployment, start/stop/restart, rollback, generate-deployments,
+get-latest-deployment, deploy-history, cook-image, push-to-registry.
+
+Registered lazily in ``cli.main.COMMANDS``; each loads the service from soa-configs through
+``paasport.config`` and hands the work to ``paasport.deploy.workflow`` / ``deploy.images``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from paasport.cli.options import (
+    config_option,
+    deploy_group_option,
+    json_option,
+    print_json,
+    service_option,
+    settings_from,
+    soa_dir_option,
+)
+from paasport.config.system import SystemConfig
+from paasport.config.tree import SoaTree, load_tree
+from paasport.deploy import tags, workflow
+from paasport.deploy.git import GitRepo, resolve_git_url
+from paasport.errors import ConfigError, PaasportError, UsageError
+
+commit_option = click.option(
+    "--commit", "-c", "commit", required=True, help="commit: sha, short sha, branch or tag"
+)
+git_url_option = click.option(
+    "--git-url", "git_url", default=None, help="service repo (default: service.yaml git_url)"
+)
+
+
+def _service_name(service: str | None) -> str:
+    if not service:
+        raise UsageError("missing --service/-s")
+    return service.removeprefix("services-")  # PaaSTA accepts the image repo name too
+
+
+def _load(ctx: click.Context, service: str) -> tuple[SystemConfig, SoaTree]:
+    system = settings_from(ctx)
+    return system, load_tree(system.soa_dir, [service], system=system)
+
+
+def _require_valid(tree: SoaTree, service: str) -> None:
+    """Writing verbs regenerate deployments.json from the instance list: it must be complete."""
+    if tree.errors:  # load_tree(services=[service]) reports only that service's problems
+        raise ConfigError(tree.errors)
+    if service in tree.incomplete_services:
+        raise ConfigError(f"{service}: its configuration is incomplete; run paasport validate")
+
+
+def _target(
+    ctx: click.Context, service: str, git_url: str | None = None, *, write: bool = True
+) -> tuple[SystemConfig, SoaTree, workflow.ServiceTarget]:
+    system, tree = _load(ctx, service)
+    if write:
+        _require_valid(tree, service)
+    target = workflow.target_from_tree(tree, service, write=write)
+    if git_url:
+        target = workflow.ServiceTarget(
+            service=target.service,
+            git_url=resolve_git_url(git_url, Path.cwd()),
+            deploy_groups=target.deploy_groups,
+            control_branches=target.control_branches,
+            soa_dir=target.soa_dir,
+        )
+    return system, tree, target
+
+
+def _registry(system: SystemConfig, tree: SoaTree, service: str) -> str | None:
+    return tree.services[service].docker_registry or system.docker_registry
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "paasport"
+
+
+def _report(result: workflow.TagResult, as_json: bool) -> None:
+    generated = result.generated
+    if as_json:
+        print_json(
+            {
+                "tag": result.tag,
+                "git_sha": result.sha,
+                "deployments_json": str(generated.path) if generated and generated.path else None,
+                "deployments_json_changed": bool(generated and generated.changed),
+            }
+        )
+        return
+    click.echo(f"created tag {result.tag} on {result.sha}")
+    if generated is not None and generated.path is not None:
+        status = "updated" if generated.changed else "unchanged"
+        click.echo(f"{generated.path}: {status}")
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+@click.command("mark-for-deployment")
+@service_option(required=True)
+@deploy_group_option
+@commit_option
+@git_url_option
+@click.option("--image-version", default=None, help="distinct version of the same commit")
+@soa_dir_option
+@config_option
+@json_option
+@click.pass_context
+def mark_for_deployment(
+    ctx: click.Context,
+    /,
+    service: str,
+    deploy_group: str | None,
+    commit: str,
+    git_url: str | None,
+    image_version: str | None,
+    as_json: bool,
+    **_options: Any,
+) -> None:
+    """Mark COMMIT as what DEPLOY_GROUP runs (tag paasta-<group>-<time>-deploy)."""
+    if not deploy_group:
+        raise UsageError("missing --deploy-group/-l")
+    service = _service_name(service)
+    _, _, target = _target(ctx, service, git_url)
+    with GitRepo(target.require_git_url()) as repo:
+        result = workflow.mark_for_deployment(
+            target,
+            repo,
+            deploy_group,
+            commit,
+            now=time.time(),
+            image_version=image_version,
+            who=_who(),
+        )
+    _report(result, as_json)
+
+
+def _control_command(name: str, state: tags.ControlState, doc: str) -> click.Command:
+    @click.command(name, help=doc)
+    @service_option(required=True)
+    @click.option("--cluster", "-c", "cluster", required=True, help="cluster name")
+    @click.option("--instance", "-i", "instance", required=True, help="instance name")
+    @soa_dir_option
+    @config_option
+    @json_option
+    @click.pass_context
+    def command(
+        ctx: click.Context,
+        /,
+        service: str,
+        cluster: str,
+        instance: str,
+        as_json: bool,
+        **_options: Any,
+    ) -> None:
+        service = _service_name(service)
+        _, _, target = _target(ctx, service)
+        with GitRepo(target.require_git_url()) as repo:
+            result = workflow.set_desired_state(
+                target, repo, cluster, instance, state, now=time.time(), who=_who()
+            )
+        _report(result, as_json)
+
+    return command
+
+
+start = _control_command(
+    "start", "start", "Start an instance (tag paasta-<cluster>.<instance>-<time>-start)."
+)
+stop = _control_command(
+    "stop", "stop", "Stop an instance (tag paasta-<cluster>.<instance>-<time>-stop)."
+)
+restart = _control_command(
+    "restart", "start", "Restart an instance: a new start tag, which forces a bounce."
+)
+
+
+@click.command("generate-deployments")
+@service_option()
+@click.option("--all", "all_services", is_flag=True, help="every service in soa-configs")
+@soa_dir_option
+@config_option
+@json_option
+@click.pass_context
+def generate_deployments(
+    ctx: click.Context, /, service: str | None, all_services: bool, as_json: bool, **_options: Any
+) -> int:
+    """Write <service>/deployments.json from the repo's tags (git ls-remote, no clone)."""
+    if bool(service) == all_services:
+        raise UsageError("give either --service/-s or --all")
+    system = settings_from(ctx)
+    names = [_service_name(service)] if service else None
+    tree = load_tree(system.soa_dir, names, system=system)
+    results: list[dict[str, Any]] = []
+    failed = 0
+    for name in names or sorted(tree.services):
+        try:
+            _require_valid(tree, name)
+            target = workflow.target_from_tree(tree, name)
+            if target.git_url:
+                with GitRepo(target.git_url) as repo:
+                    outcome = workflow.generate(target, repo)
+            else:
+                outcome = workflow.generate(target, None)
+        except PaasportError as err:
+            if names:
+                raise
+            failed += 1
+            results.append({"service": name, "error": str(err)})
+            if not as_json:
+                click.echo(f"{name}: error: {err}", err=True)
+            continue
+        results.append({"service": name, "path": str(outcome.path), "changed": outcome.changed})
+        if not as_json:
+            click.echo(f"{outcome.path}: {'updated' if outcome.changed else 'unchanged'}")
+    if as_json:
+        print_json(results if names is None else results[0])
+    return 1 if failed else 0
+
+
+@click.command("get-latest-deployment")
+@service_option(required=True)
+@deploy_group_option
+@click.option("--sha-only", is_flag=True, help="print only the git sha")
+@soa_dir_option
+@config_option
+@json_option
+@click.pass_context
+def get_latest_deployment(
+    ctx: click.Context,
+    /,
+    service: str,
+    deploy_group: str | None,
+    sha_only: bool,
+    as_json: bool,
+    **_options: Any,
+) -> None:
+    """Print what DEPLOY_GROUP runs, from the newest deploy tag."""
+    if not deploy_group:
+        raise UsageError("missing --deploy-group/-l")
+    service = _service_name(service)
+    system, tree, target = _target(ctx, service, write=False)
+    target.require_group(deploy_group)
+    with GitRepo(target.require_git_url()) as repo:
+        latest = workflow.deployed(target, repo, deploy_group)
+    from paasport.deploy.images import image_name
+
+    image = image_name(service, latest.sha, _registry(system, tree, service), latest.image_version)
+    if as_json:
+        print_json(
+            {
+                "service": service,
+                "deploy_group": deploy_group,
+                "git_sha": latest.sha,
+                "image_version": latest.image_version,
+                "docker_image": image,
+                "tag": latest.ref.removeprefix(tags.TAG_PREFIX),
+                "time": tags.parse_timestamp(latest.timestamp).isoformat(),
+            }
+        )
+    elif sha_only:
+        click.echo(latest.sha)
+    else:
+        click.echo(f"{deploy_group}: {latest.sha} ({image}), marked {latest.timestamp}")
+
+
+@click.command("deploy-history")
+@service_option(required=True)
+@deploy_group_option
+@click.option("--limit", "-n", type=int, default=None, help="show at most N entries")
+@soa_dir_option
+@config_option
+@json_option
+@click.pass_context
+def deploy_history(
+    ctx: click.Context,
+    /,
+    service: str,
+    deploy_group: str | None,
+    limit: int | None,
+    as_json: bool,
+    **_options: Any,
+) -> None:
+    """Deploys and starts/stops of a service (or one deploy group), newest first."""
+    service = _service_name(service)
+    _, _, target = _target(ctx, service, write=False)
+    with GitRepo(target.require_git_url()) as repo:
+        entries = workflow.history(target, repo, deploy_group)
+    entries = entries[:limit] if limit is not None else entries
+    if as_json:
+        print_json([e.as_json() for e in entries])
+        return
+    if not entries:
+        click.echo(f"{service}: no deploy or control tags yet")
+        return
+    from rich.table import Table
+
+    table = Table("time (UTC)", "kind", "group / instance", "git sha", "by", box=None)
+    for e in entries:
+        version = f" +{e.image_version}" if e.image_version else ""
+        table.add_row(
+            tags.parse_timestamp(e.timestamp).strftime("%Y-%m-%d %H:%M:%S"),
+            e.kind,
+            e.target,
+            e.sha[:12] + version,
+            e.tagger or "-",
+        )
+    _console().print(table)
+
+
+@click.command("rollback")
+@service_option(required=True)
+@deploy_group_option
+@click.option("--commit", "-c", "-k", "commit", default=None, help="commit to roll back to")
+@click.option("--force", "-f", is_flag=True, help="allow a commit never deployed to the group")
+@soa_dir_option
+@config_option
+@json_option
+@click.pass_context
+def rollback(
+    ctx: click.Context,
+    /,
+    service: str,
+    deploy_group: str | None,
+    commit: str | None,
+    force: bool,
+    as_json: bool,
+    **_options: Any,
+) -> None:
+    """Without --commit: list what DEPLOY_GROUP ran before. With it: re-mark the group there."""
+    if not deploy_group:
+        raise UsageError("missing --deploy-group/-l")
+    service = _service_name(service)
+    _, _, target = _target(ctx, service, write=commit is not None)
+    target.require_group(deploy_group)
+    with GitRepo(target.require_git_url()) as repo:
+        if commit is None:
+            before = workflow.deployed_commits(repo.tag_refs(), deploy_group)
+        else:
+            result = workflow.rollback(
+                target, repo, deploy_group, commit, now=time.time(), force=force, who=_who()
+            )
+            _report(result, as_json)
+            if not as_json:
+                click.echo("remember to revert the change in git too")
+            return
+    if as_json:
+        print_json(
+            [
+                {
+                    "git_sha": t.sha,
+                    "image_version": t.image_version,
+                    "last_deployed": tags.parse_timestamp(t.timestamp).isoformat(),
+                    "current": i == 0,
+                }
+                for i, t in enumerate(before)
+            ]
+        )
+        return
+    if not before:
+        click.echo(f"{service}: {deploy_group} was never marked for deployment")
+        return
+    click.echo(f"commits deployed to {deploy_group}, newest first:")
+    for i, t in enumerate(before):
+        when = tags.parse_timestamp(t.timestamp).strftime("%Y-%m-%d %H:%M:%S")
+        current = "  (current)" if i == 0 else ""
+        click.echo(f"  {t.sha}  last deployed {when} UTC{current}")
+    click.echo(f"roll back with: paasport rollback -s {service} -l {deploy_group} -c SHA")
+
+
+@click.command("cook-image")
+@service_option(required=True)
+@commit_option
+@git_url_option
+@soa_dir_option
+@config_option
+@json_option
+@click.pass_context
+def cook_image(
+    ctx: click.Context,
+    /,
+    service: str,
+    commit: str,
+    git_url: str | None,
+    as_json: bool,
+    **_options: Any,
+) -> None:
+    """Build the image from the repo's Dockerfile at COMMIT (context: git archive)."""
+    from paasport.deploy.images import cook_image as cook
+
+    service = _service_name(service)
+    system, tree, target = _target(ctx, service, git_url, write=False)
+    with GitRepo(target.require_git_url()) as repo:
+        sha = repo.resolve_commit(commit)
+        name = cook(
+            repo,
+            service,
+            sha,
+            _registry(system, tree, service),
+            progress=lambda line: click.echo(line, err=True),
+        )
+    if as_json:
+        print_json({"image": name, "git_sha": sha})
+    else:
+        click.echo(f"built {name}")
+
+
+@click.command("push-to-registry")
+@service_option(required=True)
+@commit_option
+@git_url_option
+@soa_dir_option
+@config_option
+@json_option
+@click.pass_context
+def push_to_registry(
+    ctx: click.Context,
+    /,
+    service: str,
+    commit: str,
+    git_url: str | None,
+    as_json: bool,
+    **_options: Any,
+) -> None:
+    """Push the cooked image of COMMIT; a no-op when the registry already has it."""
+    from paasport.deploy.images import push_image
+
+    service = _service_name(service)
+    system, tree, target = _target(ctx, service, git_url, write=False)
+    with GitRepo(target.require_git_url()) as repo:
+        sha = repo.resolve_commit(commit)
+    result = push_image(
+        service,
+        sha,
+        _registry(system, tree, service),
+        progress=lambda line: click.echo(line, err=True),
+    )
+    if as_json:
+        print_json({"image": result.image, "pushed": result.pushed, "digest": result.digest})
+    elif result.pushed:
+        click.echo(f"pushed {result.image} ({result.digest})")
+    else:
+        click.echo(f"{result.image} already in the registry ({result.digest})")
