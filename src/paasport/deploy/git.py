@@ -134,7 +134,7 @@ class GitRepo:
         if not commit or commit.startswith("-") or any(c.isspace() for c in commit):
             raise UsageError(f"{commit!r} is not a commit")
         if self.local_path is not None:
-            self.ls_remote()  # a clear error when the path is not a repo
+            self.tag_refs()  # a clear error when the path is not a repo (and read once)
             return self._rev_parse(self.local_path, commit)
         refs = self.ls_remote(tags_only=False)
         for ref in (f"refs/heads/{commit}", f"refs/tags/{commit}"):
