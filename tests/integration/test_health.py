@@ -172,7 +172,7 @@ def test_monitor_follows_a_real_task(container: Container) -> None:
         assert time.monotonic() < deadline, monitor.health_of(task.task_id)
         time.sleep(0.06)
         monitor.update([task])
-    health, detail = monitor.health_of(task.task_id)
+    _, detail = monitor.health_of(task.task_id)
     assert detail.startswith(f"HTTP 404 from 127.0.0.1:{container.http_port}/status")
     state = monitor.state_of(task.task_id)
     assert state is not None and state.consecutive_failures >= 2
