@@ -146,11 +146,13 @@ def build_instance(
     deploy_groups: tuple[str, ...] | None,
     source_file: str = "",
     source_line: int = 0,
+    build: bool = True,
 ) -> tuple[InstanceConfig | None, list[Issue]]:
     """Merge the layers (system defaults, service.yaml, instance) and apply the instance rules.
 
     ``deploy_groups`` None means the service has no (valid) deploy.yaml. Returns the config, or
-    None when any rule failed, and the issues (paths relative to the instance).
+    None when any rule failed, and the issues (paths relative to the instance). ``build`` False:
+    only check the rules (the layers already failed field validation and may miss keys).
     """
     issues: list[Issue] = []
     merged = deep_merge(*layers)
@@ -190,9 +192,9 @@ def build_instance(
 
     explicit = merged.get("registrations")
     if explicit is not None:
-        registrations = tuple(explicit)
-        for i, name in enumerate(registrations):
-            if name not in namespaces:
+        registrations = tuple(r for r in explicit if r is not None)  # None: already reported
+        for i, name in enumerate(explicit):
+            if name is not None and name not in namespaces:
                 issues.append(
                     Issue(
                         ("registrations", i),
@@ -230,7 +232,7 @@ def build_instance(
         layers[-1].get("monitoring") or {} if layers else {},
     )
 
-    if any(issue.severity == "error" for issue in issues) or deploy_group is None:
+    if not build or any(i.severity == "error" for i in issues) or deploy_group is None:
         return None, issues
 
     kwargs: dict[str, Any] = {k: merged[k] for k in _PLAIN_FIELDS if merged.get(k) is not None}

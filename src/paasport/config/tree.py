@@ -342,6 +342,7 @@ def _load_service(
             seen[cluster, instance] = file
             values, issues = _check(F.INSTANCE, raw)
             out.issues(doc, issues, instance, (instance,))
+            fields_ok = not any(i.severity == "error" for i in issues)
             config, rule_issues = build_instance(
                 service=service,
                 cluster=cluster,
@@ -352,14 +353,14 @@ def _load_service(
                 deploy_groups=deploy_groups,
                 source_file=file,
                 source_line=line,
+                build=fields_ok and svc_ok,
             )
             for issue in rule_issues:
                 where, at = _locate(issue.path, doc, instance, svc_doc)
                 out.add(where, at, instance, field_name(issue.path), issue.message, issue.severity)
-            failed = any(i.severity == "error" for i in issues) or config is None
-            if failed or not svc_ok:
+            if config is None:
                 rejected.add((service, cluster, instance))
-            elif config is not None:
+            else:
                 instances.append(config)
 
     git_url = svc_values.get("git_url")
