@@ -239,3 +239,23 @@ def test_generate_without_git_url_writes_an_empty_document(soa: Path) -> None:
     result = workflow.generate(t, None)
     assert result.document == {"v1": {}, "v2": {"deployments": {}, "controls": {}}}
     assert result.changed
+
+
+def test_mark_with_an_image_version(repo: Path, soa: Path) -> None:
+    sha = commit(repo, "a")
+    t = target(soa, str(repo))
+    with GitRepo(str(repo)) as r:
+        plain = workflow.mark_for_deployment(t, r, "prod", sha, now=NOW)
+        versioned = workflow.mark_for_deployment(
+            t, r, "prod", sha, now=NOW, image_version="rebuild1"
+        )
+        with pytest.raises(UsageError, match="image version 'a b'"):
+            workflow.mark_for_deployment(t, r, "prod", sha, now=NOW, image_version="a b")
+    assert versioned.tag == "paasta-prod+rebuild1-20240102T030406-deploy"
+    assert versioned.tag != plain.tag
+    state = read_deployments(soa, "web")
+    assert state is not None
+    got = state.state_for("local", "main", "prod")
+    assert got is not None and got.image_version == "rebuild1"
+    assert got.docker_image == f"services-web:paasta-{sha}-rebuild1"
+    assert len(tags_of(repo)) == 2

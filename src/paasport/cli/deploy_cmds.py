@@ -103,12 +103,6 @@ def _report(result: workflow.TagResult, as_json: bool) -> None:
         click.echo(f"{generated.path}: {status}")
 
 
-def _console() -> Any:
-    from rich.console import Console
-
-    return Console(highlight=False)
-
-
 @click.command("mark-for-deployment")
 @service_option(required=True)
 @deploy_group_option
@@ -306,19 +300,21 @@ def deploy_history(
     if not entries:
         click.echo(f"{service}: no deploy or control tags yet")
         return
-    from rich.table import Table
-
-    table = Table("time (UTC)", "kind", "group / instance", "git sha", "by", box=None)
-    for e in entries:
-        version = f" +{e.image_version}" if e.image_version else ""
-        table.add_row(
+    rows = [
+        (
             tags.parse_timestamp(e.timestamp).strftime("%Y-%m-%d %H:%M:%S"),
             e.kind,
             e.target,
-            e.sha[:12] + version,
-            e.tagger or "-",
+            e.sha[:12] + (f" +{e.image_version}" if e.image_version else ""),
+            (e.tagger or "-").split(" <", 1)[0],
         )
-    _console().print(table)
+        for e in entries
+    ]
+    header = ("time (UTC)", "kind", "group / instance", "git sha", "by")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        click.echo("  ".join([*cells, row[-1]]).rstrip())
 
 
 @click.command("rollback")
