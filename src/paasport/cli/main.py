@@ -19,6 +19,7 @@ from paasport.errors import PaasportError
 COMMANDS: dict[str, str] = {
     "cook-image": "paasport.cli.deploy_cmds:cook_image",
     "deploy-history": "paasport.cli.deploy_cmds:deploy_history",
+    "deployd": "paasport.cli.up:deployd",
     "events": "paasport.cli.events:events",
     "generate-deployments": "paasport.cli.deploy_cmds:generate_deployments",
     "get-latest-deployment": "paasport.cli.deploy_cmds:get_latest_deployment",
@@ -32,7 +33,9 @@ COMMANDS: dict[str, str] = {
     "rollback": "paasport.cli.deploy_cmds:rollback",
     "schema": "paasport.cli.config_cmds:schema",
     "start": "paasport.cli.deploy_cmds:start",
+    "status": "paasport.cli.status:status",
     "stop": "paasport.cli.deploy_cmds:stop",
+    "up": "paasport.cli.up:up",
     "validate": "paasport.cli.config_cmds:validate",
 }
 

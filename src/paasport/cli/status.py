@@ -1,0 +1,259 @@
+"""``paasport status``: per instance desired vs running vs healthy, bounces, and why not healthy.
+
+Loads the soa-configs, asks ``reconcile.observe`` for a live view (one engine list call, a live
+probe per task, the event log) and renders it as text or ``--json``. Exit 1 when any instance
+is not healthy.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from paasport.cli.options import (
+    cluster_option,
+    config_option,
+    instance_option,
+    json_option,
+    print_json,
+    service_option,
+    soa_dir_option,
+)
+from paasport.config.system import SystemConfig, load_system_config
+from paasport.errors import NotFoundError, UsageError
+from paasport.monitoring.events import Event
+from paasport.reconcile.observe import InstanceView, deployments_reader, observe_instances
+from paasport.types import HealthCheck, InstanceConfig, Task
+
+
+def _age(seconds: float) -> str:
+    seconds = max(seconds, 0)
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f}h"
+    return f"{seconds / 86400:.0f}d"
+
+
+def select_instances(
+    system: SystemConfig, service: str | None, cluster: str | None, instance: str | None
+) -> list[InstanceConfig]:
+    """The configured instances status looks at (the local cluster unless -c says otherwise)."""
+    from paasport.config.tree import load_tree
+
+    if not system.soa_dir.is_dir():
+        raise UsageError(f"soa-configs directory {system.soa_dir} does not exist (--soa-dir)")
+    cluster = cluster or system.local_cluster
+    if cluster != system.local_cluster:
+        raise UsageError(
+            f"this host runs cluster {system.local_cluster!r}; status of {cluster!r} needs a "
+            "host of that cluster"
+        )
+    tree = load_tree(system.soa_dir, [service] if service else None, system=system)
+    if service and service not in tree.services:
+        raise NotFoundError(f"no service {service!r} in {system.soa_dir}")
+    configs = list(tree.instances_for(service=service, cluster=cluster, instance=instance))
+    if not configs and instance:
+        raise NotFoundError(f"{service or '*'}: no instance {instance!r} on cluster {cluster}")
+    return configs
+
+
+def gather(
+    system: SystemConfig,
+    configs: Sequence[InstanceConfig],
+    with_events: bool = False,
+) -> list[InstanceView]:
+    """Live views of ``configs``: engine, probes and the event log of this host."""
+    from paasport.config.tree import load_tree
+    from paasport.engine.factory import engine_for
+    from paasport.engine.health import probe
+    from paasport.monitoring.events import EventLog, events_path
+
+    engine = engine_for(system.local)
+    services = sorted({c.service for c in configs})
+    tree = load_tree(system.soa_dir, services, system=system) if services else None
+    registries = {
+        s: (
+            (tree.services[s].docker_registry if tree and s in tree.services else None)
+            or system.docker_registry
+        )
+        for s in services
+    }
+    path = events_path(system.state_dir)
+    log = EventLog(path) if path.exists() else None
+
+    def events(service: str, instance: str, since: float) -> list[Event]:
+        if log is None:
+            return []
+        return list(log.query(service=service, instance=instance, since=since))
+
+    def live_probe(task: Task, check: HealthCheck) -> tuple[bool, str]:
+        result = probe(task, check, engine.exec_in_task)
+        return result.ok, result.detail
+
+    try:
+        return observe_instances(
+            configs,
+            deployments_reader(system.soa_dir),
+            engine,
+            live_probe,
+            events,
+            registries,
+            with_events=with_events,
+        )
+    finally:
+        if log is not None:
+            log.close()
+
+
+def view_json(view: InstanceView) -> dict[str, object]:
+    c, d = view.config, view.deployment
+    now = time.time()
+    return {
+        "service": c.service,
+        "instance": c.instance,
+        "cluster": c.cluster,
+        "deploy_group": c.deploy_group,
+        "desired_state": d.desired_state if d else None,
+        "git_sha": d.git_sha if d else None,
+        "config_hash": view.desired.config_hash if view.desired else None,
+        "expected": view.facts.expected,
+        "running": view.facts.running,
+        "healthy": view.facts.healthy,
+        "state": view.verdict.state,
+        "ok": view.verdict.ok,
+        "why": view.verdict.why,
+        "bounce": (
+            {
+                "in_progress": view.bounce.in_progress,
+                "method": view.bounce.method,
+                "new_healthy": view.bounce.new_healthy,
+                "new_total": view.bounce.new_total,
+                "old_remaining": view.bounce.old_remaining,
+                "waiting_on": view.bounce.waiting_on,
+            }
+            if view.bounce
+            else None
+        ),
+        "app_versions": [
+            {
+                "git_sha": av.git_sha,
+                "config_hash": av.config_hash,
+                "new": view.desired is not None and av.config_hash == view.desired.config_hash,
+                "tasks": len(av.tasks),
+            }
+            for av in view.versions
+        ],
+        "tasks": [
+            {
+                "id": tv.task.task_id,
+                "name": tv.task.name,
+                "host": tv.task.host,
+                "port": tv.task.port,
+                "state": tv.task.state,
+                "health": tv.health,
+                "detail": tv.detail,
+                "age_seconds": round(now - tv.task.started_at, 1) if tv.task.started_at else None,
+                "restarts": tv.task.restarts,
+                "exit_code": tv.task.exit_code,
+                "new": tv.is_new,
+            }
+            for tv in view.tasks
+        ],
+        "events": [e.to_json() for e in view.events],
+    }
+
+
+def render(views: Sequence[InstanceView], verbose: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    now = time.time()
+    for view in views:
+        c, d, f, v = view.config, view.deployment, view.facts, view.verdict
+        colour = "green" if v.ok else "red"
+        sha = d.git_sha[:8] if d else "-"
+        console.print(
+            f"[bold]{view.key}[/bold] ({c.cluster})  [{colour}]{v.state}[/{colour}]  "
+            f"{f.healthy}/{f.expected} healthy, {f.running} running  "
+            f"desired: {d.desired_state if d else 'not deployed'}  git {sha}"
+        )
+        for av in view.versions:
+            new = view.desired is not None and av.config_hash == view.desired.config_hash
+            console.print(
+                f"  app version git {av.git_sha[:8]} config {av.config_hash[:8]} "
+                f"({'new' if new else 'old'}): {len(av.tasks)} task(s)"
+            )
+        b = view.bounce
+        if b is not None and b.in_progress and view.versions:
+            console.print(
+                f"  bounce: {b.method}, {b.new_healthy}/{f.expected} new healthy, "
+                f"{b.old_remaining} old left; {b.waiting_on or 'in progress'}"
+            )
+        if v.why:
+            console.print(f"  [{colour}]why:[/{colour}] {v.why}")
+        if verbose >= 1 and view.tasks:
+            table = Table(box=None, padding=(0, 2), show_edge=False)
+            for col in ("task", "host:port", "state", "health", "age", "restarts", "version"):
+                table.add_column(col)
+            for tv in view.tasks:
+                t = tv.task
+                health = tv.health + (f" ({tv.detail})" if tv.health != "healthy" else "")
+                table.add_row(
+                    t.name or t.task_id[:12],
+                    f"{t.host}:{t.port}" if t.port else t.host,
+                    t.state + (f" ({t.exit_code})" if t.exit_code is not None else ""),
+                    health,
+                    _age(now - t.started_at) if t.started_at else "-",
+                    str(t.restarts),
+                    "new" if tv.is_new else "old",
+                )
+            console.print(table)
+        if verbose >= 2:
+            for e in view.events[-10:]:
+                stamp = time.strftime("%H:%M:%S", time.localtime(e.time))
+                console.print(f"    {stamp} {e.level:<7} {e.kind}: {e.message}")
+
+
+@click.command("status")
+@service_option()
+@cluster_option
+@instance_option
+@soa_dir_option
+@config_option
+@json_option
+@click.option("-v", "--verbose", count=True, help="-v tasks, -vv recent events too")
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="where events.sqlite lives [env PAASPORT_STATE_DIR]",
+)
+def status(
+    service: str | None,
+    cluster: str | None,
+    instance: str | None,
+    soa_dir: Path | None,
+    config_file: Path | None,
+    as_json: bool,
+    verbose: int,
+    state_dir: Path | None,
+) -> int:
+    """Desired vs running vs healthy per instance, bounces in progress, and why not healthy."""
+    system = load_system_config(config_file, soa_dir=soa_dir, state_dir=state_dir)
+    configs = select_instances(system, service, cluster, instance)
+    views = gather(system, configs, with_events=verbose >= 2 or as_json)
+    if as_json:
+        print_json([view_json(v) for v in views])
+    elif not views:
+        click.echo("no instances configured for this cluster")
+    else:
+        render(views, verbose)
+    return 0 if all(v.verdict.ok for v in views) else 1

@@ -1,0 +1,229 @@
+"""``paasport up`` (the whole platform of one host, in the foreground) and ``paasport deployd``.
+
+Both build the engine, the shared health monitor, the event log and a Deployd from the system
+config; ``up`` adds the deployments.json refresher, the discovery agent and the monitor, each
+in its own thread. Ctrl-C stops paasport only: the services keep running.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from paasport.cli.options import config_option, soa_dir_option
+from paasport.config.system import SystemConfig, load_system_config
+from paasport.errors import UsageError
+
+log = logging.getLogger("paasport")
+
+state_dir_option = click.option(
+    "--state-dir",
+    "state_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="where events.sqlite and discovery state live [env PAASPORT_STATE_DIR]",
+)
+workers_option = click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="instances reconciled at the same time",
+)
+full_pass_option = click.option(
+    "--full-pass-seconds",
+    type=click.FloatRange(1.0),
+    default=30.0,
+    show_default=True,
+    help="how often every instance is checked (and removed instances cleaned up)",
+)
+grace_option = click.option(
+    "--stop-grace-seconds",
+    type=click.FloatRange(0.0),
+    default=10.0,
+    show_default=True,
+    help="SIGTERM to SIGKILL when a drained task stops",
+)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """One readable line per event on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("urllib3", "docker", "httpx", "httpcore", "kazoo"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def load_settings(
+    config_file: Path | None, soa_dir: Path | None, state_dir: Path | None
+) -> SystemConfig:
+    system = load_system_config(config_file, soa_dir=soa_dir, state_dir=state_dir)
+    if system.local_cluster not in system.clusters:
+        raise UsageError(f"local_cluster {system.local_cluster!r} is not among the clusters")
+    if not system.soa_dir.is_dir():
+        raise UsageError(f"soa-configs directory {system.soa_dir} does not exist (--soa-dir)")
+    return system
+
+
+@dataclass
+class Platform:
+    """The long-lived parts of paasport on one host, wired together."""
+
+    system: SystemConfig
+    engine: Any
+    health: Any
+    events: Any
+    deployd: Any
+    threads: list[threading.Thread] = field(default_factory=list)
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def spawn(self, name: str, target: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                target()
+            except Exception:  # keep the other parts running; say what died
+                log.exception("%s stopped with an error", name)
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def close(self) -> None:
+        for closer in reversed(self.closers):
+            try:
+                closer()
+            except Exception:  # closing is best effort at exit
+                log.debug("closing failed", exc_info=True)
+
+
+def build_platform(
+    system: SystemConfig, workers: int, full_pass_seconds: float, stop_grace_seconds: float
+) -> Platform:
+    """Engine, health monitor, event log, drainer and deployd for ``system``."""
+    from paasport.engine.factory import engine_for
+    from paasport.engine.health import HealthMonitor
+    from paasport.monitoring.events import EventLog, events_path
+    from paasport.reconcile.deployd import Deployd, DeploydSettings, DesiredStore
+    from paasport.reconcile.drain import NoopDrainer
+    from paasport.reconcile.reconciler import ReconcilerSettings
+
+    engine = engine_for(system.local)
+    health = HealthMonitor(engine.exec_in_task)
+    events = EventLog(events_path(system.state_dir))
+    store = DesiredStore(
+        system.soa_dir, system.local_cluster, system.docker_registry, system=system
+    )
+    settings = DeploydSettings(
+        workers=workers,
+        full_pass_seconds=full_pass_seconds,
+        reconciler=ReconcilerSettings(stop_grace_seconds=stop_grace_seconds),
+    )
+    deployd = Deployd(store, engine, health, NoopDrainer(), events, settings)
+    platform = Platform(system, engine, health, events, deployd)
+    platform.closers.append(events.close)
+    return platform
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            return
+        log.info("stopping paasport (the services keep running; `paasport down` stops them)")
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+@click.command("deployd")
+@soa_dir_option
+@config_option
+@state_dir_option
+@workers_option
+@full_pass_option
+@grace_option
+@click.option("-v", "--verbose", is_flag=True, help="debug logging")
+def deployd(
+    soa_dir: Path | None,
+    config_file: Path | None,
+    state_dir: Path | None,
+    workers: int,
+    full_pass_seconds: float,
+    stop_grace_seconds: float,
+    verbose: bool,
+) -> None:
+    """Run only the reconciler: converge this host's cluster to soa-configs + deployments.json."""
+    setup_logging(verbose)
+    system = load_settings(config_file, soa_dir, state_dir)
+    platform = build_platform(system, workers, full_pass_seconds, stop_grace_seconds)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    try:
+        platform.deployd.run_forever(stop)
+    finally:
+        platform.close()
+
+
+@click.command("up")
+@soa_dir_option
+@config_option
+@state_dir_option
+@workers_option
+@full_pass_option
+@grace_option
+@click.option(
+    "--refresh-seconds",
+    type=click.FloatRange(1.0),
+    default=10.0,
+    show_default=True,
+    help="how often deployments.json is regenerated from every service's git tags",
+)
+@click.option("-v", "--verbose", is_flag=True, help="debug logging")
+def up(
+    soa_dir: Path | None,
+    config_file: Path | None,
+    state_dir: Path | None,
+    workers: int,
+    full_pass_seconds: float,
+    stop_grace_seconds: float,
+    refresh_seconds: float,
+    verbose: bool,
+) -> None:
+    """Run paasport on this host in the foreground: reconciler, deployments refresher, health
+    checks (and discovery and monitoring where configured). Ctrl-C stops paasport, not the
+    services."""
+    from paasport.reconcile.refresh import DeploymentsRefresher
+
+    setup_logging(verbose)
+    system = load_settings(config_file, soa_dir, state_dir)
+    system.state_dir.mkdir(parents=True, exist_ok=True)
+    platform = build_platform(system, workers, full_pass_seconds, stop_grace_seconds)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    log.info(
+        "paasport up: cluster %s, soa-configs %s, state %s",
+        system.local_cluster,
+        system.soa_dir,
+        system.state_dir,
+    )
+    refresher = DeploymentsRefresher(system.soa_dir, system, interval=refresh_seconds)
+    platform.spawn("refresh", lambda: refresher.run_forever(stop))
+    try:
+        platform.deployd.run_forever(stop)
+    finally:
+        platform.close()
+        log.info("paasport stopped")
