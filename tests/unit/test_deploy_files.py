@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from paasport.deploy import deployments as dep
+from paasport.deploy.git import is_local_url, resolve_git_url
 from paasport.deploy.images import base_images, image_name, split_image
 from paasport.errors import ConfigError
 from paasport.types import DeploymentState
@@ -151,3 +152,19 @@ def test_split_image(name: str, expect: tuple[str, str]) -> None:
 )
 def test_base_images(dockerfile: str, expect: list[str]) -> None:
     assert base_images(dockerfile) == expect
+
+
+@pytest.mark.parametrize(
+    ("url", "local", "resolved"),
+    [
+        ("../../repos/web", True, "/soa/repos/web"),
+        ("/srv/git/web", True, "/srv/git/web"),
+        ("file:///srv/git/web.git", False, "file:///srv/git/web.git"),
+        ("git@github.com:org/web.git", False, "git@github.com:org/web.git"),
+        ("host:web.git", False, "host:web.git"),
+        ("https://git.example/web.git", False, "https://git.example/web.git"),
+    ],
+)
+def test_git_url_resolution(url: str, local: bool, resolved: str) -> None:
+    assert is_local_url(url) is local
+    assert resolve_git_url(url, Path("/soa/web/sub")) == resolved
