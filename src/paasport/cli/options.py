@@ -45,9 +45,8 @@ json_option: Callable[[F], F] = click.option(
 
 
 def service_option(required: bool = False) -> Callable[[F], F]:
-    return click.option(
-        "--service", "-s", "service", required=required, default=None, help="service name"
-    )
+    # no explicit default: click 8.5 treats `default=None` as a value for a required option
+    return click.option("--service", "-s", "service", required=required, help="service name")
 
 
 cluster_option: Callable[[F], F] = click.option(
