@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -183,3 +185,52 @@ def test_monitor_follows_a_real_task(container: Container) -> None:
         assert time.monotonic() < deadline, monitor.health_of(task.task_id)
         time.sleep(0.06)
         monitor.update([task])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Answers ``/<status>`` with that status and a body naming it (long for /500)."""
+
+    def do_GET(self) -> None:
+        status = int(self.path.strip("/").split("?")[0])
+        body = (f"status {status} " * (40 if status == 500 else 1)).encode()
+        self.send_response(status)
+        if 300 <= status < 400:
+            self.send_header("Location", "/200")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def status_server() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.mark.parametrize(
+    ("status", "ok", "detail_tail"),
+    [
+        (200, True, ""),
+        (204, True, ""),
+        (301, True, ""),  # redirects are not followed: 3xx passes
+        (399, True, ""),
+        (404, False, ": status 404"),
+        (503, False, ": status 503"),
+        (500, False, ": " + ("status 500 " * 12)[:117] + "..."),
+    ],
+)
+def test_http_status_codes(status_server: int, status: int, ok: bool, detail_tail: str) -> None:
+    task = Task("t", "s", "i", "c", "h", "abc", state="running", port=status_server)
+    result = probe(task, HealthCheck(mode="http", uri=f"/{status}", timeout_seconds=2))
+    assert result.ok is ok
+    assert result.detail == f"HTTP {status} from 127.0.0.1:{status_server}/{status}{detail_tail}"
