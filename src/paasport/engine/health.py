@@ -24,7 +24,7 @@ ExecFn = Callable[[str, str, float], ExecResult]  # engine.exec_in_task(task_id,
 # How long a tcp probe waits for the peer to hang up at once: Docker's userland port proxy
 # accepts every connection and closes it when nothing listens behind the published port.
 TCP_SETTLE_SECONDS = 0.1
-STARTUP_INTERVAL_SECONDS = 0.5  # probe cadence of a task that has never passed, in its grace
+STARTUP_INTERVAL_SECONDS = 0.25  # probe cadence of a task that has never passed, in its grace
 DETAIL_BODY_CHARS = 120
 
 
