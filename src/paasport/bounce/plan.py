@@ -159,7 +159,8 @@ def plan(
     # Old versions: which of their live tasks go in this step.
     leaving: list[Task]
     if method == "crossover":
-        needed = max(margin_target(desired.replicas, margin_factor) - len(happy_new), 0)
+        happy_kept = min(len(happy_new), desired.replicas)  # surplus removal keeps healthy last
+        needed = max(margin_target(desired.replicas, margin_factor) - happy_kept, 0)
         leaving = old_live[needed:]
     elif method == "upthendown":
         all_new_happy = len(happy_new) >= desired.replicas
