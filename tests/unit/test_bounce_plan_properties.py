@@ -80,7 +80,7 @@ class World:
         return sum(1 for tasks in self.versions.values() for t in tasks if is_happy(t))
 
     def pending_new(self, new_hash: str) -> list[Task]:
-        return [t for t in self.versions.get(new_hash, []) if t.health == "unknown"]
+        return [t for t in self.versions.get(new_hash, []) if t.health != "healthy"]
 
     def draining(self) -> list[Task]:
         return [t for tasks in self.versions.values() for t in tasks if t.draining]
@@ -91,7 +91,7 @@ def spec(replicas: int) -> AppSpec:
 
 
 old_versions = st.dictionaries(
-    st.sampled_from(["old1", "old2", "old3"]),
+    st.sampled_from(["old1", "old2", "old3", "new"]),  # "new": a rollback / a scale change
     st.lists(st.sampled_from(["healthy", "healthy", "unknown", "unhealthy"]), max_size=6),
     max_size=3,
 )
