@@ -1,0 +1,385 @@
+"""deployd against the real Docker engine: deploys, every bounce method, replacement of killed
+tasks, stop/start, removal, and SIGKILL of deployd in the middle of a bounce.
+
+Each test runs its own cluster (``test-<uuid8>``) and soa-configs tree, and removes every
+container carrying its cluster label at the end.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from paasport.config.system import ClusterConfig, SystemConfig
+from paasport.engine.docker import DockerEngine
+from paasport.engine.health import HealthMonitor
+from paasport.monitoring.events import EventLog
+from paasport.reconcile.deployd import Deployd, DeploydSettings, DesiredStore
+from paasport.reconcile.drain import NoopDrainer
+from paasport.reconcile.reconciler import ReconcilerSettings
+from paasport.types import AppVersion
+
+HTTPD = "httpd -f -p 8888 -h /www"
+SLOW_HTTPD = "sleep 2; httpd -f -p 8888 -h /www"  # new tasks need ~2 s before they serve
+
+
+def instance_yaml(**fields: object) -> str:
+    base: dict[str, object] = {
+        "instances": 3,
+        "cpus": 0.1,
+        "mem": 32,
+        "cmd": HTTPD,
+        "healthcheck_mode": "http",
+        "healthcheck_uri": "/status",
+        "healthcheck_grace_period_seconds": 30,
+        "healthcheck_interval_seconds": 1,
+        "healthcheck_timeout_seconds": 1,
+        "drain_method": "noop",
+        "backoff_seconds": 1,
+    }
+    base.update(fields)
+    return json.dumps({"main": base})  # JSON is YAML
+
+
+def answers(port: int | None) -> bool:
+    if port is None:
+        return False
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=0.5)
+        conn.request("GET", "/status")
+        ok = conn.getresponse().status == 200
+        conn.close()
+        return ok
+    except OSError:
+        return False
+
+
+@dataclass
+class Sample:
+    old_live: int
+    new_live: int
+    new_serving: int
+    serving: int
+    versions: int
+
+
+@dataclass
+class World:
+    cluster: str
+    root: Path
+    image: str
+    engine: DockerEngine
+    deployd: Deployd | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+    events: EventLog | None = None
+
+    @property
+    def soa_dir(self) -> Path:
+        return self.root / "soa"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def system(self) -> SystemConfig:
+        return SystemConfig(
+            clusters={self.cluster: ClusterConfig(self.cluster)},
+            local_cluster=self.cluster,
+            soa_dir=self.soa_dir,
+            state_dir=self.state_dir,
+        )
+
+    def write_service(self, instance_file: str, state: str = "start") -> None:
+        svc = self.soa_dir / "web"
+        svc.mkdir(parents=True, exist_ok=True)
+        (svc / "service.yaml").write_text("description: test service\n")
+        (svc / "deploy.yaml").write_text(f"pipeline:\n  - step: {self.cluster}.main\n")
+        (svc / f"instances-{self.cluster}.yaml").write_text(instance_file)
+        self.write_deployments(state)
+
+    def write_deployments(self, state: str = "start") -> None:
+        doc = {
+            "v2": {
+                "deployments": {
+                    f"{self.cluster}.main": {"docker_image": self.image, "git_sha": "a" * 40}
+                },
+                "controls": {f"web:{self.cluster}.main": {"desired_state": state}},
+            }
+        }
+        path = self.soa_dir / "web" / "deployments.json"
+        tmp = path.with_name(".deployments.json.tmp")
+        tmp.write_text(json.dumps(doc))
+        tmp.rename(path)
+
+    def start_deployd(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.events = EventLog(self.state_dir / "events.sqlite")
+        store = DesiredStore(self.soa_dir, self.cluster, None, system=self.system)
+        settings = DeploydSettings(
+            workers=2,
+            sweep_seconds=0.2,
+            health_seconds=0.1,
+            full_pass_seconds=5.0,
+            reconciler=ReconcilerSettings(
+                stop_grace_seconds=1.0, kill_grace_seconds=0.5, recheck_seconds=0.3
+            ),
+        )
+        health = HealthMonitor(self.engine.exec_in_task, startup_interval_seconds=0.2)
+        self.deployd = Deployd(store, self.engine, health, NoopDrainer(), self.events, settings)
+        self.thread = threading.Thread(target=self.deployd.run_forever, args=(self.stop,))
+        self.thread.start()
+
+    def stop_deployd(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=30)
+        if self.events is not None:
+            self.events.close()
+
+    def versions(self) -> list[AppVersion]:
+        return list(self.engine.list_app_versions("web", "main"))
+
+    def live(self) -> list[AppVersion]:
+        return [
+            AppVersion(
+                **{**av.__dict__, "tasks": tuple(t for t in av.tasks if t.state == "running")}
+            )
+            for av in self.versions()
+        ]
+
+    def hashes(self) -> set[str]:
+        return {av.config_hash for av in self.live() if av.tasks}
+
+    def sample(self, old_hashes: set[str]) -> Sample:
+        versions = self.live()
+        old = [t for av in versions if av.config_hash in old_hashes for t in av.tasks]
+        new = [t for av in versions if av.config_hash not in old_hashes for t in av.tasks]
+        new_serving = sum(1 for t in new if answers(t.port))
+        serving = new_serving + sum(1 for t in old if answers(t.port))
+        return Sample(
+            len(old), len(new), new_serving, serving, len([v for v in versions if v.tasks])
+        )
+
+    def wait_for(self, what: str, cond: Callable[[], bool], timeout: float = 45.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if cond():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}; versions: {self.versions()}")
+
+    def converged(self, n: int = 3) -> bool:
+        live = self.live()
+        tasks = [t for av in live for t in av.tasks]
+        all_versions = self.versions()
+        return (
+            len(all_versions) == 1
+            and len(tasks) == n
+            and len(all_versions[0].tasks) == n
+            and all(answers(t.port) for t in tasks)
+        )
+
+    def sample_until_converged(self, old: set[str], timeout: float = 60.0) -> list[Sample]:
+        samples: list[Sample] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            s = self.sample(old)
+            samples.append(s)
+            if s.old_live == 0 and s.new_serving == 3 and s.versions == 1 and self.converged():
+                return samples
+            time.sleep(0.05)
+        raise AssertionError(f"bounce did not finish: last samples {samples[-5:]}")
+
+
+def _remove_cluster_containers(cluster: str) -> None:
+    out = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=paasport.cluster={cluster}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    ids = out.stdout.split()
+    if ids:
+        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
+
+
+@pytest.fixture
+def world(busybox_image: str, tmp_dir: Path) -> Iterator[World]:
+    cluster = f"test-{uuid.uuid4().hex[:8]}"
+    w = World(cluster=cluster, root=tmp_dir, image=busybox_image, engine=DockerEngine(cluster))
+    try:
+        yield w
+    finally:
+        w.stop_deployd()
+        _remove_cluster_containers(cluster)
+        w.engine.close()
+
+
+def test_a_three_task_service_deploys_and_serves(world: World) -> None:
+    world.write_service(instance_yaml())
+    world.start_deployd()
+    world.wait_for("3 serving tasks", world.converged)
+    assert len(world.versions()) == 1
+    av = world.versions()[0]
+    assert {t.cluster for t in av.tasks} == {world.cluster}
+    assert len({t.port for t in av.tasks}) == 3
+
+
+def test_crossover_bounce_never_drops_below_the_margin(world: World) -> None:
+    world.write_service(instance_yaml())
+    world.start_deployd()
+    world.wait_for("first deploy", world.converged)
+    old = world.hashes()
+    world.write_service(instance_yaml(cmd=SLOW_HTTPD, env={"V": "2"}))
+    samples = world.sample_until_converged(old)
+    assert any(s.new_live > 0 and s.old_live > 0 for s in samples), "no overlap seen"
+    assert min(s.serving for s in samples) >= 3, [s.serving for s in samples]
+    assert world.hashes().isdisjoint(old)
+
+
+def test_upthendown_keeps_every_old_task_until_all_new_are_healthy(world: World) -> None:
+    world.write_service(instance_yaml(bounce_method="upthendown"))
+    world.start_deployd()
+    world.wait_for("first deploy", world.converged)
+    old = world.hashes()
+    world.write_service(instance_yaml(bounce_method="upthendown", cmd=SLOW_HTTPD, env={"V": "2"}))
+    samples = world.sample_until_converged(old)
+    for s in samples:
+        if s.old_live < 3:
+            assert s.new_serving == 3, s
+    assert any(s.old_live == 3 and s.new_live == 3 for s in samples)
+
+
+def test_downthenup_never_runs_old_and_new_together(world: World) -> None:
+    world.write_service(instance_yaml(bounce_method="downthenup"))
+    world.start_deployd()
+    world.wait_for("first deploy", world.converged)
+    old = world.hashes()
+    world.write_service(instance_yaml(bounce_method="downthenup", cmd=SLOW_HTTPD, env={"V": "2"}))
+    samples = world.sample_until_converged(old)
+    assert not any(s.old_live and s.new_live for s in samples), samples
+    assert any(s.serving == 0 for s in samples)  # the downtime downthenup accepts
+
+
+def test_brutal_kills_old_tasks_without_waiting_for_new_ones(world: World) -> None:
+    world.write_service(instance_yaml(bounce_method="brutal"))
+    world.start_deployd()
+    world.wait_for("first deploy", world.converged)
+    old = world.hashes()
+    world.write_service(instance_yaml(bounce_method="brutal", cmd=SLOW_HTTPD, env={"V": "2"}))
+    samples = world.sample_until_converged(old)
+    assert any(s.old_live == 0 and s.new_live > 0 and s.new_serving < 3 for s in samples), samples
+
+
+def test_a_killed_task_is_replaced_and_recorded(world: World) -> None:
+    world.write_service(instance_yaml())
+    world.start_deployd()
+    world.wait_for("first deploy", world.converged)
+    victim = world.versions()[0].tasks[0]
+    subprocess.run(["docker", "kill", victim.task_id], capture_output=True, check=True)
+    world.wait_for(
+        "a replacement",
+        lambda: (
+            victim.task_id not in {t.task_id for av in world.versions() for t in av.tasks}
+            and world.converged()
+        ),
+    )
+    assert world.events is not None
+    crashes = world.events.query(service="web", instance="main", kinds=["crash"])
+    assert crashes and crashes[0].data.get("exit_code") == 137
+
+
+def test_stop_then_start(world: World) -> None:
+    world.write_service(instance_yaml())
+    world.start_deployd()
+    world.wait_for("first deploy", world.converged)
+    world.write_deployments("stop")
+    world.wait_for("no task left", lambda: not world.versions())
+    world.write_deployments("start")
+    world.wait_for("3 tasks again", world.converged)
+
+
+def test_removing_the_instance_removes_its_containers(world: World) -> None:
+    world.write_service(instance_yaml())
+    world.start_deployd()
+    world.wait_for("first deploy", world.converged)
+    (world.soa_dir / "web" / f"instances-{world.cluster}.yaml").write_text("{}\n")
+    world.wait_for("every container gone", lambda: not world.versions())
+
+
+def _deployd_process(world: World, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    config = world.root / "paasport.yaml"
+    config.write_text(
+        f"local_cluster: {world.cluster}\nclusters:\n  {world.cluster}:\n    engine: docker\n"
+    )
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "paasport",
+            "deployd",
+            "--config",
+            str(config),
+            "--soa-dir",
+            str(world.soa_dir),
+            "--state-dir",
+            str(world.state_dir),
+            "--stop-grace-seconds",
+            "1",
+            "--full-pass-seconds",
+            "5",
+        ],
+        stdout=log,
+        stderr=log,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def test_sigkill_mid_bounce_then_restart_converges_without_orphans(world: World) -> None:
+    world.write_service(instance_yaml())
+    log = (world.root / "deployd.log").open("ab")
+    proc = _deployd_process(world, log)
+    try:
+        world.wait_for("first deploy", world.converged, timeout=60)
+        old = world.hashes()
+        world.write_service(instance_yaml(cmd=SLOW_HTTPD, env={"V": "2"}))
+        # kill it as soon as the bounce has started (both versions exist)
+        world.wait_for("the bounce to start", lambda: len(world.versions()) >= 2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        mid = world.versions()
+        assert len(mid) >= 2  # really mid-bounce
+        proc = _deployd_process(world, log)
+        time.sleep(1.0)  # a second kill right after a restart, while it re-lists everything
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        proc = _deployd_process(world, log)
+        world.wait_for("convergence after restarts", world.converged, timeout=60)
+        versions = world.versions()
+        assert len(versions) == 1 and versions[0].config_hash not in old
+        everything = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"label=paasport.cluster={world.cluster}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert len(everything) == 3, "orphaned containers left behind"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        log.close()
