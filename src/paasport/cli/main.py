@@ -20,12 +20,14 @@ COMMANDS: dict[str, str] = {
     "cook-image": "paasport.cli.deploy_cmds:cook_image",
     "deploy-history": "paasport.cli.deploy_cmds:deploy_history",
     "deployd": "paasport.cli.up:deployd",
+    "down": "paasport.cli.down:down",
     "events": "paasport.cli.events:events",
     "generate-deployments": "paasport.cli.deploy_cmds:generate_deployments",
     "get-latest-deployment": "paasport.cli.deploy_cmds:get_latest_deployment",
     "info": "paasport.cli.config_cmds:info",
     "list": "paasport.cli.config_cmds:list_services",
     "list-clusters": "paasport.cli.config_cmds:list_clusters",
+    "logs": "paasport.cli.logs:logs",
     "mark-for-deployment": "paasport.cli.deploy_cmds:mark_for_deployment",
     "monitor": "paasport.cli.monitor:monitor",
     "push-to-registry": "paasport.cli.deploy_cmds:push_to_registry",
@@ -37,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "stop": "paasport.cli.deploy_cmds:stop",
     "up": "paasport.cli.up:up",
     "validate": "paasport.cli.config_cmds:validate",
+    "wait-for-deployment": "paasport.cli.wait:wait_for_deployment",
 }
 
 

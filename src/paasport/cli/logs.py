@@ -1,0 +1,66 @@
+"""``paasport logs``: the merged logs of a service's tasks, each line prefixed by its task.
+
+Reads through the engine's ``logs`` (oldest first; with -f keeps following, new tasks included).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from paasport.cli.options import config_option, instance_option, service_option
+from paasport.config.system import load_system_config
+from paasport.errors import UsageError
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(value: str, now: float) -> float:
+    """``90s``, ``10m``, ``2h``, ``1d`` ago, or an ISO time, as a unix timestamp."""
+    m = _DURATION.match(value.strip())
+    if m:
+        return now - float(m.group(1)) * _UNITS[m.group(2)]
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        raise UsageError(
+            f"--since {value!r}: expected a duration (30s, 10m, 2h, 1d) or an ISO time"
+        ) from None
+
+
+@click.command("logs")
+@service_option(required=True)
+@instance_option
+@config_option
+@click.option("-f", "--follow", is_flag=True, help="keep printing new lines")
+@click.option("--since", default=None, help="only lines newer than this (10m, 2h, ISO time)")
+@click.option("-n", "--tail", type=int, default=None, help="last N lines of each task")
+def logs(
+    service: str,
+    instance: str | None,
+    config_file: Path | None,
+    follow: bool,
+    since: str | None,
+    tail: int | None,
+) -> None:
+    """Merged task logs of a service (or one instance), prefixed by task."""
+    from paasport.engine.factory import engine_for
+
+    system = load_system_config(config_file)
+    engine = engine_for(system.local)
+    start = parse_since(since, time.time()) if since else None
+    if not engine.list_app_versions(service, instance) and not follow:
+        target = f"{service}.{instance}" if instance else service
+        click.echo(f"no tasks of {target} on cluster {system.local_cluster}", err=True)
+        return
+    try:
+        for line in engine.logs(service, instance, follow=follow, since=start, tail=tail):
+            name = line.task_name or line.task_id[:12]
+            click.echo(f"{name} | {line.message.rstrip()}")
+    except KeyboardInterrupt:
+        return

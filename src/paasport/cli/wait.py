@@ -1,0 +1,115 @@
+"""``paasport wait-for-deployment``: block until every instance of a deploy group runs a commit.
+
+Polls ``reconcile.observe`` (one engine list call and live probes per round) and decides with
+``instance_done``; draws a progress bar per instance; on timeout exits 1 naming each instance
+still waiting and why.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from paasport.cli.options import config_option, deploy_group_option, service_option, soa_dir_option
+from paasport.config.system import load_system_config
+from paasport.errors import NotFoundError, PaasportError, UsageError
+from paasport.reconcile.observe import InstanceView
+
+
+def instance_done(view: InstanceView, commit: str) -> tuple[bool, str]:
+    """Done = stopped, or runs ``commit`` (a sha prefix) on every expected task, healthy, with
+    no other app version left. Otherwise the reason it is not done yet."""
+    d = view.deployment
+    if d is None:
+        return False, "not marked for deployment yet (deployments.json not regenerated?)"
+    if not d.git_sha.startswith(commit):
+        return False, f"deployments.json says {d.git_sha[:8]}, not {commit[:8]}"
+    if d.desired_state == "stop":
+        return True, "stopped"
+    others = [
+        av for av in view.versions if view.desired and av.config_hash != view.desired.config_hash
+    ]
+    f = view.facts
+    if f.healthy >= f.expected and not any(av.tasks for av in others):
+        return True, "done"
+    return False, view.verdict.why or f"{f.healthy} of {f.expected} tasks healthy"
+
+
+@click.command("wait-for-deployment")
+@service_option(required=True)
+@deploy_group_option
+@click.option("--commit", "-c", "commit", required=True, help="git sha (or a prefix of it)")
+@click.option("--timeout", "-t", type=float, default=3600.0, show_default=True, help="seconds")
+@soa_dir_option
+@config_option
+def wait_for_deployment(
+    service: str,
+    deploy_group: str | None,
+    commit: str,
+    timeout: float,
+    soa_dir: Path | None,
+    config_file: Path | None,
+) -> int:
+    """Wait until every instance of DEPLOY_GROUP runs COMMIT with all tasks healthy."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from paasport.cli.status import gather, select_instances
+
+    if not deploy_group:
+        raise UsageError("--deploy-group/-l is required")
+    system = load_system_config(config_file, soa_dir=soa_dir)
+    configs = [
+        c for c in select_instances(system, service, None, None) if c.deploy_group == deploy_group
+    ]
+    if not configs:
+        raise NotFoundError(
+            f"{service}: no instance of deploy group {deploy_group!r} on cluster "
+            f"{system.local_cluster}"
+        )
+    commit = commit.lower()
+    deadline = time.monotonic() + timeout
+    reasons: dict[str, str] = {}
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[why]}"),
+        disable=not sys.stderr.isatty(),
+    )
+    bars = {
+        f"{c.service}.{c.instance}": progress.add_task(
+            f"{c.service}.{c.instance}", total=max(c.instances, 1), why=""
+        )
+        for c in configs
+    }
+    with progress:
+        while True:
+            try:
+                views = gather(system, configs)
+            except PaasportError as err:
+                views, reasons = [], {k: str(err) for k in bars}
+            for view in views:
+                done, why = instance_done(view, commit)
+                reasons[view.key] = "" if done else why
+                total = max(view.facts.expected, 1)
+                progress.update(
+                    bars[view.key],
+                    total=total,
+                    completed=total if done else min(view.facts.healthy, total),
+                    why="" if done else why[:80],
+                )
+            if views and not any(reasons.values()):
+                click.echo(
+                    f"{service}: {deploy_group} runs {commit[:8]} on every instance", err=True
+                )
+                return 0
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(1.0)
+    for key, why in sorted(reasons.items()):
+        if why:
+            click.echo(f"timed out: {key}: {why}", err=True)
+    return 1
