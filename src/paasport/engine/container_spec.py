@@ -1,0 +1,388 @@
+"""Pure translation between paasport values and Docker's container payloads.
+
+``engine.docker`` calls it to turn an AppSpec into create/host-config arguments and to turn the
+``GET /containers/json`` list payload back into AppVersion/Task values. No I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from paasport.engine.base import (
+    LABEL_APP_ID,
+    LABEL_CLUSTER,
+    LABEL_CONFIG_HASH,
+    LABEL_DEPLOY_GROUP,
+    LABEL_DESIRED_REPLICAS,
+    LABEL_GIT_SHA,
+    LABEL_HEALTHCHECK,
+    LABEL_IMAGE,
+    LABEL_INSTANCE,
+    LABEL_SERVICE,
+)
+from paasport.types import AppSpec, AppVersion, HealthCheck, Task, TaskState
+
+# Engine-private labels: what the list payload lacks but status/capacity need without an inspect.
+LABEL_CPUS = "paasport.cpus"
+LABEL_MEM = "paasport.mem"
+LABEL_CONTAINER_PORT = "paasport.container_port"
+LABEL_NET = "paasport.net"
+
+CPU_PERIOD_US = 100_000
+MIN_NANO_CPUS = 10_000_000  # Docker refuses less than 0.01 CPU
+LIVE_STATES: frozenset[TaskState] = frozenset({"starting", "running"})
+
+_DOCKER_STATES: Mapping[str, TaskState] = {
+    "created": "starting",
+    "restarting": "starting",
+    "running": "running",
+    "paused": "running",
+    "exited": "exited",
+    "dead": "dead",
+    "removing": "dead",
+}
+_EXIT_STATUS = re.compile(r"^(?:Exited|Restarting) \((-?\d+)\)")
+_NAME_UNSAFE = re.compile(r"[^a-z0-9.-]+")
+_TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything Docker needs to create one task: create_container + create_host_config args."""
+
+    name: str
+    image: str
+    command: tuple[str, ...] | None
+    environment: Mapping[str, str]
+    labels: Mapping[str, str]
+    exposed_ports: tuple[int, ...]
+    port_bindings: Mapping[int, tuple[str, None]]
+    binds: Mapping[str, Mapping[str, str]]
+    network_mode: str
+    nano_cpus: int
+    mem_limit: int
+    memswap_limit: int
+
+    def create_args(self) -> dict[str, Any]:
+        """Keyword arguments of ``APIClient.create_container`` (without ``host_config``)."""
+        return {
+            "image": self.image,
+            "command": list(self.command) if self.command is not None else None,
+            "environment": dict(self.environment),
+            "labels": dict(self.labels),
+            "name": self.name,
+            "ports": list(self.exposed_ports) or None,
+            "detach": True,
+        }
+
+    def host_config_args(self) -> dict[str, Any]:
+        """Keyword arguments of ``APIClient.create_host_config``."""
+        args: dict[str, Any] = {
+            "network_mode": self.network_mode,
+            "restart_policy": {"Name": "no"},  # the reconciler replaces dead tasks, with backoff
+            "mem_limit": self.mem_limit,
+            "memswap_limit": self.memswap_limit,
+        }
+        if self.nano_cpus:
+            args["nano_cpus"] = self.nano_cpus
+        if self.port_bindings:
+            args["port_bindings"] = dict(self.port_bindings)
+        if self.binds:
+            args["binds"] = {k: dict(v) for k, v in self.binds.items()}
+        return args
+
+
+@dataclass(frozen=True)
+class ExitDetails:
+    """What only an inspect tells about a finished container (cached: it never changes)."""
+
+    exit_code: int | None
+    oom_killed: bool
+    restarts: int = 0
+
+
+def docker_name_part(value: str) -> str:
+    """A service/instance name as a Docker-name fragment (``_`` -> ``--``, like DNS labels)."""
+    return _NAME_UNSAFE.sub("-", value.lower().replace("_", "--")).strip("-.") or "x"
+
+
+def container_name(spec: AppSpec, suffix: str) -> str:
+    """``paasport-<service>-<instance>-<confighash8>-<suffix>``."""
+    return "-".join(
+        (
+            "paasport",
+            docker_name_part(spec.service),
+            docker_name_part(spec.instance),
+            docker_name_part(spec.config_hash[:8]),
+            suffix,
+        )
+    )
+
+
+def healthcheck_label(check: HealthCheck) -> str:
+    return json.dumps(dataclasses.asdict(check), sort_keys=True, separators=(",", ":"))
+
+
+def healthcheck_from_label(text: str | None) -> HealthCheck | None:
+    """Parse the ``paasport.healthcheck`` label; None when absent or unreadable."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    known = {f.name for f in dataclasses.fields(HealthCheck)}
+    try:
+        return HealthCheck(**{k: v for k, v in data.items() if k in known})
+    except TypeError:
+        return None
+
+
+def labels_for(spec: AppSpec) -> dict[str, str]:
+    """The labels every task of ``spec`` carries: the engine's state is recovered from them."""
+    return {
+        LABEL_SERVICE: spec.service,
+        LABEL_INSTANCE: spec.instance,
+        LABEL_CLUSTER: spec.cluster,
+        LABEL_GIT_SHA: spec.git_sha,
+        LABEL_CONFIG_HASH: spec.config_hash,
+        LABEL_APP_ID: spec.app_id,
+        LABEL_DESIRED_REPLICAS: str(spec.replicas),
+        LABEL_HEALTHCHECK: healthcheck_label(spec.healthcheck),
+        LABEL_DEPLOY_GROUP: spec.deploy_group,
+        LABEL_IMAGE: spec.image,
+        LABEL_CPUS: repr(float(spec.cpus)),
+        LABEL_MEM: repr(float(spec.mem)),
+        LABEL_CONTAINER_PORT: str(spec.container_port),
+        LABEL_NET: spec.net,
+    }
+
+
+def nano_cpus_for(cpus: float) -> int:
+    """CPU limit as Docker nano-CPUs (quota/period); 0 (no limit) when ``cpus`` is 0."""
+    if cpus <= 0:
+        return 0
+    return max(MIN_NANO_CPUS, round(cpus * 1_000_000_000))
+
+
+def container_spec(spec: AppSpec, suffix: str) -> ContainerSpec:
+    """The Docker create arguments of one task of ``spec``; ``suffix`` makes the name unique."""
+    if spec.cmd is not None:
+        command: tuple[str, ...] | None = ("/bin/sh", "-c", spec.cmd)
+    elif spec.args is not None:
+        command = tuple(spec.args)
+    else:
+        command = None
+    mem_bytes = round(spec.mem * 1024 * 1024)
+    host_net = spec.net == "host"
+    return ContainerSpec(
+        name=container_name(spec, suffix),
+        image=spec.image,
+        command=command,
+        environment=dict(spec.env),
+        labels=labels_for(spec),
+        exposed_ports=() if host_net else (spec.container_port,),
+        port_bindings={} if host_net else {spec.container_port: ("127.0.0.1", None)},
+        binds={
+            v.host_path: {"bind": v.container_path, "mode": "rw" if v.mode == "RW" else "ro"}
+            for v in spec.volumes
+        },
+        network_mode="host" if host_net else "bridge",
+        nano_cpus=nano_cpus_for(spec.cpus),
+        mem_limit=mem_bytes,
+        memswap_limit=mem_bytes,  # no swap: a task over its memory is OOM-killed, visibly
+    )
+
+
+def label_filters(
+    cluster: str | None,
+    service: str | None = None,
+    instance: str | None = None,
+    config_hash: str | None = None,
+) -> dict[str, list[str]]:
+    """``filters`` for ``GET /containers/json`` selecting paasport tasks (all clusters: None)."""
+    labels = [LABEL_SERVICE] if cluster is None else [f"{LABEL_CLUSTER}={cluster}"]
+    if service is not None:
+        labels.append(f"{LABEL_SERVICE}={service}")
+    if instance is not None:
+        labels.append(f"{LABEL_INSTANCE}={instance}")
+    if config_hash is not None:
+        labels.append(f"{LABEL_CONFIG_HASH}={config_hash}")
+    return {"label": labels}
+
+
+def task_state(docker_state: str) -> TaskState:
+    return _DOCKER_STATES.get(docker_state.lower(), "dead")
+
+
+def exit_code_from_status(status: str) -> int | None:
+    """``Exited (137) 5 seconds ago`` -> 137; None when the status carries no exit code."""
+    match = _EXIT_STATUS.match(status)
+    return int(match.group(1)) if match else None
+
+
+def needs_inspect(summary: Mapping[str, Any]) -> bool:
+    """Finished containers: only an inspect says whether the kernel OOM-killed them."""
+    return task_state(str(summary.get("State", ""))) in ("exited", "dead")
+
+
+def _labels(summary: Mapping[str, Any]) -> Mapping[str, str]:
+    labels = summary.get("Labels") or {}
+    return labels if isinstance(labels, Mapping) else {}
+
+
+def _int_label(labels: Mapping[str, str], key: str, default: int) -> int:
+    try:
+        return int(labels.get(key, default))
+    except (TypeError, ValueError):
+        return default
+
+
+def _float_label(labels: Mapping[str, str], key: str) -> float:
+    try:
+        return float(labels.get(key, 0.0))
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def published_port(summary: Mapping[str, Any], container_port: int) -> int | None:
+    """The host port Docker chose for ``container_port`` (prefer the 127.0.0.1 binding)."""
+    best: int | None = None
+    for entry in summary.get("Ports") or ():
+        if entry.get("PrivatePort") != container_port or entry.get("Type", "tcp") != "tcp":
+            continue
+        public = entry.get("PublicPort")
+        if not public:
+            continue
+        if entry.get("IP") == "127.0.0.1":
+            return int(public)
+        best = best or int(public)
+    return best
+
+
+def is_paasport_container(summary: Mapping[str, Any]) -> bool:
+    labels = _labels(summary)
+    return all(labels.get(k) for k in (LABEL_SERVICE, LABEL_INSTANCE, LABEL_CONFIG_HASH))
+
+
+def task_from_container(
+    summary: Mapping[str, Any], node: str = "", details: ExitDetails | None = None
+) -> Task:
+    """One ``GET /containers/json`` entry (+ inspect details when finished) as a Task."""
+    labels = _labels(summary)
+    state = task_state(str(summary.get("State", "")))
+    container_port = _int_label(labels, LABEL_CONTAINER_PORT, 8888)
+    if labels.get(LABEL_NET) == "host":
+        port: int | None = container_port if state in LIVE_STATES else None
+    else:
+        port = published_port(summary, container_port)
+    exit_code = exit_code_from_status(str(summary.get("Status", "")))
+    if details is not None and details.exit_code is not None:
+        exit_code = details.exit_code
+    names = summary.get("Names") or ()
+    return Task(
+        task_id=str(summary["Id"]),
+        service=labels[LABEL_SERVICE],
+        instance=labels[LABEL_INSTANCE],
+        cluster=labels.get(LABEL_CLUSTER, ""),
+        config_hash=labels[LABEL_CONFIG_HASH],
+        git_sha=labels.get(LABEL_GIT_SHA, ""),
+        state=state,
+        host="127.0.0.1",
+        port=port,
+        node=node,
+        started_at=float(summary.get("Created") or 0),
+        restarts=details.restarts if details else 0,
+        exit_code=exit_code if state not in LIVE_STATES else None,
+        oom_killed=details.oom_killed if details else False,
+        name=str(names[0]).lstrip("/") if names else "",
+        healthcheck=healthcheck_from_label(labels.get(LABEL_HEALTHCHECK)),
+        container_port=container_port,
+    )
+
+
+def app_versions_from_containers(
+    summaries: Iterable[Mapping[str, Any]],
+    node: str = "",
+    details: Mapping[str, ExitDetails] | None = None,
+) -> tuple[AppVersion, ...]:
+    """Group the list payload into AppVersions (by service, instance, config hash), oldest first.
+
+    git sha, image and desired replicas come from the newest task's labels.
+    """
+    details = details or {}
+    groups: dict[tuple[str, str, str], list[tuple[Mapping[str, Any], Task]]] = {}
+    for summary in summaries:
+        if not is_paasport_container(summary):
+            continue
+        task = task_from_container(summary, node, details.get(str(summary["Id"])))
+        groups.setdefault((task.service, task.instance, task.config_hash), []).append(
+            (summary, task)
+        )
+    versions = []
+    for (service, instance, config_hash), members in groups.items():
+        members.sort(key=lambda m: (m[1].started_at, m[1].name))
+        newest = _labels(members[-1][0])
+        versions.append(
+            AppVersion(
+                service=service,
+                instance=instance,
+                cluster=newest.get(LABEL_CLUSTER, ""),
+                config_hash=config_hash,
+                git_sha=newest.get(LABEL_GIT_SHA, ""),
+                image=newest.get(LABEL_IMAGE, ""),
+                tasks=tuple(t for _, t in members),
+                desired_replicas=_int_label(newest, LABEL_DESIRED_REPLICAS, 0),
+                created_at=members[0][1].started_at,
+            )
+        )
+    versions.sort(key=lambda v: (v.service, v.instance, v.created_at, v.config_hash))
+    return tuple(versions)
+
+
+def reservations(summaries: Iterable[Mapping[str, Any]]) -> tuple[float, float]:
+    """(cpus, mem MB) reserved by the live paasport tasks in a list payload."""
+    cpus = mem = 0.0
+    for summary in summaries:
+        if not is_paasport_container(summary):
+            continue
+        if task_state(str(summary.get("State", ""))) not in LIVE_STATES:
+            continue
+        labels = _labels(summary)
+        cpus += _float_label(labels, LABEL_CPUS)
+        mem += _float_label(labels, LABEL_MEM)
+    return cpus, mem
+
+
+def normalize_timestamp(text: str) -> str:
+    """Docker's RFC3339Nano (trailing zeros trimmed) as a fixed-width UTC string that sorts."""
+    match = _TIMESTAMP.match(text)
+    if not match:
+        return text
+    base, fraction, zone = match.groups()
+    fraction = (fraction or "").ljust(9, "0")[:9]
+    if zone != "Z":
+        moment = datetime.fromisoformat(f"{base}{zone}").astimezone(UTC)
+        base = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{fraction}Z"
+
+
+def split_log_line(line: str) -> tuple[str, str]:
+    """``<timestamp> <message>`` as Docker writes with ``timestamps=1`` -> (timestamp, message)."""
+    stamp, sep, message = line.partition(" ")
+    if not sep or not _TIMESTAMP.match(stamp):
+        return "", line
+    return normalize_timestamp(stamp), message
+
+
+def log_lines(text: str) -> Sequence[tuple[str, str]]:
+    """Every complete line of a timestamped log chunk as (timestamp, message)."""
+    return [split_log_line(line.rstrip("\r")) for line in text.split("\n") if line]

@@ -1,0 +1,475 @@
+"""The ``docker`` engine: paasport tasks as labelled containers on one Docker engine.
+
+Built by ``engine.factory.engine_for``; the reconciler, discovery, status and logs call it through
+the ``Engine`` protocol. Translation to/from Docker payloads is in ``engine.container_spec``; this
+module only performs calls and maps every Docker SDK failure to a paasport error.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import secrets
+import string
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from typing import Any, TypeVar
+
+from paasport.engine import container_spec as cs
+from paasport.engine.base import ExecResult, LogLine, NodeCapacity
+from paasport.errors import (
+    EngineError,
+    EngineUnavailable,
+    ImageError,
+    NotFoundError,
+    PaasportError,
+)
+from paasport.types import AppSpec, AppVersion
+
+T = TypeVar("T")
+MAX_PARALLEL = 8  # the SDK's connection pool holds 10
+EXEC_TIMED_OUT = 124  # like coreutils' timeout(1)
+FOLLOW_REFRESH_SECONDS = 1.0
+_SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def _explanation(err: Any) -> str:
+    text = getattr(err, "explanation", None) or str(err)
+    return str(text.decode() if isinstance(text, bytes) else text).strip()
+
+
+@contextmanager
+def translated(what: str, where: str = "local Docker engine") -> Iterator[None]:
+    """Run a Docker SDK call; its failures leave as paasport errors naming ``what`` failed."""
+    import docker.errors
+    import requests.exceptions
+
+    try:
+        yield
+    except PaasportError:
+        raise
+    except docker.errors.ImageNotFound as err:
+        raise ImageError(f"{what}: {_explanation(err)}") from err
+    except docker.errors.NotFound as err:
+        raise NotFoundError(f"{what}: {_explanation(err)}") from err
+    except docker.errors.APIError as err:
+        raise EngineError(f"{what}: the Docker engine refused: {_explanation(err)}") from err
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as err:
+        raise EngineUnavailable(
+            f"{what}: the {where} did not answer ({err}); is dockerd running?", delay=2.0
+        ) from err
+
+
+def _unix_socket_path(base_url: str | None) -> str | None:
+    """The socket file a Docker URL points at (the default one for None); None for TCP."""
+    url = base_url or "unix:///var/run/docker.sock"
+    for scheme in ("unix://", "http+unix://"):
+        if url.startswith(scheme):
+            return url[len(scheme) :]
+    return None
+
+
+def _random_suffix() -> str:
+    return "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(6))
+
+
+def _in_parallel(fn: Callable[[T], object], items: Sequence[T]) -> None:
+    """Call ``fn`` on every item (threads when more than one); raise the first failure."""
+    if len(items) <= 1:
+        for item in items:
+            fn(item)
+        return
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(items))) as pool:
+        futures = [pool.submit(fn, item) for item in items]
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors:
+        raise errors[0]  # type: ignore[misc]
+
+
+class DockerEngine:
+    """``Engine`` on one Docker engine (``base_url`` None: DOCKER_HOST or the local socket).
+
+    Tasks of every cluster may share the engine: each call filters on ``paasport.cluster``.
+    """
+
+    def __init__(self, cluster: str, base_url: str | None = None) -> None:
+        self.cluster = cluster
+        self.base_url = base_url
+        self._lock = threading.Lock()
+        self._api_client: Any = None
+        self._node = ""
+        self._exit_details: dict[str, cs.ExitDetails] = {}
+
+    # -- connection ---------------------------------------------------------------------------
+
+    @property
+    def where(self) -> str:
+        return f"Docker engine at {self.base_url}" if self.base_url else "local Docker engine"
+
+    @property
+    def api(self) -> Any:
+        """The low-level ``docker.APIClient`` (a requests Session: tests hook its responses)."""
+        with self._lock:
+            if self._api_client is None:
+                import docker
+
+                socket_path = _unix_socket_path(self.base_url or os.environ.get("DOCKER_HOST"))
+                if socket_path is not None and not os.path.exists(socket_path):
+                    # checked here: the SDK leaks the socket when connect() fails
+                    raise EngineUnavailable(
+                        f"connecting: the {self.where} did not answer (no socket at "
+                        f"{socket_path}); is dockerd running?",
+                        delay=2.0,
+                    )
+                with translated("connecting", self.where):
+                    if self.base_url:
+                        client = docker.APIClient(base_url=self.base_url, version="auto")
+                    else:
+                        client = docker.from_env(version="auto").api
+                    self._node = str(client.info().get("Name", ""))
+                self._api_client = client
+            return self._api_client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._api_client is not None:
+                self._api_client.close()
+                self._api_client = None
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _containers(
+        self,
+        service: str | None = None,
+        instance: str | None = None,
+        config_hash: str | None = None,
+        *,
+        every_cluster: bool = False,
+    ) -> list[dict[str, Any]]:
+        """ONE ``GET /containers/json`` (stopped ones included) for paasport's tasks."""
+        api = self.api
+        filters = cs.label_filters(
+            None if every_cluster else self.cluster, service, instance, config_hash
+        )
+        with translated(f"listing containers of cluster {self.cluster}", self.where):
+            result: list[dict[str, Any]] = api.containers(all=True, filters=filters)
+        return result
+
+    def _details_for(self, summaries: Sequence[Mapping[str, Any]]) -> dict[str, cs.ExitDetails]:
+        """Inspect finished containers not seen before (finished state never changes)."""
+        wanted = [str(s["Id"]) for s in summaries if cs.needs_inspect(s)]
+        missing = [cid for cid in wanted if cid not in self._exit_details]
+        for cid in missing:
+            try:
+                with translated(f"inspecting task {cid[:12]}", self.where):
+                    info = self.api.inspect_container(cid)
+            except NotFoundError:
+                continue  # removed between the list and the inspect
+            state = info.get("State") or {}
+            self._exit_details[cid] = cs.ExitDetails(
+                exit_code=state.get("ExitCode"),
+                oom_killed=bool(state.get("OOMKilled")),
+                restarts=int(info.get("RestartCount") or 0),
+            )
+        return {cid: self._exit_details[cid] for cid in wanted if cid in self._exit_details}
+
+    def list_app_versions(
+        self, service: str | None = None, instance: str | None = None
+    ) -> Sequence[AppVersion]:
+        return self._app_versions(service, instance)
+
+    def _app_versions(
+        self, service: str | None, instance: str | None, config_hash: str | None = None
+    ) -> tuple[AppVersion, ...]:
+        summaries = self._containers(service, instance, config_hash)
+        details = self._details_for(summaries)
+        if service is None and instance is None:
+            live = {str(s["Id"]) for s in summaries}
+            for cid in [c for c in self._exit_details if c not in live]:
+                self._exit_details.pop(cid, None)
+        return cs.app_versions_from_containers(summaries, self._node, details)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _start_task(self, spec: AppSpec) -> str:
+        args = cs.container_spec(spec, _random_suffix())
+        api = self.api
+        subject = f"{spec.service}.{spec.instance}"
+        try:
+            with translated(f"creating a task of {subject}", self.where):
+                host_config = api.create_host_config(**args.host_config_args())
+                created = api.create_container(host_config=host_config, **args.create_args())
+        except (ImageError, NotFoundError) as err:
+            if self.image_exists(spec.image):
+                raise
+            raise ImageError(
+                f"{subject}: image {spec.image} does not exist on this host "
+                "(run cook-image / push-to-registry?)"
+            ) from err
+        cid = str(created["Id"])
+        try:
+            with translated(f"starting task {args.name} of {subject}", self.where):
+                api.start(cid)
+        except PaasportError:
+            self._remove(cid)
+            raise
+        return cid
+
+    def create_app_version(self, spec: AppSpec, count: int) -> AppVersion:
+        _in_parallel(lambda _: self._start_task(spec), range(count))
+        for version in self._app_versions(spec.service, spec.instance, spec.config_hash):
+            return version
+        return AppVersion(
+            service=spec.service,
+            instance=spec.instance,
+            cluster=spec.cluster,
+            config_hash=spec.config_hash,
+            git_sha=spec.git_sha,
+            image=spec.image,
+            desired_replicas=spec.replicas,
+        )
+
+    def scale_app_version(self, spec: AppSpec, count: int) -> None:
+        """Start tasks until ``count`` are live; surplus tasks are the reconciler's to drain."""
+        live = sum(
+            1
+            for version in self._app_versions(spec.service, spec.instance, spec.config_hash)
+            for task in version.tasks
+            if task.state in cs.LIVE_STATES
+        )
+        _in_parallel(lambda _: self._start_task(spec), range(max(0, count - live)))
+
+    def _remove(self, cid: str) -> None:
+        """Force-remove a container; already gone (or being removed) is success."""
+        try:
+            with translated(f"removing task {cid[:12]}", self.where):
+                self.api.remove_container(cid, force=True)
+        except NotFoundError:
+            pass
+        except EngineError as err:
+            if "already in progress" not in str(err):
+                raise
+        self._exit_details.pop(cid, None)
+
+    def stop_task(self, task_id: str, grace_seconds: float) -> None:
+        """SIGTERM, up to ``grace_seconds`` (whole seconds, rounded up), SIGKILL, remove.
+
+        A task that is already gone counts as stopped: the reconciler may retry after a crash.
+        """
+        try:
+            with translated(f"stopping task {task_id[:12]}", self.where):
+                self.api.stop(task_id, timeout=max(0, math.ceil(grace_seconds)))
+        except NotFoundError:
+            self._exit_details.pop(task_id, None)
+            return
+        self._remove(task_id)
+
+    def delete_app_version(self, service: str, instance: str, config_hash: str) -> None:
+        ids = [str(s["Id"]) for s in self._containers(service, instance, config_hash)]
+        _in_parallel(self._remove, ids)
+
+    def exec_in_task(self, task_id: str, cmd: str, timeout: float) -> ExecResult:
+        """``/bin/sh -c cmd`` in the task; after ``timeout`` exit code 124 (left running)."""
+        api = self.api
+        what = f"running a command in task {task_id[:12]}"
+        with translated(what, self.where):
+            exec_id = api.exec_create(task_id, ["/bin/sh", "-c", cmd])["Id"]
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                with translated(what, self.where):
+                    box["output"] = api.exec_start(exec_id)
+            except PaasportError as err:
+                box["error"] = err
+
+        worker = threading.Thread(target=run, name=f"exec-{task_id[:12]}", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            return ExecResult(EXEC_TIMED_OUT, f"command timed out after {timeout:g}s: {cmd}")
+        if "error" in box:
+            raise box["error"]
+        exit_code: int | None = None
+        deadline = time.monotonic() + 2.0
+        while exit_code is None:
+            with translated(what, self.where):
+                info = api.exec_inspect(exec_id)
+            exit_code = info.get("ExitCode")
+            if exit_code is None and (not info.get("Running") or time.monotonic() > deadline):
+                exit_code = -1
+            elif exit_code is None:
+                time.sleep(0.01)
+        raw = box.get("output") or b""
+        return ExecResult(int(exit_code), raw.decode("utf-8", "replace"))
+
+    # -- logs ---------------------------------------------------------------------------------
+
+    def _read_logs(
+        self, summary: Mapping[str, Any], since: float | None, tail: int | None
+    ) -> list[LogLine]:
+        cid = str(summary["Id"])
+        name = str((summary.get("Names") or [cid[:12]])[0]).lstrip("/")
+        lines: list[LogLine] = []
+        for stream in ("stdout", "stderr"):
+            try:
+                with translated(f"reading logs of task {name}", self.where):
+                    raw = self.api.logs(
+                        cid,
+                        stdout=stream == "stdout",
+                        stderr=stream == "stderr",
+                        timestamps=True,
+                        tail=tail if tail is not None else "all",
+                        since=since if since and since > 0 else None,
+                    )
+            except NotFoundError:
+                return lines
+            for stamp, message in cs.log_lines(raw.decode("utf-8", "replace")):
+                lines.append(LogLine(cid, name, stamp, stream, message))
+        return lines
+
+    def logs(
+        self,
+        service: str,
+        instance: str | None = None,
+        follow: bool = False,
+        since: float | None = None,
+        tail: int | None = None,
+    ) -> Iterator[LogLine]:
+        """Merged logs of every task of ``service`` (``instance``), oldest first.
+
+        ``follow`` reads each task in its own thread and looks for new tasks every second;
+        closing the iterator stops the readers.
+        """
+        summaries = self._containers(service, instance)
+        if not follow:
+            lines = [line for s in summaries for line in self._read_logs(s, since, tail)]
+            lines.sort(key=lambda line: line.timestamp)
+            yield from lines
+            return
+        yield from _Follower(self, service, instance, since, tail).run(summaries)
+
+    # -- node -------------------------------------------------------------------------------
+
+    def node_capacity(self) -> Sequence[NodeCapacity]:
+        api = self.api
+        with translated("reading the engine's capacity", self.where):
+            info = api.info()
+        cpus, mem = cs.reservations(self._containers(every_cluster=True))
+        return (
+            NodeCapacity(
+                node=str(info.get("Name", "")),
+                cpus=float(info.get("NCPU") or 0),
+                mem_mb=float(info.get("MemTotal") or 0) / (1024 * 1024),
+                cpus_reserved=cpus,
+                mem_reserved_mb=mem,
+            ),
+        )
+
+    def image_exists(self, image: str) -> bool:
+        try:
+            with translated(f"inspecting image {image}", self.where):
+                self.api.inspect_image(image)
+        except (ImageError, NotFoundError):
+            return False
+        return True
+
+
+class _Follower:
+    """``logs --follow``: one reader thread per task stream feeding one queue."""
+
+    def __init__(
+        self,
+        engine: DockerEngine,
+        service: str,
+        instance: str | None,
+        since: float | None,
+        tail: int | None,
+    ) -> None:
+        self.engine = engine
+        self.service = service
+        self.instance = instance
+        self.since = since if since and since > 0 else None
+        self.tail: int | str = tail if tail is not None else "all"
+        self.lines: queue.Queue[LogLine] = queue.Queue()
+        self.stop = threading.Event()
+        self.streams: list[Any] = []
+        self.seen: set[str] = set()
+        self.guard = threading.Lock()
+
+    def run(self, summaries: Sequence[Mapping[str, Any]]) -> Iterator[LogLine]:
+        self._watch(summaries, self.tail)
+        next_refresh = time.monotonic() + FOLLOW_REFRESH_SECONDS
+        try:
+            while True:
+                try:
+                    line: LogLine | None = self.lines.get(
+                        timeout=max(0.05, next_refresh - time.monotonic())
+                    )
+                except queue.Empty:
+                    line = None
+                if line is not None:
+                    yield line
+                if time.monotonic() >= next_refresh:
+                    # new tasks started after we began: read them from their first line
+                    self._watch(self.engine._containers(self.service, self.instance), "all")
+                    next_refresh = time.monotonic() + FOLLOW_REFRESH_SECONDS
+        finally:
+            self.stop.set()
+            with self.guard:
+                streams = list(self.streams)
+            for stream in streams:
+                with suppress(Exception):  # closing a dead socket: nothing left to do
+                    stream.close()
+
+    def _watch(self, summaries: Sequence[Mapping[str, Any]], tail: int | str) -> None:
+        for summary in summaries:
+            cid = str(summary["Id"])
+            if cid in self.seen:
+                continue
+            self.seen.add(cid)
+            name = str((summary.get("Names") or [cid[:12]])[0]).lstrip("/")
+            for stream in ("stdout", "stderr"):
+                threading.Thread(
+                    target=self._read,
+                    args=(cid, name, stream, tail),
+                    name=f"logs-{name}-{stream}",
+                    daemon=True,
+                ).start()
+
+    def _read(self, cid: str, name: str, stream: str, tail: int | str) -> None:
+        try:
+            with translated(f"following logs of task {name}", self.engine.where):
+                reader = self.engine.api.logs(
+                    cid,
+                    stdout=stream == "stdout",
+                    stderr=stream == "stderr",
+                    stream=True,
+                    follow=True,
+                    timestamps=True,
+                    tail=tail,
+                    since=self.since,
+                )
+                with self.guard:
+                    self.streams.append(reader)
+                if self.stop.is_set():
+                    reader.close()
+                    return
+                pending = ""
+                for chunk in reader:
+                    pending += chunk.decode("utf-8", "replace")
+                    complete, _, pending = pending.rpartition("\n")
+                    for stamp, message in cs.log_lines(complete):
+                        self.lines.put(LogLine(cid, name, stamp, stream, message))
+                for stamp, message in cs.log_lines(pending):
+                    self.lines.put(LogLine(cid, name, stamp, stream, message))
+        except PaasportError:
+            return  # the task went away: its stream simply ends
+        except Exception:
+            if self.stop.is_set():
+                return  # we closed the socket under the reader
+            raise

@@ -1,0 +1,41 @@
+"""Build the engine a cluster names in the system config (``paasport.yaml``).
+
+The reconciler, ``paasport up``, status and logs call ``engine_for(cluster)`` and get an
+``Engine``; back-end modules (and their SDKs) are imported only here, only when asked for.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from paasport.engine.base import Engine
+from paasport.errors import EngineError
+
+
+class ClusterLike(Protocol):
+    """What the factory reads of ``paasport.config.system.ClusterConfig``."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def engine(self) -> str: ...
+
+    @property
+    def docker_host(self) -> str | None: ...
+
+
+def engine_for(cluster: ClusterLike) -> Engine:
+    """The engine of ``cluster``; an EngineError names an engine paasport cannot run."""
+    if cluster.engine == "docker":
+        from paasport.engine.docker import DockerEngine
+
+        return DockerEngine(cluster.name, base_url=cluster.docker_host)
+    if cluster.engine == "swarm":
+        raise EngineError(
+            f"cluster {cluster.name}: engine 'swarm' is not available yet in this version of "
+            "paasport; use engine 'docker' (one host)"
+        )
+    raise EngineError(
+        f"cluster {cluster.name}: unknown engine {cluster.engine!r} (expected 'docker' or 'swarm')"
+    )
