@@ -54,7 +54,7 @@ class DeploydSettings:
 
     workers: int = 4
     sweep_seconds: float = 0.5  # observer: one engine list call per sweep
-    health_seconds: float = 0.25  # how often due health checks run
+    health_seconds: float = 0.1  # how often due health checks run (only due tasks are probed)
     full_pass_seconds: float = 30.0
     max_retry_seconds: float = 60.0
     reconciler: ReconcilerSettings = field(default_factory=ReconcilerSettings)
@@ -290,6 +290,10 @@ class Deployd:
         self._fingerprints: dict[Key, tuple[tuple[str, str], ...]] = {}
         self._health_prints: dict[Key, tuple[tuple[str, str], ...]] = {}
         self._stop = threading.Event()
+        # Set when a step changed something: the observer lists (and the health loop probes)
+        # at once instead of waiting for the next sweep, so new tasks count as soon as they pass.
+        self._kick_observer = threading.Event()
+        self._kick_health = threading.Event()
 
     # ---- one pass, usable without threads (tests, benchmarks) ----
 
@@ -361,6 +365,7 @@ class Deployd:
     def run_forever(self, stop: threading.Event | None = None) -> None:
         """Start everything and block until ``stop`` is set (Ctrl-C in ``paasport up``)."""
         self._stop = stop or threading.Event()
+        threading.Thread(target=self._wake_on_stop, name="deployd-stop", daemon=True).start()
         affected = self.store.load_all()
         log.info(
             "deployd: %d instance(s) of cluster %s in %s",
@@ -384,6 +389,11 @@ class Deployd:
         self._stop.wait()
         for t in threads:
             t.join(timeout=15)
+
+    def _wake_on_stop(self) -> None:
+        self._stop.wait()
+        self._kick_observer.set()
+        self._kick_health.set()
 
     def _guard(self, what: str, fn: Callable[[], object]) -> None:
         try:
@@ -417,7 +427,9 @@ class Deployd:
                 self._guard("full pass", self.full_pass)
             else:
                 self._guard("observe", self._sweep)
-            self._stop.wait(self.settings.sweep_seconds)
+            self._kick_health.set()
+            self._kick_observer.wait(self.settings.sweep_seconds)
+            self._kick_observer.clear()
 
     def _sweep(self) -> None:
         snapshot = self.observe()
@@ -433,7 +445,8 @@ class Deployd:
     def _health_loop(self) -> None:
         while not self._stop.is_set():
             self._guard("health checks", self._health_once)
-            self._stop.wait(self.settings.health_seconds)
+            self._kick_health.wait(self.settings.health_seconds)
+            self._kick_health.clear()
 
     def _health_once(self) -> None:
         with self._snap_lock:
@@ -466,6 +479,8 @@ class Deployd:
             self._last_error.pop(key, None)
             if result is not None:
                 again = result.again_in
+                if result.performed:
+                    self._kick_observer.set()
                 if self.on_step is not None:
                     self.on_step(key, result)
         except TemporaryError as err:
