@@ -21,7 +21,7 @@ import click
 
 from paasport.cli.options import config_option, soa_dir_option
 from paasport.config.system import SystemConfig, load_system_config
-from paasport.errors import UsageError
+from paasport.errors import PaasportError, UsageError
 
 log = logging.getLogger("paasport")
 
@@ -138,6 +138,30 @@ def build_platform(
     return platform
 
 
+def _start_monitoring(platform: Platform, stop: threading.Event, metrics_listen: str) -> None:
+    """The checks loop (alerts to the configured sinks) and /metrics, sharing deployd's engine,
+    event log and health verdicts."""
+    from paasport.monitoring.metrics import serve_metrics
+    from paasport.monitoring.sources import build_monitor
+
+    monitor = build_monitor(
+        platform.system,
+        engine=platform.engine,
+        events=platform.events,
+        with_health=platform.health.with_health,
+    )
+    platform.closers.append(monitor.close)
+    platform.spawn("monitor", lambda: monitor.run_forever(stop))
+    if metrics_listen:
+        try:
+            server = serve_metrics(metrics_listen)
+        except (PaasportError, OSError) as err:
+            log.warning("not serving /metrics on %s: %s", metrics_listen, err)
+            return
+        platform.closers.append(server.close)
+        log.info("metrics on %s", server.url)
+
+
 def _stop_on_signals(stop: threading.Event) -> None:
     def handler(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
@@ -192,6 +216,12 @@ def deployd(
     show_default=True,
     help="how often deployments.json is regenerated from every service's git tags",
 )
+@click.option(
+    "--metrics-listen",
+    default="127.0.0.1:9464",
+    show_default=True,
+    help="serve Prometheus /metrics on HOST:PORT ('' to not serve)",
+)
 @click.option("-v", "--verbose", is_flag=True, help="debug logging")
 def up(
     soa_dir: Path | None,
@@ -201,6 +231,7 @@ def up(
     full_pass_seconds: float,
     stop_grace_seconds: float,
     refresh_seconds: float,
+    metrics_listen: str,
     verbose: bool,
 ) -> None:
     """Run paasport on this host in the foreground: reconciler, deployments refresher, health
@@ -222,6 +253,7 @@ def up(
     )
     refresher = DeploymentsRefresher(system.soa_dir, system, interval=refresh_seconds)
     platform.spawn("refresh", lambda: refresher.run_forever(stop))
+    _start_monitoring(platform, stop, metrics_listen)
     try:
         platform.deployd.run_forever(stop)
     finally:
