@@ -1,0 +1,296 @@
+"""The HAProxy process of one host: start (master-worker), runtime API, hitless reload, stats.
+
+The agent calls ``HAProxyProcess.apply(namespaces, backends)`` every pass; it asks the pure
+``haproxy_config.plan_proxy`` what to do, then sends runtime commands or checks (``haproxy -c``)
+and reloads a new config through the master socket. A rejected render never replaces the live one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from paasport.discovery.haproxy_config import (
+    MIN_SLOTS,
+    ProxyPaths,
+    ProxyState,
+    check_problems,
+    fingerprint_of,
+    listener_fingerprint,
+    plan_proxy,
+    render_config,
+    state_from_servers,
+)
+from paasport.discovery.haproxy_stats import (
+    ServerStat,
+    filter_server_state,
+    parse_servers_state,
+    parse_show_stat,
+    servers_by_backend,
+)
+from paasport.discovery.registry import Backend
+from paasport.errors import PermanentError, TemporaryError
+from paasport.types import Namespace
+
+log = logging.getLogger(__name__)
+
+
+class ProxyUnavailable(TemporaryError):
+    """HAProxy's sockets did not answer."""
+
+
+class ConfigRejected(PermanentError):
+    """``haproxy -c`` refused a rendered config; the live one stays."""
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    reloaded: bool
+    started: bool
+    commands: int
+
+
+def runtime_command(path: Path | str, command: str, timeout: float = 2.0) -> str:
+    """Send one line to an HAProxy unix socket (admin or master) and return the whole answer."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(path))
+            sock.sendall(command.encode() + b"\n")
+            sock.shutdown(socket.SHUT_WR)
+            chunks = []
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+    except OSError as err:
+        raise ProxyUnavailable(f"haproxy socket {path}: {err}") from err
+    return b"".join(chunks).decode(errors="replace")
+
+
+def read_stats(admin_socket: Path | str) -> tuple[ServerStat, ...]:
+    """``show stat`` of a running HAProxy, parsed (used by mesh-status and the agent)."""
+    return parse_show_stat(runtime_command(admin_socket, "show stat"))
+
+
+class HAProxyProcess:
+    """One HAProxy (master-worker) with its files under ``workdir``; adopts a running one."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        binary: str = "haproxy",
+        binds: Sequence[str] = ("127.0.0.1",),
+        min_slots: int = MIN_SLOTS,
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.binary = binary
+        self.binds = tuple(binds)
+        self.min_slots = min_slots
+        self.config_file = self.workdir / "haproxy.cfg"
+        self.candidate_file = self.workdir / "haproxy.cfg.new"
+        self.admin_socket = self.workdir / "admin.sock"
+        self.master_socket = self.workdir / "master.sock"
+        self.state_file = self.workdir / "server-state"
+        self.pid_file = self.workdir / "haproxy.pid"
+        self.log_file = self.workdir / "haproxy.log"
+        self.paths = ProxyPaths(str(self.admin_socket), str(self.state_file))
+        self.state: ProxyState | None = None
+        self.reloads = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # -- process -------------------------------------------------------------------------
+    def running(self) -> bool:
+        try:
+            return "master" in runtime_command(self.master_socket, "show proc", timeout=1.0)
+        except ProxyUnavailable:
+            return False
+
+    def master_pid(self) -> int | None:
+        try:
+            return int(self.pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def worker_pid(self) -> int | None:
+        try:
+            info = runtime_command(self.admin_socket, "show info", timeout=1.0)
+        except ProxyUnavailable:
+            return None
+        for line in info.splitlines():
+            if line.startswith("Pid:"):
+                return int(line.split(":", 1)[1])
+        return None
+
+    def _wait_worker(self, not_pid: int | None, timeout: float = 10.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid = self.worker_pid()
+            if pid is not None and pid != not_pid:
+                return pid
+            time.sleep(0.02)
+        raise ProxyUnavailable(
+            f"haproxy in {self.workdir} did not answer on {self.admin_socket}; see {self.log_file}"
+        )
+
+    def check(self, config_file: Path) -> None:
+        """``haproxy -c -f``: raises ConfigRejected with HAProxy's own words."""
+        try:
+            out = subprocess.run(
+                [self.binary, "-c", "-q", "-f", str(config_file)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError) as err:
+            raise ConfigRejected(f"cannot run {self.binary} -c: {err}") from err
+        if out.returncode != 0:
+            alerts = [ln for ln in (out.stderr + out.stdout).splitlines() if "ALERT" in ln]
+            detail = "; ".join(alerts[:3]) or out.stderr.strip()[-500:]
+            raise ConfigRejected(f"haproxy rejected {config_file}: {detail}")
+
+    def _write_candidate(self, state: ProxyState) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.candidate_file.write_text(render_config(state, self.paths))
+        self.check(self.candidate_file)
+
+    def _start(self) -> None:
+        if not self.state_file.exists():
+            self.state_file.write_text("1\n")
+        os.replace(self.candidate_file, self.config_file)
+        with open(self.log_file, "ab") as logf:
+            try:
+                self._proc = subprocess.Popen(
+                    [
+                        self.binary,
+                        "-W",
+                        "-S",
+                        f"{self.master_socket},mode,600",
+                        "-f",
+                        str(self.config_file),
+                        "-p",
+                        str(self.pid_file),
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=logf,
+                    stderr=logf,
+                    start_new_session=True,
+                )
+            except OSError as err:
+                raise ProxyUnavailable(f"cannot start {self.binary}: {err}") from err
+        self._wait_worker(None)
+
+    def _reload(self, state: ProxyState) -> None:
+        old_worker = self.worker_pid()
+        try:
+            saved = runtime_command(self.admin_socket, "show servers state")
+        except ProxyUnavailable:
+            saved = "1\n"
+        self.state_file.write_text(filter_server_state(saved, state))
+        os.replace(self.candidate_file, self.config_file)
+        answer = runtime_command(self.master_socket, "reload")
+        if answer.strip() and "fail" in answer.lower():
+            raise ProxyUnavailable(f"haproxy reload failed: {answer.strip()}")
+        self._wait_worker(old_worker)
+        self.reloads += 1
+
+    def stop(self) -> None:
+        """Stop the HAProxy this object manages (master pid from its own pid file)."""
+        pid = self._proc.pid if self._proc is not None else self.master_pid()
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=5)
+            self._proc = None
+        else:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and _alive(pid):
+                time.sleep(0.05)
+        self.state = None
+
+    # -- changes -------------------------------------------------------------------------
+    def _adopt(self, namespaces: Sequence[Namespace], backends: Sequence[Backend]) -> None:
+        """Take over an HAProxy left running (agent restart): rebuild the slot map from it."""
+        listeners = tuple(
+            sorted((n for n in namespaces if n.proxy_port), key=lambda n: n.full_name)
+        )
+        try:
+            live_fp = fingerprint_of(self.config_file.read_text())
+        except OSError:
+            live_fp = None
+        if live_fp != listener_fingerprint(listeners, self.binds):
+            self.state = ProxyState((), (), {})  # listeners differ: the next plan reloads
+            return
+        rows = parse_servers_state(runtime_command(self.admin_socket, "show servers state"))
+        self.state = state_from_servers(listeners, self.binds, servers_by_backend(rows), backends)
+
+    def send(self, commands: Sequence[str]) -> None:
+        """Runtime commands, batched; an error answer raises (the caller re-adopts next pass)."""
+        for i in range(0, len(commands), 20):
+            batch = commands[i : i + 20]
+            answer = runtime_command(self.admin_socket, ";".join(batch))
+            bad = [ln for ln in answer.splitlines() if _is_error(ln)]
+            if bad:
+                raise ProxyUnavailable(f"haproxy refused {batch!r}: {'; '.join(bad)}")
+
+    def apply(self, namespaces: Sequence[Namespace], backends: Sequence[Backend]) -> ApplyResult:
+        """Route exactly ``backends`` for ``namespaces``; raises ConfigRejected/ProxyUnavailable."""
+        problems = check_problems(namespaces)
+        if problems:
+            raise ConfigRejected("; ".join(problems))
+        started = False
+        if self.state is None and self.running():
+            self._adopt(namespaces, backends)
+        plan = plan_proxy(self.state, namespaces, self.binds, backends, self.min_slots)
+        if plan.reload:
+            self._write_candidate(plan.state)
+            if self.running():
+                self._reload(plan.state)
+            else:
+                self._start()
+                started = True
+            self.state = plan.state
+        try:
+            self.send(plan.commands)
+        except ProxyUnavailable:
+            self.state = None
+            raise
+        self.state = plan.state
+        return ApplyResult(plan.reload and not started, started, len(plan.commands))
+
+    def stats(self) -> tuple[ServerStat, ...]:
+        return read_stats(self.admin_socket)
+
+
+def _is_error(line: str) -> bool:
+    low = line.strip().lower()
+    if not low or low.startswith("no need to change"):
+        return False
+    # "IP changed from ..." / "port changed from ..." are successes
+    return "changed from" not in low
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
