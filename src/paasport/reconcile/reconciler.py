@@ -22,6 +22,7 @@ from paasport.bounce.actions import (
     KillTask,
     ScaleAppVersion,
 )
+from paasport.bounce.backoff import decide, record_restart
 from paasport.bounce.desired import desired_app
 from paasport.bounce.plan import BounceStatus, bounce_status, plan
 from paasport.engine.base import Engine
@@ -151,20 +152,6 @@ def reconcile_instance(
     return StepResult(performed, again, status, desired, waiting_on)
 
 
-CRASH_WINDOW_SECONDS = 600.0
-MAX_BACKOFF_SECONDS = 300.0
-
-
-def next_start_after(crash_times: Sequence[float], backoff_seconds: float, now: float) -> float:
-    """When the replacement of a crashed task may start: at once after the first crash in the
-    window, then ``backoff_seconds`` doubling per further crash, capped at 5 minutes."""
-    recent = sorted(t for t in crash_times if now - t <= CRASH_WINDOW_SECONDS)
-    if len(recent) <= 1:
-        return now
-    delay = min(MAX_BACKOFF_SECONDS, backoff_seconds * 2.0 ** (len(recent) - 2))
-    return recent[-1] + delay
-
-
 def desired_id(desired: AppSpec | None) -> str:
     if desired is None:
         return "nothing"
@@ -261,22 +248,25 @@ def _apply_crash_backoff(
         settings,
         now,
     )
+    decision = decide(memory.crash_times, config.backoff_seconds, now)
     for task in corpses:
         if task.task_id in memory.seen_corpses:
             continue
         memory.seen_corpses.add(task.task_id)
-        memory.crash_times.append(now)
         last_lines = _last_log_lines(engine, task, settings.crash_log_lines)
         data: dict[str, object] = {
             "task": task.name or task.task_id,
             "exit_code": task.exit_code,
             "last_lines": last_lines,
+            "restarts": decision.restarts,
+            "crash_loop": decision.crash_loop,
         }
+        loop = f" (crash loop: {decision.restarts} restarts lately)" if decision.crash_loop else ""
         if task.oom_killed:
             ctx.event(
                 "error",
                 "oom",
-                f"task {task.name or task.task_id} was OOM-killed (mem {config.mem:g} MB)",
+                f"task {task.name or task.task_id} was OOM-killed (mem {config.mem:g} MB){loop}",
                 data,
             )
         else:
@@ -284,11 +274,11 @@ def _apply_crash_backoff(
             ctx.event(
                 "warning",
                 "crash",
-                f"task {task.name or task.task_id} exited with code {task.exit_code}{tail}",
+                f"task {task.name or task.task_id} exited with code {task.exit_code}{tail}{loop}",
                 data,
             )
-    start_at = next_start_after(memory.crash_times, config.backoff_seconds, now)
-    if start_at <= now:
+    if decision.may_start:
+        memory.crash_times = list(record_restart(memory.crash_times, now))
         return actions, None
     held = tuple(
         a
@@ -296,7 +286,7 @@ def _apply_crash_backoff(
         if not (isinstance(a, KillTask) and _is_corpse_of(a.task, desired))
         and not isinstance(a, ScaleAppVersion)
     )
-    return held, start_at - now
+    return held, max(decision.next_start_at - now, 0.1)
 
 
 def _last_log_lines(engine: Engine, task: Task, n: int) -> list[str]:
