@@ -1,0 +1,324 @@
+"""The per-host discovery agent: local tasks -> mesh health checks -> registry -> HAProxy -> ack.
+
+``paasport agent`` and ``paasport up`` run ``Agent.run_forever``; each pass lists the engine's
+tasks once, probes them with their namespace's check, (de)registers this host's backends, routes
+the registry's whole set through ``HAProxyProcess`` and acknowledges the version it applied.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from paasport.discovery import metrics
+from paasport.discovery.haproxy import HAProxyProcess
+from paasport.discovery.registry import Backend, Registry, Snapshot, session_key
+from paasport.engine.base import Engine
+from paasport.engine.health import HealthMonitor
+from paasport.errors import PaasportError, RegistryUnavailable
+from paasport.types import HealthCheck, InstanceConfig, Namespace, Task
+
+log = logging.getLogger(__name__)
+
+InstanceKey = tuple[str, str]  # (service, instance)
+ConfigSource = Callable[[], tuple[Mapping[str, Namespace], Sequence[InstanceConfig]]]
+
+
+# -- pure decisions ------------------------------------------------------------------------
+def registrations_by_instance(
+    instances: Sequence[InstanceConfig], namespaces: Mapping[str, Namespace]
+) -> dict[InstanceKey, tuple[str, ...]]:
+    """Which namespaces each instance's tasks join (only namespaces that exist)."""
+    out: dict[InstanceKey, tuple[str, ...]] = {}
+    for inst in instances:
+        regs = tuple(r for r in inst.registrations if r in namespaces)
+        if regs:
+            out[(inst.service, inst.instance)] = regs
+    return out
+
+
+def mesh_check(namespace: Namespace, task: Task, interval: float) -> HealthCheck:
+    """The namespace's check (mode, uri, timeout) at the agent's cadence; a failure only takes a
+    backend out of rotation, so two in a row suffice (PaaSTA's mesh checks are the strict ones)."""
+    grace = task.healthcheck.grace_period_seconds if task.healthcheck else 60.0
+    return HealthCheck(
+        mode=namespace.healthcheck_mode,
+        uri=namespace.healthcheck_uri,
+        grace_period_seconds=grace,
+        interval_seconds=interval,
+        timeout_seconds=namespace.healthcheck_timeout_s,
+        max_consecutive_failures=2,
+    )
+
+
+def desired_backends(
+    agent_id: str,
+    tasks: Sequence[Task],
+    healthy: Mapping[str, bool],
+    registrations: Mapping[InstanceKey, tuple[str, ...]],
+    previous: Mapping[tuple[str, str], Backend],
+    now: float,
+) -> dict[tuple[str, str], Backend]:
+    """This host's backends: every running, healthy, addressable task under each registration."""
+    out: dict[tuple[str, str], Backend] = {}
+    for task in tasks:
+        regs = registrations.get((task.service, task.instance), ())
+        if not regs or task.state != "running" or not task.port or not healthy.get(task.task_id):
+            continue
+        for ns in regs:
+            key = (ns, task.task_id)
+            before = previous.get(key)
+            out[key] = Backend(
+                namespace=ns,
+                task_id=task.task_id,
+                host=task.host,
+                port=task.port,
+                agent_id=agent_id,
+                state="drain" if task.draining else "up",
+                weight=1,
+                registered_at=before.registered_at if before else now,
+            )
+    return out
+
+
+@dataclass(frozen=True)
+class RouteChanges:
+    """Backends that became routable / stopped being routable between two applied sets."""
+
+    routable: tuple[Backend, ...] = ()
+    unroutable: tuple[tuple[Backend, float | None], ...] = ()  # (backend, when it left the pool)
+
+
+def route_changes(
+    before: Mapping[tuple[str, str], Backend],
+    after: Mapping[tuple[str, str], Backend],
+    left_at: Mapping[tuple[str, str], float],
+) -> RouteChanges:
+    up_before = {k for k, b in before.items() if b.state == "up"}
+    up_after = {k for k, b in after.items() if b.state == "up"}
+    routable = tuple(after[k] for k in sorted(up_after - up_before))
+    unroutable = tuple((before[k], left_at.get(k)) for k in sorted(up_before - up_after))
+    return RouteChanges(routable, unroutable)
+
+
+# -- config --------------------------------------------------------------------------------
+class TreeSource:
+    """Namespaces and this cluster's instances from soa-configs, re-read when a file changes."""
+
+    def __init__(self, soa_dir: Path, cluster: str, min_interval: float = 2.0) -> None:
+        self.soa_dir = Path(soa_dir)
+        self.cluster = cluster
+        self.min_interval = min_interval
+        self._stamp: tuple[float, int] | None = None
+        self._checked = 0.0
+        self._value: tuple[Mapping[str, Namespace], Sequence[InstanceConfig]] = ({}, ())
+
+    def _fingerprint(self) -> tuple[float, int]:
+        latest, count = 0.0, 0
+        for path in self.soa_dir.glob("*/*"):
+            try:
+                latest = max(latest, path.stat().st_mtime)
+            except OSError:
+                continue
+            count += 1
+        return latest, count
+
+    def __call__(self) -> tuple[Mapping[str, Namespace], Sequence[InstanceConfig]]:
+        now = time.monotonic()
+        if self._stamp is not None and now - self._checked < self.min_interval:
+            return self._value
+        self._checked = now
+        stamp = self._fingerprint()
+        if stamp != self._stamp:
+            from paasport.config.tree import load_tree
+
+            tree = load_tree(self.soa_dir)
+            self._value = (dict(tree.namespaces), tuple(tree.instances_for(cluster=self.cluster)))
+            self._stamp = stamp
+        return self._value
+
+
+# -- the agent -----------------------------------------------------------------------------
+@dataclass
+class PassReport:
+    """What one pass did (for logs, tests and the benchmark)."""
+
+    tasks: int = 0
+    registered: int = 0
+    deregistered: int = 0
+    version: int | None = None
+    reloaded: bool = False
+    commands: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def default_agent_id(cluster: str) -> str:
+    return f"{socket.gethostname()}/{cluster}"
+
+
+class Agent:
+    """One host's registration agent and proxy controller; one pass at a time (thread-safe)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        registry: Registry,
+        proxy: HAProxyProcess | None,
+        source: ConfigSource,
+        *,
+        agent_id: str | None = None,
+        health: HealthMonitor | None = None,
+        interval: float = 0.3,
+        check_interval: float = 0.5,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.registry = registry
+        self.proxy = proxy
+        self.source = source
+        self.agent_id = agent_id or default_agent_id(engine.cluster)
+        self.health = health or HealthMonitor(engine.exec_in_task, clock=clock)
+        self.interval = interval
+        self.check_interval = check_interval
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._snapshot: Snapshot | None = None  # last registry state routed (last known good)
+        self._routed: dict[tuple[str, str], Backend] = {}
+        self._left_at: dict[tuple[str, str], float] = {}
+        self._namespaces: Mapping[str, Namespace] | None = None  # last config read
+        self._last_ack: tuple[int, dict[str, int]] | None = None
+        self._last_ack_time = 0.0
+
+    def _check_for(
+        self, namespaces: Mapping[str, Namespace], regs: Mapping[InstanceKey, tuple[str, ...]]
+    ) -> Callable[[Task], HealthCheck | None]:
+        def check_for(task: Task) -> HealthCheck | None:
+            names = regs.get((task.service, task.instance), ())
+            return mesh_check(namespaces[names[0]], task, self.check_interval) if names else None
+
+        return check_for
+
+    def _register(
+        self,
+        namespaces: Mapping[str, Namespace],
+        instances: Sequence[InstanceConfig],
+        now: float,
+        report: PassReport,
+    ) -> Snapshot:
+        """Make the registry hold exactly this host's healthy backends; returns its new state."""
+        regs = registrations_by_instance(instances, namespaces)
+        versions = self.engine.list_app_versions()
+        tasks = [t for v in versions for t in v.tasks if (t.service, t.instance) in regs]
+        report.tasks = len(tasks)
+        states = self.health.update(tasks, self._check_for(namespaces, regs), complete=True)
+        healthy = {tid: s.health == "healthy" for tid, s in states.items()}
+        before = self.registry.snapshot()
+        mine = {b.key: b for b in before.backends if b.agent_id == self.agent_id}
+        marked = {(d.namespace, d.task_id) for d in before.drains}
+        want = desired_backends(self.agent_id, tasks, healthy, regs, mine, now)
+        for key in mine:
+            if key not in want:
+                self.registry.deregister(*key)
+                self._left_at.setdefault(key, now)
+                report.deregistered += 1
+        for key, backend in want.items():
+            seen = replace(backend, state="drain") if key in marked else backend
+            old = mine.get(key)
+            if old is None or not old.same_route(seen):
+                self.registry.register(backend)
+                report.registered += 1
+        if report.registered or report.deregistered:
+            return self.registry.snapshot()
+        return before
+
+    def _route(
+        self,
+        namespaces: Mapping[str, Namespace],
+        snap: Snapshot | None,
+        now: float,
+        report: PassReport,
+    ) -> None:
+        if snap is None:  # the registry did not answer: keep routing the last known good set
+            if self._snapshot is None or (self.proxy is not None and self.proxy.state is not None):
+                return
+            snap = self._snapshot
+        self._snapshot = snap
+        if self.proxy is not None:
+            result = self.proxy.apply(list(namespaces.values()), snap.backends)
+            report.reloaded = result.reloaded or result.started
+            report.commands = result.commands
+        report.version = snap.version
+        after = {b.key: b for b in snap.backends}
+        drains = {(d.namespace, d.task_id): d.since for d in snap.drains}
+        changes = route_changes(self._routed, after, {**self._left_at, **drains})
+        for b in changes.routable:
+            if b.registered_at > 0:
+                metrics.observe_routable(b.namespace, now - b.registered_at)
+        for b, when in changes.unroutable:
+            metrics.observe_unroutable(b.namespace, now - (when if when is not None else now))
+        self._routed = after
+        self._left_at = {k: v for k, v in self._left_at.items() if k in after}
+        self._ack(snap, now)
+
+    def _ack(self, snap: Snapshot, now: float) -> None:
+        sessions: dict[str, int] = {}
+        draining = [b for b in snap.backends if b.state == "drain"]
+        if draining and self.proxy is not None and self.proxy.state is not None:
+            stats = {(s.proxy, s.server): s.scur for s in self.proxy.stats()}
+            for b in draining:
+                slot = self.proxy.state.slot_of(b.namespace, b.task_id)
+                if slot is not None:
+                    sessions[session_key(b.namespace, b.task_id)] = stats.get(
+                        (b.namespace, slot.name), 0
+                    )
+        ack = (snap.version, sessions)
+        if ack != self._last_ack or now - self._last_ack_time >= 1.0:
+            self.registry.ack(self.agent_id, snap.version, now, sessions)
+            self._last_ack, self._last_ack_time = ack, now
+
+    def run_once(self) -> PassReport:
+        """One pass; errors are reported, never raised (the next pass retries)."""
+        with self._lock:
+            now = self.clock()
+            report = PassReport()
+            namespaces = self._namespaces
+            snap: Snapshot | None = None
+            try:
+                namespaces, instances = self.source()
+                self._namespaces = namespaces
+                snap = self._register(namespaces, instances, now, report)
+            except PaasportError as err:
+                report.errors.append(f"registration: {err}")
+                try:
+                    snap = self.registry.snapshot()
+                except RegistryUnavailable as again:
+                    report.errors.append(f"registry: {again} (routing the last known backends)")
+            try:
+                if namespaces is not None:  # never route "no listeners" for a config we lack
+                    self._route(namespaces, snap, now, report)
+            except PaasportError as err:
+                report.errors.append(f"proxy: {err}")
+            for error in report.errors:
+                log.warning("discovery agent %s: %s", self.agent_id, error)
+            return report
+
+    def run_forever(self, stop: threading.Event) -> None:
+        log.info("discovery agent %s: every %.2fs", self.agent_id, self.interval)
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                self.run_once()
+            except Exception:  # a bug in one pass must not stop routing for the host
+                log.exception("discovery agent pass failed")
+            stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def close(self, stop_proxy: bool = False) -> None:
+        """Leave HAProxy running by default: traffic keeps flowing across agent restarts."""
+        if stop_proxy and self.proxy is not None:
+            self.proxy.stop()
+        self.registry.close()
