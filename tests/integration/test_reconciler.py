@@ -383,3 +383,82 @@ def test_sigkill_mid_bounce_then_restart_converges_without_orphans(world: World)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         log.close()
+
+
+def test_status_says_why_an_instance_is_not_healthy(world: World) -> None:
+    cluster = world.cluster
+    world.write_service(instance_yaml())
+    svc = world.soa_dir / "web"
+    (svc / "deploy.yaml").write_text(
+        f"pipeline:\n  - step: {cluster}.main\n  - step: {cluster}.other\n"
+    )
+    healthy = json.loads(instance_yaml(instances=1))["main"]
+    broken = {
+        **healthy,
+        "deploy_group": f"{cluster}.main",
+        "healthcheck_uri": "/nope",
+        "healthcheck_grace_period_seconds": 0,
+        "healthcheck_max_consecutive_failures": 1,
+    }
+    missing = {**healthy, "deploy_group": f"{cluster}.other"}
+    (svc / f"instances-{cluster}.yaml").write_text(
+        json.dumps({"main": healthy, "broken": broken, "missing": missing})
+    )
+    (svc / "deployments.json").write_text(
+        json.dumps(
+            {
+                "v2": {
+                    "deployments": {
+                        f"{cluster}.main": {"docker_image": world.image, "git_sha": "a" * 40},
+                        f"{cluster}.other": {
+                            "docker_image": "paasport-test-nope:latest",
+                            "git_sha": "b" * 40,
+                        },
+                    },
+                    "controls": {},
+                }
+            }
+        )
+    )
+    world.start_deployd()
+    world.wait_for(
+        "main and broken to run",
+        lambda: sum(len(av.tasks) for av in world.engine.list_app_versions("web")) == 2,
+    )
+    world.wait_for(
+        "main and broken to serve",
+        lambda: all(
+            answers(t.port) for av in world.engine.list_app_versions("web") for t in av.tasks
+        ),
+    )
+    config = world.root / "paasport.yaml"
+    config.write_text(f"local_cluster: {cluster}\nclusters:\n  {cluster}:\n    engine: docker\n")
+    args = [
+        sys.executable,
+        "-m",
+        "paasport",
+        "status",
+        "--config",
+        str(config),
+        "--soa-dir",
+        str(world.soa_dir),
+        "--state-dir",
+        str(world.state_dir),
+        "-s",
+        "web",
+    ]
+    out = subprocess.run([*args, "--json"], capture_output=True, text=True, check=False)
+    assert out.returncode == 1, out.stderr
+    by_instance = {v["instance"]: v for v in json.loads(out.stdout)}
+    assert by_instance["main"]["ok"], by_instance["main"]
+    assert by_instance["main"]["state"] == "Running"
+    assert by_instance["main"]["healthy"] == 1
+    assert not by_instance["broken"]["ok"]
+    assert by_instance["broken"]["why"].startswith("health check failing on "), by_instance
+    assert "404" in by_instance["broken"]["why"]
+    assert not by_instance["missing"]["ok"]
+    assert "image paasport-test-nope:latest does not exist" in by_instance["missing"]["why"]
+    human = subprocess.run([*args, "-v"], capture_output=True, text=True, check=False)
+    assert human.returncode == 1
+    assert "why: health check failing" in human.stdout
+    assert "127.0.0.1:" in human.stdout  # -v lists tasks with host:port
