@@ -17,6 +17,7 @@ from paasport.errors import PaasportError
 
 # verb -> "module:attribute"; keep sorted, one line per verb.
 COMMANDS: dict[str, str] = {
+    "agent": "paasport.cli.agent:agent",
     "cook-image": "paasport.cli.deploy_cmds:cook_image",
     "deploy-history": "paasport.cli.deploy_cmds:deploy_history",
     "deployd": "paasport.cli.up:deployd",
@@ -29,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "list-clusters": "paasport.cli.config_cmds:list_clusters",
     "logs": "paasport.cli.logs:logs",
     "mark-for-deployment": "paasport.cli.deploy_cmds:mark_for_deployment",
+    "mesh-status": "paasport.cli.mesh_status:mesh_status",
     "monitor": "paasport.cli.monitor:monitor",
     "push-to-registry": "paasport.cli.deploy_cmds:push_to_registry",
     "restart": "paasport.cli.deploy_cmds:restart",

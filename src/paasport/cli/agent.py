@@ -1,0 +1,89 @@
+"""``paasport agent``: run this host's discovery agent (health checks, registry, HAProxy).
+
+``paasport up`` runs the same Agent in a thread; this verb runs it alone in the foreground.
+HAProxy keeps running when the agent stops (traffic flows across agent restarts) unless
+``--stop-proxy`` is given.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from paasport.cli.options import config_option, soa_dir_option
+
+
+@click.command("agent")
+@soa_dir_option
+@config_option
+@click.option(
+    "--state-dir",
+    "state_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="PAASPORT_STATE_DIR",
+    default=None,
+    help="where registry.sqlite and haproxy/ live [env PAASPORT_STATE_DIR]",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.05, 60),
+    default=0.3,
+    show_default=True,
+    help="seconds between passes",
+)
+@click.option("--once", is_flag=True, help="run one pass and exit")
+@click.option("--stop-proxy", is_flag=True, help="stop HAProxy when the agent exits")
+@click.option("--metrics-listen", default="", help="serve Prometheus /metrics on HOST:PORT")
+@click.option("-v", "--verbose", is_flag=True, help="debug logging")
+def agent(
+    soa_dir: Path | None,
+    config_file: Path | None,
+    state_dir: Path | None,
+    interval: float,
+    once: bool,
+    stop_proxy: bool,
+    metrics_listen: str,
+    verbose: bool,
+) -> None:
+    """Register this host's healthy tasks and route every namespace through HAProxy."""
+    from paasport.config.system import load_system_config
+    from paasport.discovery.wiring import build_agent
+    from paasport.engine.factory import engine_for
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    system = load_system_config(config_file, soa_dir=soa_dir, state_dir=state_dir)
+    engine = engine_for(system.local)
+    runner = build_agent(system, engine, interval=interval)
+    if once:
+        report = runner.run_once()
+        runner.close(stop_proxy=stop_proxy)
+        click.echo(
+            f"{report.tasks} tasks, +{report.registered} -{report.deregistered}, "
+            f"version {report.version}, reloaded {report.reloaded}"
+        )
+        if report.errors:
+            raise click.ClickException("; ".join(report.errors))
+        return
+    if metrics_listen:
+        from paasport.monitoring.metrics import serve_metrics
+
+        serve_metrics(metrics_listen)
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        runner.run_forever(stop)
+    finally:
+        runner.close(stop_proxy=stop_proxy)

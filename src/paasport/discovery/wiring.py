@@ -1,0 +1,57 @@
+"""Builds discovery's parts from the SystemConfig: the registry, this host's HAProxy, the agent.
+
+Called by ``paasport agent``, ``paasport mesh-status`` and ``paasport up`` (which passes its own
+engine and shares nothing else); hands back ready objects, files under ``state_dir``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from paasport.config.system import SystemConfig
+from paasport.discovery.agent import Agent, TreeSource, default_agent_id
+from paasport.discovery.drain import RegistryDrainer
+from paasport.discovery.haproxy import HAProxyProcess
+from paasport.discovery.registry import Registry
+from paasport.engine.base import Engine
+
+
+def haproxy_dir(system: SystemConfig) -> Path:
+    return Path(system.state_dir) / "haproxy"
+
+
+def open_registry(system: SystemConfig) -> Registry:
+    """The configured registry: SQLite under state_dir (default) or ZooKeeper."""
+    d = system.discovery
+    if d.registry == "zookeeper":
+        from paasport.discovery.zk_registry import ZookeeperRegistry
+
+        return ZookeeperRegistry(d.zookeeper_hosts, d.zookeeper_path)
+    from paasport.discovery.sqlite_registry import SqliteRegistry
+
+    return SqliteRegistry(Path(system.state_dir) / "registry.sqlite")
+
+
+def proxy_for(system: SystemConfig) -> HAProxyProcess:
+    d = system.discovery
+    return HAProxyProcess(haproxy_dir(system), binary=d.haproxy_bin, binds=d.proxy_bind)
+
+
+def build_agent(
+    system: SystemConfig, engine: Engine, interval: float = 0.3, agent_id: str | None = None
+) -> Agent:
+    """The agent for this host (own mesh HealthMonitor: namespace checks differ from the
+    reconciler's task checks, and sharing one monitor would reset both trackers)."""
+    return Agent(
+        engine,
+        open_registry(system),
+        proxy_for(system),
+        TreeSource(Path(system.soa_dir), system.local_cluster),
+        agent_id=agent_id or default_agent_id(system.local_cluster),
+        interval=interval,
+    )
+
+
+def build_drainer(system: SystemConfig) -> RegistryDrainer:
+    """The Drainer for ``drain_method: proxy`` (give it to deployd instead of NoopDrainer)."""
+    return RegistryDrainer(open_registry(system))
