@@ -7,6 +7,7 @@ in its own thread. Ctrl-C stops paasport only: the services keep running.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import sys
@@ -76,7 +77,10 @@ def load_settings(
         raise UsageError(f"local_cluster {system.local_cluster!r} is not among the clusters")
     if not system.soa_dir.is_dir():
         raise UsageError(f"soa-configs directory {system.soa_dir} does not exist (--soa-dir)")
-    return system
+    # absolute paths: HAProxy's sockets and files, and every thread, must not depend on the cwd
+    return dataclasses.replace(
+        system, soa_dir=system.soa_dir.resolve(), state_dir=system.state_dir.resolve()
+    )
 
 
 @dataclass
@@ -88,6 +92,7 @@ class Platform:
     health: Any
     events: Any
     deployd: Any
+    agent: Any = None  # discovery.agent.Agent when discovery runs here
     threads: list[threading.Thread] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -111,14 +116,19 @@ class Platform:
 
 
 def build_platform(
-    system: SystemConfig, workers: int, full_pass_seconds: float, stop_grace_seconds: float
+    system: SystemConfig,
+    workers: int,
+    full_pass_seconds: float,
+    stop_grace_seconds: float,
+    with_discovery: bool = True,
 ) -> Platform:
-    """Engine, health monitor, event log, drainer and deployd for ``system``."""
+    """Engine, health monitor, event log, drainer (discovery's, draining through the proxies)
+    and deployd for ``system``; with discovery also the agent (started by ``up``)."""
     from paasport.engine.factory import engine_for
     from paasport.engine.health import HealthMonitor
     from paasport.monitoring.events import EventLog, events_path
     from paasport.reconcile.deployd import Deployd, DeploydSettings, DesiredStore
-    from paasport.reconcile.drain import NoopDrainer
+    from paasport.reconcile.drain import Drainer, NoopDrainer
     from paasport.reconcile.reconciler import ReconcilerSettings
 
     engine = engine_for(system.local)
@@ -132,9 +142,22 @@ def build_platform(
         full_pass_seconds=full_pass_seconds,
         reconciler=ReconcilerSettings(stop_grace_seconds=stop_grace_seconds),
     )
-    deployd = Deployd(store, engine, health, NoopDrainer(), events, settings)
+    drainer: Drainer = NoopDrainer()
+    agent: Any = None
+    if with_discovery:
+        try:
+            from paasport.discovery.wiring import build_agent, build_drainer
+        except ImportError as err:  # discovery is optional on this host
+            log.warning("discovery not available (%s): draining is a no-op", err)
+        else:
+            drainer = build_drainer(system)
+            agent = build_agent(system, engine)
+    deployd = Deployd(store, engine, health, drainer, events, settings)
     platform = Platform(system, engine, health, events, deployd)
     platform.closers.append(events.close)
+    if agent is not None:
+        platform.agent = agent
+        platform.closers.append(agent.close)
     return platform
 
 
@@ -254,6 +277,9 @@ def up(
     refresher = DeploymentsRefresher(system.soa_dir, system, interval=refresh_seconds)
     platform.spawn("refresh", lambda: refresher.run_forever(stop))
     _start_monitoring(platform, stop, metrics_listen)
+    if platform.agent is not None:
+        agent = platform.agent
+        platform.spawn("discovery-agent", lambda: agent.run_forever(stop))
     try:
         platform.deployd.run_forever(stop)
     finally:

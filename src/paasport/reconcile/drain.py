@@ -13,6 +13,16 @@ from typing import Protocol
 from paasport.types import InstanceConfig, Task
 
 
+class DrainProgress(Protocol):
+    """What a drainer reports (structural, so discovery can return its own dataclass)."""
+
+    @property
+    def done(self) -> bool: ...
+
+    @property
+    def waiting_on(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class DrainStatus:
     """``done``: safe to stop the task now; ``waiting_on``: what the drain still waits for."""
@@ -28,7 +38,7 @@ class Drainer(Protocol):
         """Begin draining ``task`` (no new requests reach it). Calling it twice is harmless."""
         ...
 
-    def status(self, task: Task, config: InstanceConfig | None, now: float) -> DrainStatus:
+    def status(self, task: Task, config: InstanceConfig | None, now: float) -> DrainProgress:
         """Whether ``task`` has drained (every proxy acknowledged, sessions at zero)."""
         ...
 
