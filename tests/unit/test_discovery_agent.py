@@ -1,0 +1,199 @@
+"""The agent's pure decisions (tables) and one agent pass over fakes (engine, health, registry)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+
+from paasport.discovery.agent import (
+    Agent,
+    desired_backends,
+    mesh_check,
+    registrations_by_instance,
+    route_changes,
+)
+from paasport.discovery.registry import Backend, MemoryRegistry
+from paasport.errors import RegistryUnavailable
+from paasport.types import AppVersion, HealthCheck, InstanceConfig, Namespace, Task
+
+WEB = Namespace("web", "main", 20001, healthcheck_uri="/ping", healthcheck_timeout_s=0.5)
+NAMESPACES = {"web.main": WEB, "web.disc": Namespace("web", "disc", None)}
+MAIN = InstanceConfig("web", "local", "main", "local.main", registrations=("web.main",))
+CANARY = InstanceConfig(
+    "web", "local", "canary", "local.canary", registrations=("web.main", "web.disc", "nope.x")
+)
+WORKER = InstanceConfig("web", "local", "worker", "local.worker")
+
+
+def task(tid: str, instance: str = "main", port: int | None = 1000, **kw: Any) -> Task:
+    return Task(
+        tid, "web", instance, "local", "h", "sha", kw.pop("state", "running"), port=port, **kw
+    )
+
+
+def test_registrations_by_instance_keeps_existing_namespaces() -> None:
+    assert registrations_by_instance([MAIN, CANARY, WORKER], NAMESPACES) == {
+        ("web", "main"): ("web.main",),
+        ("web", "canary"): ("web.main", "web.disc"),
+    }
+
+
+def test_mesh_check_uses_the_namespace() -> None:
+    check = mesh_check(WEB, task("t1", healthcheck=HealthCheck(grace_period_seconds=5)), 0.25)
+    assert (check.mode, check.uri, check.timeout_seconds) == ("http", "/ping", 0.5)
+    assert (check.interval_seconds, check.grace_period_seconds) == (0.25, 5)
+
+
+REGS = {("web", "main"): ("web.main",), ("web", "canary"): ("web.main", "web.disc")}
+DESIRED_CASES = [
+    ("healthy task registers", [task("t1")], {"t1": True}, {("web.main", "t1")}),
+    ("unhealthy task does not", [task("t1")], {"t1": False}, set()),
+    ("unknown health does not", [task("t1")], {}, set()),
+    ("exited task does not", [task("t1", state="exited")], {"t1": True}, set()),
+    ("no port does not", [task("t1", port=None)], {"t1": True}, set()),
+    (
+        "every registration",
+        [task("c1", "canary")],
+        {"c1": True},
+        {("web.main", "c1"), ("web.disc", "c1")},
+    ),
+    ("unregistered instance ignored", [task("w1", "worker")], {"w1": True}, set()),
+]
+
+
+@pytest.mark.parametrize(
+    "name,tasks,healthy,keys", DESIRED_CASES, ids=[c[0] for c in DESIRED_CASES]
+)
+def test_desired_backends(
+    name: str, tasks: list[Task], healthy: dict[str, bool], keys: set[tuple[str, str]]
+) -> None:
+    assert set(desired_backends("h1", tasks, healthy, REGS, {}, now=5.0)) == keys
+
+
+def test_desired_backends_keep_registration_time_and_mark_draining() -> None:
+    prev = {
+        ("web.main", "t1"): Backend("web.main", "t1", "127.0.0.1", 1000, "h1", registered_at=1.0)
+    }
+    out = desired_backends("h1", [task("t1", draining=True)], {"t1": True}, REGS, prev, now=9.0)
+    assert out[("web.main", "t1")].registered_at == 1.0
+    assert out[("web.main", "t1")].state == "drain"
+
+
+def test_route_changes() -> None:
+    a = Backend("web.main", "a", "h", 1, "h1")
+    b = Backend("web.main", "b", "h", 2, "h1")
+    before = {a.key: a, b.key: b}
+    after = {
+        b.key: replace(b, state="drain"),
+        ("web.main", "c"): Backend("web.main", "c", "h", 3, "h1"),
+    }
+    changes = route_changes(before, after, {a.key: 4.0})
+    assert [x.task_id for x in changes.routable] == ["c"]
+    assert [(x.task_id, when) for x, when in changes.unroutable] == [("a", 4.0), ("b", None)]
+
+
+# -- one pass over fakes ---------------------------------------------------------------------
+@dataclass
+class FakeState:
+    health: str
+
+
+class FakeHealth:
+    def __init__(self) -> None:
+        self.healthy: set[str] = set()
+        self.checks: dict[str, HealthCheck | None] = {}
+
+    def update(
+        self,
+        tasks: Iterable[Task],
+        check_for: Callable[[Task], HealthCheck | None],
+        complete: bool = False,
+    ) -> dict[str, FakeState]:
+        out = {}
+        for t in tasks:
+            self.checks[t.task_id] = check_for(t)
+            out[t.task_id] = FakeState("healthy" if t.task_id in self.healthy else "unknown")
+        return out
+
+
+class FakeEngine:
+    cluster = "local"
+
+    def __init__(self) -> None:
+        self.tasks: list[Task] = []
+        self.calls = 0
+
+    def list_app_versions(
+        self, service: str | None = None, instance: str | None = None
+    ) -> Sequence[AppVersion]:
+        self.calls += 1
+        return [AppVersion("web", "main", "local", "h", "sha", "img", tuple(self.tasks))]
+
+    def exec_in_task(self, task_id: str, cmd: str, timeout: float) -> Any:
+        raise AssertionError("not used")
+
+
+class FlakyRegistry(MemoryRegistry):
+    down = False
+
+    def snapshot(self):  # type: ignore[no-untyped-def]
+        if self.down:
+            raise RegistryUnavailable("registry down")
+        return super().snapshot()
+
+
+def make_agent() -> tuple[Agent, FakeEngine, FakeHealth, FlakyRegistry]:
+    engine, health, registry = FakeEngine(), FakeHealth(), FlakyRegistry()
+    agent = Agent(
+        engine,
+        registry,
+        None,
+        lambda: (NAMESPACES, [MAIN]),  # type: ignore[arg-type]
+        agent_id="h1",
+        health=health,
+        clock=lambda: 10.0,
+    )  # type: ignore[arg-type]
+    return agent, engine, health, registry
+
+
+def test_agent_pass_registers_deregisters_and_acks() -> None:
+    agent, engine, health, registry = make_agent()
+    engine.tasks = [task("t1", port=1001), task("t2", port=1002)]
+    health.healthy = {"t1"}
+    report = agent.run_once()
+    assert (report.registered, report.deregistered, report.errors) == (1, 0, [])
+    assert [b.task_id for b in registry.backends()] == ["t1"]
+    assert registry.acks() == {"h1": registry.version()}
+    assert health.checks["t1"].uri == "/ping"  # type: ignore[union-attr]
+    health.healthy = {"t2"}
+    report = agent.run_once()
+    assert (report.registered, report.deregistered) == (1, 1)
+    assert [b.task_id for b in registry.backends()] == ["t2"]
+    assert engine.calls == 2  # one engine list call per pass
+
+
+def test_agent_keeps_drain_marks_and_re_registers_what_vanished() -> None:
+    agent, engine, health, registry = make_agent()
+    engine.tasks = [task("t1", port=1001)]
+    health.healthy = {"t1"}
+    agent.run_once()
+    registry.set_draining("web.main", "t1", True, now=10.0)
+    assert agent.run_once().registered == 0  # the mark is not a change to undo
+    registry.deregister("web.main", "t1")  # e.g. a ZooKeeper session expired
+    assert agent.run_once().registered == 1
+    assert registry.backends()[0].state == "drain"
+
+
+def test_agent_survives_an_unreachable_registry() -> None:
+    agent, engine, health, registry = make_agent()
+    engine.tasks = [task("t1", port=1001)]
+    health.healthy = {"t1"}
+    agent.run_once()
+    registry.down = True
+    report = agent.run_once()
+    assert any("registry down" in e for e in report.errors)
+    registry.down = False
+    assert agent.run_once().errors == []

@@ -1,0 +1,108 @@
+"""drain_status (pure) as a table, and RegistryDrainer over the in-memory registry."""
+
+from __future__ import annotations
+
+import pytest
+
+from paasport.discovery.drain import DrainStatus, RegistryDrainer, drain_status
+from paasport.discovery.registry import AgentReport, Backend, DrainMark, MemoryRegistry
+from paasport.types import InstanceConfig, Task
+
+MARK = DrainMark("web.main", "t1", version=7, since=100.0)
+
+
+def rep(agent: str, version: int, sessions: int = 0) -> AgentReport:
+    return AgentReport(agent, version, 0.0, {"web.main/t1": sessions} if sessions else {})
+
+
+CASES = [
+    ("not in any namespace", [], [], {}, 101.0, True, ""),
+    ("no mark yet", ["web.main"], [], {"h1": rep("h1", 9)}, 101.0, False, "drain not marked"),
+    ("no live proxy", ["web.main"], [MARK], {}, 101.0, True, ""),
+    (
+        "one proxy behind",
+        ["web.main"],
+        [MARK],
+        {"h1": rep("h1", 7), "h2": rep("h2", 6)},
+        101.0,
+        False,
+        "proxy h2 (applied version 6 < 7)",
+    ),
+    ("all acked", ["web.main"], [MARK], {"h1": rep("h1", 7), "h2": rep("h2", 8)}, 101.0, True, ""),
+    (
+        "sessions still open",
+        ["web.main"],
+        [MARK],
+        {"h1": rep("h1", 8, sessions=3)},
+        101.0,
+        False,
+        "3 open session(s) on proxy h1",
+    ),
+    (
+        "timeout ends the wait",
+        ["web.main"],
+        [MARK],
+        {"h1": rep("h1", 8, sessions=3)},
+        160.0,
+        True,
+        "drain timeout (60s)",
+    ),
+    (
+        "other namespace unmarked",
+        ["web.main", "web.alt"],
+        [MARK],
+        {"h1": rep("h1", 8)},
+        101.0,
+        False,
+        "drain not marked in web.alt",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "name,namespaces,marks,reports,now,done,waiting", CASES, ids=[c[0] for c in CASES]
+)
+def test_drain_status(
+    name: str,
+    namespaces: list[str],
+    marks: list[DrainMark],
+    reports: dict[str, AgentReport],
+    now: float,
+    done: bool,
+    waiting: str,
+) -> None:
+    status = drain_status("t1", namespaces, marks, reports, now, timeout=60.0)
+    assert status.done is done
+    assert waiting in status.waiting_on
+    if not waiting:
+        assert status.waiting_on == ""
+
+
+TASK = Task("t1", "web", "main", "local", "abc", "sha", "running", port=1001)
+CONFIG = InstanceConfig("web", "local", "main", "local.main", registrations=("web.main",))
+
+
+def test_registry_drainer_round_trip() -> None:
+    reg = MemoryRegistry()
+    reg.register(Backend("web.main", "t1", "127.0.0.1", 1001, "h1"))
+    reg.ack("h1", reg.version(), now=0.0)
+    drainer = RegistryDrainer(reg, clock=lambda: 100.0)
+    drainer.start(TASK, CONFIG)
+    assert reg.backends()[0].state == "drain"
+    status = drainer.status(TASK, CONFIG, now=100.5)
+    assert not status.done and "proxy h1" in status.waiting_on
+    reg.ack("h1", reg.version(), now=100.6, sessions={"web.main/t1": 0})
+    assert drainer.status(TASK, CONFIG, now=100.7) == DrainStatus(True, "")
+    drainer.forget(TASK)
+    assert reg.backends() == () and reg.drain_marks() == ()
+
+
+def test_noop_drain_method_never_waits() -> None:
+    reg = MemoryRegistry()
+    reg.register(Backend("web.main", "t1", "127.0.0.1", 1001, "h1"))
+    reg.ack("h1", 0, now=0.0)
+    config = InstanceConfig("web", "local", "main", "local.main", drain_method="noop")
+    drainer = RegistryDrainer(reg)
+    drainer.start(TASK, config)
+    assert reg.drain_marks() == ()
+    assert drainer.status(TASK, config, now=1.0).done
