@@ -147,8 +147,14 @@ def test_fingerprint_is_written_into_the_config() -> None:
     )
 
 
-SERVERS_STATE = """1
-# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port
+_HEADER = (
+    "# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight"
+    " srv_iweight srv_time_since_last_change srv_check_status srv_check_result"
+    " srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn"
+    " srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port"
+)
+SERVERS_STATE = f"""1
+{_HEADER}
 2 web.main 1 s0 127.0.0.1 2 12 1 1 0 15 3 2 6 0 0 0 - 1001 - 0 0 - - 0
 2 web.main 2 s1 127.0.0.1 0 5 1 1 1 1 0 0 14 0 0 0 - 1 - 0 0 - - 0
 2 web.main 3 s2 127.0.0.1 2 4 2 1 0 15 3 2 6 0 0 0 - 1003 - 0 0 - - 0
