@@ -40,7 +40,11 @@ class Backend:
             def log_message(self, *args: object) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: object, client_address: object) -> None:
+                return  # a proxy closing a connection early is not a test failure
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -201,3 +205,37 @@ class Relay:
 
     def close(self) -> None:
         self.cut()
+
+
+class StaticEngine:
+    """An Engine stand-in listing the tasks a test set (backends are local HTTP servers)."""
+
+    cluster = "local"
+
+    def __init__(self) -> None:
+        self.tasks: list[object] = []
+
+    def list_app_versions(self, service: str | None = None, instance: str | None = None) -> list:  # type: ignore[type-arg]
+        from paasport.types import AppVersion
+
+        return [AppVersion("web", "main", "local", "h", "sha", "img", tuple(self.tasks))]  # type: ignore[arg-type]
+
+    def exec_in_task(self, task_id: str, cmd: str, timeout: float) -> object:
+        raise AssertionError("no cmd checks here")
+
+
+def task_for(backend: Backend, grace: float = 0.0) -> object:
+    from paasport.types import HealthCheck, Task
+
+    return Task(
+        f"task-{backend.name}",
+        "web",
+        "main",
+        "local",
+        "h",
+        "sha",
+        "running",
+        port=backend.port,
+        started_at=time.time(),
+        healthcheck=HealthCheck(mode="http", grace_period_seconds=grace),
+    )

@@ -106,7 +106,6 @@ class HAProxyProcess:
         self.paths = ProxyPaths(str(self.admin_socket), str(self.state_file))
         self.state: ProxyState | None = None
         self.reloads = 0
-        self._proc: subprocess.Popen[bytes] | None = None
 
     # -- process -------------------------------------------------------------------------
     def running(self) -> bool:
@@ -165,30 +164,38 @@ class HAProxyProcess:
         self.check(self.candidate_file)
 
     def _start(self) -> None:
+        """Start a daemonised master (``-D``): it outlives the agent, so an agent restart or
+        crash never takes the listeners down."""
         if not self.state_file.exists():
             self.state_file.write_text("1\n")
         os.replace(self.candidate_file, self.config_file)
-        with open(self.log_file, "ab") as logf:
-            try:
-                self._proc = subprocess.Popen(
-                    [
-                        self.binary,
-                        "-W",
-                        "-S",
-                        f"{self.master_socket},mode,600",
-                        "-f",
-                        str(self.config_file),
-                        "-p",
-                        str(self.pid_file),
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=logf,
-                    stderr=logf,
-                    start_new_session=True,
-                )
-            except OSError as err:
-                raise ProxyUnavailable(f"cannot start {self.binary}: {err}") from err
+        argv = [
+            self.binary,
+            "-W",
+            "-D",
+            "-S",
+            f"{self.master_socket},mode,600",
+            "-f",
+            str(self.config_file),
+            "-p",
+            str(self.pid_file),
+        ]
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        except (OSError, subprocess.SubprocessError) as err:
+            raise ProxyUnavailable(f"cannot start {self.binary}: {err}") from err
+        with open(self.log_file, "a") as logf:
+            logf.write(out.stdout + out.stderr)
+        if out.returncode != 0:
+            alerts = [ln for ln in out.stderr.splitlines() if "ALERT" in ln]
+            detail = "; ".join(alerts[:3]) or out.stderr.strip()[-500:]
+            raise ProxyUnavailable(f"haproxy did not start: {detail}")
         self._wait_worker(None)
+        deadline = time.monotonic() + 10
+        while not self.running():  # the master socket answers a moment after the worker's
+            if time.monotonic() > deadline:
+                raise ProxyUnavailable(f"haproxy master socket {self.master_socket} is silent")
+            time.sleep(0.02)
 
     def _reload(self, state: ProxyState) -> None:
         old_worker = self.worker_pid()
@@ -205,24 +212,19 @@ class HAProxyProcess:
         self.reloads += 1
 
     def stop(self) -> None:
-        """Stop the HAProxy this object manages (master pid from its own pid file)."""
-        pid = self._proc.pid if self._proc is not None else self.master_pid()
-        if pid is None:
+        """Stop the HAProxy of this workdir (master pid from its own pid file) and wait."""
+        pid = self.master_pid()
+        self.state = None
+        if pid is None or not _alive(pid):
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        if self._proc is not None:
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=5)
-            self._proc = None
-        else:
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and _alive(pid):
-                time.sleep(0.05)
-        self.state = None
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.02)
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     # -- changes -------------------------------------------------------------------------
     def _adopt(self, namespaces: Sequence[Namespace], backends: Sequence[Backend]) -> None:

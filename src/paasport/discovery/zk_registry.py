@@ -46,7 +46,9 @@ class ZookeeperRegistry:
         self.path = path.rstrip("/") or "/paasport"
         self.sessions_lost = 0
         self._lock = threading.Lock()
-        self._client: Any = KazooClient(hosts=hosts, timeout=timeout, connection_retry=None)
+        # reconnect quickly and forever: a registry outage must end as soon as ZooKeeper is back
+        retry = {"max_tries": -1, "delay": 0.1, "backoff": 1.5, "max_delay": 2.0}
+        self._client: Any = KazooClient(hosts=hosts, timeout=timeout, connection_retry=retry)
         self._client.add_listener(self._on_state)
         self._guard(lambda: self._client.start(timeout=connect_timeout), "connect", False)
         self._guard(self._ensure_paths, "create paths")

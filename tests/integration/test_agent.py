@@ -1,0 +1,132 @@
+"""The discovery agent end to end on one host: real HealthMonitor probes, real SQLite registry,
+real HAProxy; the engine is a stand-in listing tasks that are tiny local HTTP servers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from discovery_support import Load, StaticEngine, backends, free_port, get, task_for, wait_for
+
+from paasport.discovery.agent import Agent
+from paasport.discovery.drain import RegistryDrainer
+from paasport.discovery.haproxy import HAProxyProcess
+from paasport.discovery.sqlite_registry import SqliteRegistry
+from paasport.types import InstanceConfig, Namespace
+
+CONFIG = InstanceConfig("web", "local", "main", "local.main", registrations=("web.main",))
+
+
+@dataclass
+class Host:
+    engine: StaticEngine
+    registry: SqliteRegistry
+    proxy: HAProxyProcess
+    port: int
+    dir: Path
+
+    def agent(self, interval: float = 0.1) -> Agent:
+        namespaces = {"web.main": Namespace("web", "main", self.port, healthcheck_timeout_s=0.5)}
+        return Agent(
+            self.engine,  # type: ignore[arg-type]
+            self.registry,
+            self.proxy,
+            lambda: (namespaces, [CONFIG]),
+            agent_id="host-1",
+            interval=interval,
+            check_interval=0.1,
+        )
+
+
+@pytest.fixture
+def host(tmp_dir: Path) -> Iterator[Host]:
+    h = Host(
+        StaticEngine(),
+        SqliteRegistry(tmp_dir / "registry.sqlite"),
+        HAProxyProcess(tmp_dir / "haproxy"),
+        free_port(),
+        tmp_dir,
+    )
+    yield h
+    h.proxy.stop()
+    h.registry.close()
+
+
+def seen(port: int, n: int = 12) -> set[str]:
+    return {get(port)[1] for _ in range(n)}
+
+
+def run_until(agent: Agent, predicate: object, timeout: float = 10.0) -> bool:
+    def step() -> bool:
+        agent.run_once()
+        return bool(predicate())  # type: ignore[operator]
+
+    return wait_for(step, timeout=timeout, interval=0.05)
+
+
+def test_registration_follows_health(host: Host) -> None:
+    agent = host.agent()
+    with backends("a", "b") as (a, b):
+        host.engine.tasks = [task_for(a), task_for(b)]
+        assert run_until(agent, lambda: len(host.registry.backends()) == 2)
+        assert seen(host.port) == {"a", "b"}
+        b.healthy = False
+        assert run_until(agent, lambda: len(host.registry.backends()) == 1)
+        assert [x.task_id for x in host.registry.backends()] == ["task-a"]
+        assert seen(host.port) == {"a"}
+        b.healthy = True
+        assert run_until(agent, lambda: len(host.registry.backends()) == 2)
+        host.engine.tasks = [task_for(b)]  # task a is gone from the engine
+        agent.run_once()
+        assert [x.task_id for x in host.registry.backends()] == ["task-b"]
+        assert seen(host.port) == {"b"}
+        assert host.proxy.reloads == 0
+
+
+def test_agent_restart_keeps_traffic_flowing(host: Host) -> None:
+    with backends("a", "b") as (a, b):
+        host.engine.tasks = [task_for(a), task_for(b)]
+        first = host.agent()
+        assert run_until(first, lambda: len(host.registry.backends()) == 2)
+        worker = host.proxy.worker_pid()
+        with Load(host.port) as load:
+            stop = threading.Event()
+            thread = threading.Thread(target=first.run_forever, args=(stop,))
+            thread.start()
+            wait_for(lambda: load.ok > 50)
+            stop.set()
+            thread.join()
+            wait_for(lambda: load.ok > 150)  # no agent at all for a while
+            host.proxy = HAProxyProcess(host.dir / "haproxy")  # a new agent process
+            second = host.agent()
+            for _ in range(5):
+                assert second.run_once().errors == []
+            wait_for(lambda: load.ok > 250)
+        assert load.failures == []
+        assert set(load.seen) == {"a", "b"}
+        assert host.proxy.worker_pid() == worker  # adopted, not restarted or reloaded
+
+
+def test_drain_by_acknowledgement(host: Host) -> None:
+    agent = host.agent()
+    drainer = RegistryDrainer(host.registry)
+    with backends("a", "b") as (a, b):
+        ta, tb = task_for(a), task_for(b)
+        host.engine.tasks = [ta, tb]
+        assert run_until(agent, lambda: len(host.registry.backends()) == 2)
+        drainer.start(ta, CONFIG)  # type: ignore[arg-type]
+        status = drainer.status(ta, CONFIG, now=0.0)  # type: ignore[arg-type]
+        assert not status.done and "host-1" in status.waiting_on
+        agent.run_once()
+        assert drainer.status(ta, CONFIG, now=0.0).done  # type: ignore[arg-type]
+        assert seen(host.port) == {"b"}
+        states = {s.addr: s.state for s in host.proxy.stats()}
+        assert states[f"127.0.0.1:{a.port}"] == "drain"
+        host.engine.tasks = [tb]  # the reconciler stopped it
+        drainer.forget(ta)  # type: ignore[arg-type]
+        agent.run_once()
+        assert [x.task_id for x in host.registry.backends()] == ["task-b"]
+        assert host.registry.drain_marks() == ()
