@@ -289,6 +289,12 @@ def _is_error(line: str) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    try:  # a zombie (exited, not reaped by a container's init) is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[-1].split()[0] == "Z":
+                return False
+    except (OSError, IndexError):
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
