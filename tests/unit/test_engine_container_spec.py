@@ -29,6 +29,7 @@ SPEC = AppSpec(
     deploy_group="local.main",
 )
 MB = 1024 * 1024
+NOW = 1700000000.25
 
 
 @pytest.mark.parametrize(
@@ -65,11 +66,11 @@ MB = 1024 * 1024
 )
 def test_container_spec(changes: dict[str, Any], field: str, expected: object) -> None:
     spec = dataclasses.replace(SPEC, **changes)
-    assert getattr(cs.container_spec(spec, "abc123"), field) == expected
+    assert getattr(cs.container_spec(spec, "abc123", NOW), field) == expected
 
 
 def test_labels_carry_the_whole_app_version() -> None:
-    labels = cs.container_spec(SPEC, "abc123").labels
+    labels = cs.container_spec(SPEC, "abc123", NOW).labels
     assert labels == {
         "paasport.service": "web_svc",
         "paasport.instance": "main",
@@ -85,12 +86,13 @@ def test_labels_carry_the_whole_app_version() -> None:
         "paasport.mem": "64.0",
         "paasport.container_port": "8888",
         "paasport.net": "bridge",
+        "paasport.created": "1700000000.250000",
     }
     assert cs.healthcheck_from_label(labels["paasport.healthcheck"]) == SPEC.healthcheck
 
 
 def test_host_config_args() -> None:
-    args = cs.container_spec(SPEC, "abc123").host_config_args()
+    args = cs.container_spec(SPEC, "abc123", NOW).host_config_args()
     assert args == {
         "network_mode": "bridge",
         "restart_policy": {"Name": "no"},
@@ -99,7 +101,7 @@ def test_host_config_args() -> None:
         "nano_cpus": 500_000_000,
         "port_bindings": {8888: ("127.0.0.1", None)},
     }
-    create = cs.container_spec(SPEC, "abc123").create_args()
+    create = cs.container_spec(SPEC, "abc123", NOW).create_args()
     assert create["ports"] == [8888]
     assert create["detach"] is True
 
@@ -255,6 +257,18 @@ def test_task_from_running_container() -> None:
     assert task.name == f"paasport-web-main-{HASH[:8]}-c1"
     assert task.healthcheck == HealthCheck(mode="http")
     assert task.container_port == 8888
+
+
+@pytest.mark.parametrize(
+    ("labels", "started_at"),
+    [
+        ({}, 100.0),
+        ({"paasport.created": "1700000000.250000"}, 1700000000.25),
+        ({"paasport.created": "garbage"}, 100.0),
+    ],
+)
+def test_started_at_prefers_the_precise_label(labels: dict[str, str], started_at: float) -> None:
+    assert cs.task_from_container(summary("c1", labels=labels)).started_at == started_at
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,7 @@ LABEL_CPUS = "paasport.cpus"
 LABEL_MEM = "paasport.mem"
 LABEL_CONTAINER_PORT = "paasport.container_port"
 LABEL_NET = "paasport.net"
+LABEL_CREATED = "paasport.created"  # Docker's "Created" has whole seconds only
 
 CPU_PERIOD_US = 100_000
 MIN_NANO_CPUS = 10_000_000  # Docker refuses less than 0.01 CPU
@@ -146,7 +147,7 @@ def healthcheck_from_label(text: str | None) -> HealthCheck | None:
         return None
 
 
-def labels_for(spec: AppSpec) -> dict[str, str]:
+def labels_for(spec: AppSpec, now: float) -> dict[str, str]:
     """The labels every task of ``spec`` carries: the engine's state is recovered from them."""
     return {
         LABEL_SERVICE: spec.service,
@@ -163,6 +164,7 @@ def labels_for(spec: AppSpec) -> dict[str, str]:
         LABEL_MEM: repr(float(spec.mem)),
         LABEL_CONTAINER_PORT: str(spec.container_port),
         LABEL_NET: spec.net,
+        LABEL_CREATED: f"{now:.6f}",
     }
 
 
@@ -173,8 +175,11 @@ def nano_cpus_for(cpus: float) -> int:
     return max(MIN_NANO_CPUS, round(cpus * 1_000_000_000))
 
 
-def container_spec(spec: AppSpec, suffix: str) -> ContainerSpec:
-    """The Docker create arguments of one task of ``spec``; ``suffix`` makes the name unique."""
+def container_spec(spec: AppSpec, suffix: str, now: float) -> ContainerSpec:
+    """The Docker create arguments of one task of ``spec`` created at ``now``.
+
+    ``suffix`` makes the container name unique.
+    """
     if spec.cmd is not None:
         command: tuple[str, ...] | None = ("/bin/sh", "-c", spec.cmd)
     elif spec.args is not None:
@@ -188,7 +193,7 @@ def container_spec(spec: AppSpec, suffix: str) -> ContainerSpec:
         image=spec.image,
         command=command,
         environment=dict(spec.env),
-        labels=labels_for(spec),
+        labels=labels_for(spec, now),
         exposed_ports=() if host_net else (spec.container_port,),
         port_bindings={} if host_net else {spec.container_port: ("127.0.0.1", None)},
         binds={
@@ -246,11 +251,11 @@ def _int_label(labels: Mapping[str, str], key: str, default: int) -> int:
         return default
 
 
-def _float_label(labels: Mapping[str, str], key: str) -> float:
+def _float_label(labels: Mapping[str, str], key: str, default: float = 0.0) -> float:
     try:
-        return float(labels.get(key, 0.0))
+        return float(labels.get(key, default))
     except (TypeError, ValueError):
-        return 0.0
+        return default
 
 
 def published_port(summary: Mapping[str, Any], container_port: int) -> int | None:
@@ -299,7 +304,7 @@ def task_from_container(
         host="127.0.0.1",
         port=port,
         node=node,
-        started_at=float(summary.get("Created") or 0),
+        started_at=_float_label(labels, LABEL_CREATED, float(summary.get("Created") or 0)),
         restarts=details.restarts if details else 0,
         exit_code=exit_code if state not in LIVE_STATES else None,
         oom_killed=details.oom_killed if details else False,

@@ -103,6 +103,7 @@ class DockerEngine:
         self._api_client: Any = None
         self._node = ""
         self._exit_details: dict[str, cs.ExitDetails] = {}
+        self._details_lock = threading.Lock()  # deployd's workers and observer share the engine
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -162,7 +163,8 @@ class DockerEngine:
     def _details_for(self, summaries: Sequence[Mapping[str, Any]]) -> dict[str, cs.ExitDetails]:
         """Inspect finished containers not seen before (finished state never changes)."""
         wanted = [str(s["Id"]) for s in summaries if cs.needs_inspect(s)]
-        missing = [cid for cid in wanted if cid not in self._exit_details]
+        with self._details_lock:
+            missing = [cid for cid in wanted if cid not in self._exit_details]
         for cid in missing:
             try:
                 with translated(f"inspecting task {cid[:12]}", self.where):
@@ -170,12 +172,14 @@ class DockerEngine:
             except NotFoundError:
                 continue  # removed between the list and the inspect
             state = info.get("State") or {}
-            self._exit_details[cid] = cs.ExitDetails(
-                exit_code=state.get("ExitCode"),
-                oom_killed=bool(state.get("OOMKilled")),
-                restarts=int(info.get("RestartCount") or 0),
-            )
-        return {cid: self._exit_details[cid] for cid in wanted if cid in self._exit_details}
+            with self._details_lock:
+                self._exit_details[cid] = cs.ExitDetails(
+                    exit_code=state.get("ExitCode"),
+                    oom_killed=bool(state.get("OOMKilled")),
+                    restarts=int(info.get("RestartCount") or 0),
+                )
+        with self._details_lock:
+            return {cid: self._exit_details[cid] for cid in wanted if cid in self._exit_details}
 
     def list_app_versions(
         self, service: str | None = None, instance: str | None = None
@@ -188,15 +192,16 @@ class DockerEngine:
         summaries = self._containers(service, instance, config_hash)
         details = self._details_for(summaries)
         if service is None and instance is None:
-            live = {str(s["Id"]) for s in summaries}
-            for cid in [c for c in self._exit_details if c not in live]:
-                self._exit_details.pop(cid, None)
+            listed = {str(s["Id"]) for s in summaries}
+            with self._details_lock:
+                for cid in [c for c in self._exit_details if c not in listed]:
+                    del self._exit_details[cid]
         return cs.app_versions_from_containers(summaries, self._node, details)
 
     # -- writing ------------------------------------------------------------------------------
 
     def _start_task(self, spec: AppSpec) -> str:
-        args = cs.container_spec(spec, _random_suffix())
+        args = cs.container_spec(spec, _random_suffix(), time.time())
         api = self.api
         subject = f"{spec.service}.{spec.instance}"
         try:
@@ -253,7 +258,11 @@ class DockerEngine:
         except EngineError as err:
             if "already in progress" not in str(err):
                 raise
-        self._exit_details.pop(cid, None)
+        self._forget(cid)
+
+    def _forget(self, cid: str) -> None:
+        with self._details_lock:
+            self._exit_details.pop(cid, None)
 
     def stop_task(self, task_id: str, grace_seconds: float) -> None:
         """SIGTERM, up to ``grace_seconds`` (whole seconds, rounded up), SIGKILL, remove.
@@ -264,7 +273,7 @@ class DockerEngine:
             with translated(f"stopping task {task_id[:12]}", self.where):
                 self.api.stop(task_id, timeout=max(0, math.ceil(grace_seconds)))
         except NotFoundError:
-            self._exit_details.pop(task_id, None)
+            self._forget(task_id)
             return
         self._remove(task_id)
 
