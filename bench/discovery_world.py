@@ -1,0 +1,219 @@
+"""A one-host paasport for the discovery benchmarks: deployd (real Docker) + the discovery agent
+(SQLite registry, real HAProxy) + the registry-backed drainer, on a temporary soa-configs tree.
+
+Used by bench/bounce_under_load.py and bench/convergence.py; everything it starts carries the
+cluster label ``bench-<uuid8>`` and is removed by ``close``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+
+from conftest import build_busybox_image
+
+from paasport.config.system import ClusterConfig, SystemConfig
+from paasport.discovery.agent import Agent, TreeSource
+from paasport.discovery.drain import RegistryDrainer
+from paasport.discovery.haproxy import HAProxyProcess
+from paasport.discovery.haproxy_stats import ServerStat
+from paasport.discovery.sqlite_registry import SqliteRegistry
+from paasport.engine.docker import DockerEngine
+from paasport.engine.health import HealthMonitor
+from paasport.monitoring.events import EventLog
+from paasport.reconcile.deployd import Deployd, DeploydSettings, DesiredStore
+from paasport.reconcile.reconciler import ReconcilerSettings
+
+
+def free_port() -> int:
+    """A free port in smartstack.yaml's proxy_port range (19000-21000)."""
+    import random
+    import socket
+
+    for _ in range(200):
+        port = random.randint(19000, 21000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 19000-21000")
+
+
+class World:
+    def __init__(self, root: Path, bounce_method: str, drain_method: str) -> None:
+        self.root = root
+        self.cluster = f"bench-{uuid.uuid4().hex[:8]}"
+        self.image = build_busybox_image()
+        self.proxy_port = free_port()
+        self.bounce_method = bounce_method
+        self.drain_method = drain_method
+        self.generation = 0
+        self.soa = root / "soa"
+        self.state = root / "state"
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.engine = DockerEngine(self.cluster)
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.proxy = HAProxyProcess(self.state / "haproxy")
+        self.write_service()
+
+    @property
+    def system(self) -> SystemConfig:
+        return SystemConfig(
+            clusters={self.cluster: ClusterConfig(self.cluster)},
+            local_cluster=self.cluster,
+            soa_dir=self.soa,
+            state_dir=self.state,
+        )
+
+    def write_service(self) -> None:
+        svc = self.soa / "web"
+        svc.mkdir(parents=True, exist_ok=True)
+        (svc / "service.yaml").write_text("description: bench service\n")
+        (svc / "deploy.yaml").write_text(f"pipeline:\n  - step: {self.cluster}.main\n")
+        (svc / "smartstack.yaml").write_text(
+            json.dumps(
+                {
+                    "main": {
+                        "proxy_port": self.proxy_port,
+                        "timeout_server_ms": 5000,
+                        "timeout_connect_ms": 500,
+                        "retries": 2,
+                    }
+                }
+            )
+        )
+        self.write_instances()
+        doc = {
+            "v2": {
+                "deployments": {
+                    f"{self.cluster}.main": {"docker_image": self.image, "git_sha": "a" * 40}
+                },
+                "controls": {f"web:{self.cluster}.main": {"desired_state": "start"}},
+            }
+        }
+        (svc / "deployments.json").write_text(json.dumps(doc))
+
+    def write_instances(self) -> None:
+        main = {
+            "instances": 3,
+            "cpus": 0.2,
+            "mem": 32,
+            "cmd": "httpd -f -p 8888 -h /www",
+            "env": {"GENERATION": str(self.generation)},
+            "healthcheck_mode": "http",
+            "healthcheck_uri": "/status",
+            "healthcheck_grace_period_seconds": 30,
+            "healthcheck_interval_seconds": 0.5,
+            "healthcheck_timeout_seconds": 1,
+            "bounce_method": self.bounce_method,
+            "drain_method": self.drain_method,
+            "drain_timeout_seconds": 30,
+            "backoff_seconds": 0.5,
+        }
+        path = self.soa / "web" / f"instances-{self.cluster}.yaml"
+        tmp = path.with_name(".instances.tmp")
+        tmp.write_text(json.dumps({"main": main}))
+        tmp.rename(path)
+
+    def start(self) -> None:
+        self.events = EventLog(self.state / "events.sqlite")
+        store = DesiredStore(self.soa, self.cluster, None, system=self.system)
+        settings = DeploydSettings(
+            workers=2,
+            sweep_seconds=0.2,
+            health_seconds=0.1,
+            full_pass_seconds=5.0,
+            reconciler=ReconcilerSettings(
+                stop_grace_seconds=2.0, kill_grace_seconds=0.5, recheck_seconds=0.2
+            ),
+        )
+        health = HealthMonitor(self.engine.exec_in_task, startup_interval_seconds=0.1)
+        self.drain_registry = SqliteRegistry(self.state / "registry.sqlite")
+        self.deployd = Deployd(
+            store, self.engine, health, RegistryDrainer(self.drain_registry), self.events, settings
+        )
+        self.agent = Agent(
+            self.engine,
+            SqliteRegistry(self.state / "registry.sqlite"),
+            self.proxy,
+            TreeSource(self.soa, self.cluster, min_interval=0.3),
+            agent_id="bench-host",
+            interval=0.2,
+            check_interval=0.2,
+        )
+        for name, target in (
+            ("deployd", self.deployd.run_forever),
+            ("agent", self.agent.run_forever),
+        ):
+            t = threading.Thread(target=target, args=(self.stop,), name=name, daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def stats(self) -> list[ServerStat]:
+        try:
+            return [s for s in self.proxy.stats() if s.proxy == "web.main"]
+        except Exception:
+            return []
+
+    def up_servers(self) -> set[str]:
+        return {s.addr for s in self.stats() if s.state == "up"}
+
+    def live_hashes(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for av in self.engine.list_app_versions("web", "main"):
+            n = sum(1 for t in av.tasks if t.state == "running")
+            if n:
+                out[av.config_hash] = n
+        return out
+
+    def wait(self, what: str, cond: object, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if cond():  # type: ignore[operator]
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"timed out waiting for {what}")
+
+    def converged(self) -> bool:
+        hashes = self.live_hashes()
+        if len(hashes) != 1 or next(iter(hashes.values())) != 3:
+            return False
+        ports = {
+            f"127.0.0.1:{t.port}"
+            for av in self.engine.list_app_versions("web", "main")
+            for t in av.tasks
+            if t.state == "running"
+        }
+        return self.up_servers() == ports
+
+    def bounce(self) -> None:
+        before = set(self.live_hashes())
+        self.generation += 1
+        self.write_instances()
+        self.wait("the bounce", lambda: self.converged() and not (set(self.live_hashes()) & before))
+
+    def close(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=30)
+        self.proxy.stop()
+        out = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"label=paasport.cluster={self.cluster}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if out.stdout.split():
+            subprocess.run(
+                ["docker", "rm", "-f", *out.stdout.split()], capture_output=True, check=False
+            )
