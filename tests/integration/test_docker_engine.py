@@ -373,8 +373,13 @@ def test_node_capacity_counts_reservations(engine: DockerEngine, busybox_image: 
     assert node.mem_reserved_mb >= 128
 
 
-def test_unreachable_daemon_is_engine_unavailable(tmp_dir: Path) -> None:
-    engine = DockerEngine("test-nodaemon", base_url=f"unix://{tmp_dir}/no-such.sock")
+@pytest.mark.parametrize(
+    "base_url", ["unix://{tmp}/no-such.sock", "unix://{tmp}/stale.sock", "tcp://127.0.0.1:1"]
+)
+def test_unreachable_daemon_is_engine_unavailable(tmp_dir: Path, base_url: str) -> None:
+    with socket.socket(socket.AF_UNIX) as stale:  # a socket file nobody listens on
+        stale.bind(str(tmp_dir / "stale.sock"))
+    engine = DockerEngine("test-nodaemon", base_url=base_url.format(tmp=tmp_dir))
 
     with pytest.raises(EngineUnavailable, match="did not answer"):
         engine.list_app_versions()

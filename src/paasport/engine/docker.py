@@ -31,7 +31,8 @@ from paasport.errors import (
 from paasport.types import AppSpec, AppVersion
 
 T = TypeVar("T")
-MAX_PARALLEL = 8  # the SDK's connection pool holds 10
+MAX_PARALLEL = 8  # threads per create/delete call
+POOL_SIZE = 32  # deployd's workers each run up to MAX_PARALLEL calls at once
 EXEC_TIMED_OUT = 124  # like coreutils' timeout(1)
 FOLLOW_REFRESH_SECONDS = 1.0
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
@@ -119,21 +120,35 @@ class DockerEngine:
                 import docker
 
                 socket_path = _unix_socket_path(self.base_url or os.environ.get("DOCKER_HOST"))
-                if socket_path is not None and not os.path.exists(socket_path):
-                    # checked here: the SDK leaks the socket when connect() fails
-                    raise EngineUnavailable(
-                        f"connecting: the {self.where} did not answer (no socket at "
-                        f"{socket_path}); is dockerd running?",
-                        delay=2.0,
-                    )
+                if socket_path is not None:
+                    self._check_socket(socket_path)
                 with translated("connecting", self.where):
                     if self.base_url:
-                        client = docker.APIClient(base_url=self.base_url, version="auto")
+                        client = docker.APIClient(
+                            base_url=self.base_url, version="auto", max_pool_size=POOL_SIZE
+                        )
                     else:
-                        client = docker.from_env(version="auto").api
+                        client = docker.from_env(version="auto", max_pool_size=POOL_SIZE).api
                     self._node = str(client.info().get("Name", ""))
                 self._api_client = client
             return self._api_client
+
+    def _check_socket(self, path: str) -> None:
+        """Connect once ourselves: the SDK leaks its socket when the first connect() fails."""
+        import socket
+
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.settimeout(5.0)
+            probe.connect(path)
+        except OSError as err:
+            raise EngineUnavailable(
+                f"connecting: the {self.where} did not answer ({path}: {err.strerror or err}); "
+                "is dockerd running?",
+                delay=2.0,
+            ) from err
+        finally:
+            probe.close()
 
     def close(self) -> None:
         with self._lock:
