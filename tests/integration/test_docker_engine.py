@@ -20,7 +20,7 @@ import pytest
 
 from paasport.engine.base import LABEL_CLUSTER, LABEL_HEALTHCHECK, LABEL_SERVICE, LogLine
 from paasport.engine.docker import EXEC_TIMED_OUT, DockerEngine
-from paasport.errors import EngineUnavailable, ImageError, NotFoundError
+from paasport.errors import EngineError, EngineUnavailable, ImageError, NotFoundError
 from paasport.types import AppSpec, AppVersion, HealthCheck, Task, Volume
 
 T = TypeVar("T")
@@ -313,6 +313,15 @@ def test_missing_image_is_an_image_error_and_nothing_is_left(engine: DockerEngin
 
     with pytest.raises(ImageError, match=r"does not exist on this host \(run cook-image"):
         engine.create_app_version(make_spec(engine, image), 2)
+
+    assert engine.list_app_versions() == ()
+
+
+def test_refused_create_is_an_engine_error_naming_the_instance(
+    engine: DockerEngine, busybox_image: str
+) -> None:
+    with pytest.raises(EngineError, match=r"web_svc\.main: the Docker engine refused: .*memory"):
+        engine.create_app_version(make_spec(engine, busybox_image, mem=1), 2)
 
     assert engine.list_app_versions() == ()
 

@@ -86,9 +86,9 @@ def _in_parallel(fn: Callable[[T], object], items: Sequence[T]) -> None:
         return
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(items))) as pool:
         futures = [pool.submit(fn, item) for item in items]
-    errors = [f.exception() for f in futures if f.exception() is not None]
-    if errors:
-        raise errors[0]  # type: ignore[misc]
+    first = next((err for f in futures if (err := f.exception()) is not None), None)
+    if first is not None:
+        raise first
 
 
 class DockerEngine:
