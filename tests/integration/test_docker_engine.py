@@ -196,6 +196,29 @@ def test_stop_task_sends_term_then_kills_after_grace(
     engine.stop_task(stubborn_task.task_id, grace_seconds=1)  # already gone: nothing to do
 
 
+def test_a_pid1_service_without_a_term_handler_still_stops_on_sigterm(
+    engine: DockerEngine, busybox_image: str
+) -> None:
+    # busybox httpd installs no SIGTERM handler; as PID 1 the kernel would ignore the signal and
+    # every stop would wait out the grace period. The engine runs an init that forwards it.
+    spec = make_spec(engine, busybox_image, instance="plainhttpd")
+    task = engine.create_app_version(spec, 1).tasks[0]
+    wait_for("httpd to run", lambda: _task_running(engine, task.task_id))
+
+    started = time.monotonic()
+    engine.stop_task(task.task_id, grace_seconds=30)
+    assert time.monotonic() - started < 30  # SIGTERM ended it; no SIGKILL after the grace
+    assert engine.list_app_versions() == ()
+
+
+def _task_running(engine: DockerEngine, task_id: str) -> bool:
+    return any(
+        t.task_id == task_id and t.state == "running"
+        for v in engine.list_app_versions()
+        for t in v.tasks
+    )
+
+
 def test_read_only_volume_cannot_be_written(
     engine: DockerEngine, busybox_image: str, tmp_dir: Path
 ) -> None:

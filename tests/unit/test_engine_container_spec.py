@@ -96,6 +96,7 @@ def test_host_config_args() -> None:
     assert args == {
         "network_mode": "bridge",
         "restart_policy": {"Name": "no"},
+        "init": True,
         "mem_limit": 64 * MB,
         "memswap_limit": 64 * MB,
         "nano_cpus": 500_000_000,

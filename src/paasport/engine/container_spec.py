@@ -87,6 +87,9 @@ class ContainerSpec:
         args: dict[str, Any] = {
             "network_mode": self.network_mode,
             "restart_policy": {"Name": "no"},  # the reconciler replaces dead tasks, with backoff
+            # An init (Docker's tini) as PID 1 forwards SIGTERM: a service that runs as PID 1
+            # without its own handler (busybox httpd) would ignore it and wait out the grace.
+            "init": True,
             "mem_limit": self.mem_limit,
             "memswap_limit": self.memswap_limit,
         }
