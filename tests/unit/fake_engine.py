@@ -147,7 +147,7 @@ class FakeHealth:
     default: TaskHealth = "healthy"
     per_task: dict[str, TaskHealth] = field(default_factory=dict)
 
-    def update(self, tasks: Sequence[Task]) -> None:
+    def update(self, tasks: Sequence[Task], *, complete: bool = False) -> None:
         return None
 
     def with_health(self, app_versions: Sequence[AppVersion]) -> tuple[AppVersion, ...]:

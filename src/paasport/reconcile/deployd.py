@@ -43,7 +43,7 @@ Key = tuple[str, str]  # (service, instance)
 class HealthMonitorLike(Protocol):
     """What deployd needs from engine.health.HealthMonitor."""
 
-    def update(self, tasks: Sequence[Task]) -> object: ...
+    def update(self, tasks: Sequence[Task], *, complete: bool = ...) -> object: ...
 
     def with_health(self, app_versions: Sequence[AppVersion]) -> tuple[AppVersion, ...]: ...
 
@@ -452,7 +452,7 @@ class Deployd:
         with self._snap_lock:
             snap = self._snapshot
         tasks = [t for versions in snap.by_key.values() for av in versions for t in av.tasks]
-        self.health.update(tasks)
+        self.health.update(tasks, complete=True)  # every task of the cluster: forget the rest
         for key, versions in snap.by_key.items():
             fp = tuple(
                 sorted(

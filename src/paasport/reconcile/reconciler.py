@@ -127,7 +127,7 @@ def reconcile_instance(
     cluster = engine.cluster
     ctx = _Context(service, instance, cluster, config, engine, drainer, events, settings, now)
 
-    status = bounce_status(desired, observed) if desired is not None else None
+    status = bounce_status(desired, observed, method, margin) if desired is not None else None
     replacing = any(
         av.tasks for av in observed if desired and av.config_hash != desired.config_hash
     )

@@ -13,32 +13,28 @@ from pathlib import Path
 
 from paasport.config.system import SystemConfig
 from paasport.config.tree import load_tree
-from paasport.deploy.git import GitRepo, resolve_git_url
-from paasport.deploy.workflow import ServiceTarget, generate
+from paasport.deploy.git import GitRepo
+from paasport.deploy.workflow import ServiceTarget, generate, target_from_tree
 from paasport.errors import PaasportError
 
 log = logging.getLogger("paasport.refresh")
 
 
 def targets(soa_dir: Path, system: SystemConfig | None = None) -> list[ServiceTarget]:
-    """One ServiceTarget per service with a git_url (every cluster's control branches)."""
+    """One ServiceTarget per service with a git_url whose configuration is complete.
+
+    A service with config errors is skipped, as ``generate-deployments`` refuses it: an instance
+    left out for a typo must not silently lose its entry in deployments.json.
+    """
     tree = load_tree(soa_dir, system=system)
     out: list[ServiceTarget] = []
     for name, svc in sorted(tree.services.items()):
         if not svc.git_url:
             continue
-        branches = {
-            f"{c.cluster}.{c.instance}": c.deploy_group for c in tree.instances_for(service=name)
-        }
-        out.append(
-            ServiceTarget(
-                service=name,
-                git_url=resolve_git_url(svc.git_url, soa_dir / name),
-                deploy_groups=svc.deploy_groups,
-                control_branches=branches,
-                soa_dir=soa_dir,
-            )
-        )
+        if name in tree.incomplete_services:
+            log.warning("%s: configuration has errors; deployments.json left as it is", name)
+            continue
+        out.append(target_from_tree(tree, name))
     return out
 
 
