@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from paasport.config.merge import deep_merge, deploy_groups_of, dns_label_problem
 from paasport.config.source import parse_yaml
 from paasport.config.spec import parse_duration
-from paasport.config.system import load_system_config
+from paasport.config.system import default_config_text, load_system_config
 from paasport.config.tree import load_tree
 from paasport.errors import ConfigError, ConfigProblem
 
@@ -200,6 +200,21 @@ def test_system_config_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("PAASPORT_SOA_DIR", "/from/env")
     assert load_system_config().soa_dir == Path("/from/env")
     assert load_system_config(soa_dir=Path("/arg")).soa_dir == Path("/arg")
+
+
+def test_default_config_written_by_up_loads_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PAASPORT_SOA_DIR", raising=False)
+    monkeypatch.delenv("PAASPORT_STATE_DIR", raising=False)
+    config = tmp_path / "etc" / "paasport.yaml"
+    config.parent.mkdir()
+    soa, state = tmp_path / "soa: configs", tmp_path / "state"
+    config.write_text(default_config_text(soa, state))
+    system = load_system_config(config)
+    assert (system.soa_dir, system.state_dir) == (soa, state)
+    assert {n: c.engine for n, c in system.clusters.items()} == {"local": "docker"}
+    assert system.problems == ()
 
 
 def test_system_config_errors_name_file_and_line(tmp_path: Path) -> None:

@@ -21,7 +21,12 @@ from typing import Any
 import click
 
 from paasport.cli.options import config_option, soa_dir_option
-from paasport.config.system import SystemConfig, load_system_config
+from paasport.config.system import (
+    SystemConfig,
+    config_path,
+    default_config_text,
+    load_system_config,
+)
 from paasport.errors import PaasportError, UsageError
 
 log = logging.getLogger("paasport")
@@ -185,6 +190,21 @@ def _start_monitoring(platform: Platform, stop: threading.Event, metrics_listen:
         log.info("metrics on %s", server.url)
 
 
+def _write_default_config(config_file: Path | None, system: SystemConfig) -> None:
+    """DESIGN: ``up`` writes the one-host default paasport.yaml when none exists, so other
+    commands (``paasport status`` in another terminal) find the same soa-configs and state."""
+    path = config_path(config_file)
+    if path.exists():
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(default_config_text(system.soa_dir, system.state_dir))
+    except OSError as err:
+        log.warning("could not write the default system config %s: %s", path, err)
+        return
+    log.info("wrote the default system config %s (cluster local on this Docker engine)", path)
+
+
 def _stop_on_signals(stop: threading.Event) -> None:
     def handler(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
@@ -265,6 +285,7 @@ def up(
     setup_logging(verbose)
     system = load_settings(config_file, soa_dir, state_dir)
     system.state_dir.mkdir(parents=True, exist_ok=True)
+    _write_default_config(config_file, system)
     platform = build_platform(system, workers, full_pass_seconds, stop_grace_seconds)
     stop = threading.Event()
     _stop_on_signals(stop)

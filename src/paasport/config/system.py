@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -142,6 +143,28 @@ def system_config_from(
     )
 
 
+def config_path(path: Path | None = None) -> Path:
+    """Where the system config is read from: the argument, ``$PAASPORT_CONFIG``, the default."""
+    if path is not None:
+        return path
+    env = os.environ.get("PAASPORT_CONFIG")
+    return Path(env) if env else DEFAULT_CONFIG_PATH
+
+
+def default_config_text(soa_dir: Path, state_dir: Path) -> str:
+    """The one-host paasport.yaml that ``paasport up`` writes when there is none. Pure."""
+    return (
+        "# paasport system config, written by `paasport up` (one host, the local Docker engine).\n"
+        "# Every field: `paasport schema system`.\n"
+        "local_cluster: local\n"
+        "clusters:\n"
+        "  local:\n"
+        "    engine: docker\n"
+        f"soa_dir: {json.dumps(str(soa_dir))}\n"
+        f"state_dir: {json.dumps(str(state_dir))}\n"
+    )
+
+
 def load_system_config(
     path: Path | None = None,
     soa_dir: Path | None = None,
@@ -153,9 +176,7 @@ def load_system_config(
     ``$PAASPORT_SOA_DIR``, the file's ``soa_dir`` (relative to the file), the default. Raises
     ConfigError naming file, line and field for an invalid file.
     """
-    if path is None:
-        env = os.environ.get("PAASPORT_CONFIG")
-        path = Path(env) if env else DEFAULT_CONFIG_PATH
+    path = config_path(path)
     if not path.exists():
         return system_config_from(
             {}, source_file="", base_dir=Path.cwd(), soa_dir=soa_dir, state_dir=state_dir
