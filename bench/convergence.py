@@ -98,6 +98,7 @@ def main(kills: int) -> None:
                     time.sleep(0.005)
                 routable.append(max(0.0, time.monotonic() - passed))
                 world.wait("convergence", world.converged)
+                world.restart_deployd()  # reset crash backoff: every kill is a first crash
                 print(
                     f"kill {i + 1:2}: unroutable after {unroutable[-1] * 1000:6.0f} ms, "
                     f"replacement got traffic {routable[-1] * 1000:6.0f} ms after passing"

@@ -18,7 +18,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
 from conftest import build_busybox_image
-
 from paasport.config.system import ClusterConfig, SystemConfig
 from paasport.discovery.agent import Agent, TreeSource
 from paasport.discovery.drain import RegistryDrainer
@@ -125,8 +124,7 @@ class World:
         tmp.write_text(json.dumps({"main": main}))
         tmp.rename(path)
 
-    def start(self) -> None:
-        self.events = EventLog(self.state / "events.sqlite")
+    def _start_deployd(self) -> None:
         store = DesiredStore(self.soa, self.cluster, None, system=self.system)
         settings = DeploydSettings(
             workers=2,
@@ -138,10 +136,25 @@ class World:
             ),
         )
         health = HealthMonitor(self.engine.exec_in_task, startup_interval_seconds=0.1)
-        self.drain_registry = SqliteRegistry(self.state / "registry.sqlite")
         self.deployd = Deployd(
             store, self.engine, health, RegistryDrainer(self.drain_registry), self.events, settings
         )
+        self.deployd_stop = threading.Event()
+        self.deployd_thread = threading.Thread(
+            target=self.deployd.run_forever, args=(self.deployd_stop,), daemon=True
+        )
+        self.deployd_thread.start()
+
+    def restart_deployd(self) -> None:
+        """A fresh deployd (its crash backoff memory starts from zero, as after a restart)."""
+        self.deployd_stop.set()
+        self.deployd_thread.join(timeout=30)
+        self._start_deployd()
+
+    def start(self) -> None:
+        self.events = EventLog(self.state / "events.sqlite")
+        self.drain_registry = SqliteRegistry(self.state / "registry.sqlite")
+        self._start_deployd()
         self.agent = Agent(
             self.engine,
             SqliteRegistry(self.state / "registry.sqlite"),
@@ -151,13 +164,9 @@ class World:
             interval=0.2,
             check_interval=0.2,
         )
-        for name, target in (
-            ("deployd", self.deployd.run_forever),
-            ("agent", self.agent.run_forever),
-        ):
-            t = threading.Thread(target=target, args=(self.stop,), name=name, daemon=True)
-            t.start()
-            self.threads.append(t)
+        t = threading.Thread(target=self.agent.run_forever, args=(self.stop,), daemon=True)
+        t.start()
+        self.threads.append(t)
 
     def stats(self) -> list[ServerStat]:
         try:
@@ -204,6 +213,9 @@ class World:
 
     def close(self) -> None:
         self.stop.set()
+        if hasattr(self, "deployd_stop"):
+            self.deployd_stop.set()
+            self.deployd_thread.join(timeout=30)
         for t in self.threads:
             t.join(timeout=30)
         self.proxy.stop()
