@@ -16,7 +16,7 @@ from paasport.cli.options import (
     settings_from,
     soa_dir_option,
 )
-from paasport.errors import NotFoundError, PaasportError
+from paasport.errors import NotFoundError
 
 
 @click.command("mesh-status")
@@ -30,9 +30,8 @@ def mesh_status(
 ) -> None:
     """Show the proxy's view of SERVICE's namespaces: backends, state, check, sessions."""
     from paasport.config.tree import load_tree
-    from paasport.discovery.haproxy import read_stats
     from paasport.discovery.mesh import mesh_view
-    from paasport.discovery.wiring import haproxy_dir, open_registry
+    from paasport.discovery.wiring import read_proxy
 
     system = settings_from(ctx)
     tree = load_tree(system.soa_dir, services=[service])
@@ -41,21 +40,9 @@ def mesh_status(
     namespaces = [ns for ns in tree.namespaces.values() if ns.service == service]
     if not namespaces:
         raise NotFoundError(f"service {service} has no namespaces (no smartstack.yaml)")
-    sock = haproxy_dir(system) / "admin.sock"
-    try:
-        stats = read_stats(sock)
-        proxy_error = ""
-    except PaasportError as err:
-        stats, proxy_error = (), f"no proxy answer on {sock} (is `paasport agent` running?): {err}"
-    try:
-        registry = open_registry(system)
-        try:
-            backends = registry.backends()
-        finally:
-            registry.close()
-    except PaasportError as err:
-        backends, proxy_error = (), proxy_error or f"registry: {err}"
-    views = mesh_view(namespaces, stats, backends)
+    reading = read_proxy(system)
+    proxy_error = reading.error
+    views = mesh_view(namespaces, reading.stats, reading.backends)
     if as_json:
         print_json(
             {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import click
@@ -112,7 +112,30 @@ def gather(
             log.close()
 
 
-def view_json(view: InstanceView) -> dict[str, object]:
+ProxyStates = Mapping[str, Mapping[str, str]]  # task_id -> namespace -> up|drain|down|maint
+
+
+def proxy_states(
+    system: SystemConfig, configs: Sequence[InstanceConfig]
+) -> tuple[ProxyStates, str]:
+    """Each task's state in this host's proxy, per namespace (only when some instance is in
+    discovery); the second value says what did not answer."""
+    if not any(c.registrations for c in configs):
+        return {}, ""
+    from paasport.discovery.mesh import proxy_state_by_task
+    from paasport.discovery.wiring import read_proxy
+
+    reading = read_proxy(system)
+    return proxy_state_by_task(reading.stats, reading.backends), reading.error
+
+
+def _proxy_cell(view: InstanceView, task: Task, proxy: ProxyStates) -> str:
+    states = proxy.get(task.task_id, {})
+    cells = [f"{ns}: {states.get(ns, 'not registered')}" for ns in view.config.registrations]
+    return ", ".join(cells) or "-"
+
+
+def view_json(view: InstanceView, proxy: ProxyStates | None = None) -> dict[str, object]:
     c, d = view.config, view.deployment
     now = time.time()
     return {
@@ -163,6 +186,10 @@ def view_json(view: InstanceView) -> dict[str, object]:
                 "restarts": tv.task.restarts,
                 "exit_code": tv.task.exit_code,
                 "new": tv.is_new,
+                "proxy": {
+                    ns: (proxy or {}).get(tv.task.task_id, {}).get(ns, "not registered")
+                    for ns in c.registrations
+                },
             }
             for tv in view.tasks
         ],
@@ -170,7 +197,7 @@ def view_json(view: InstanceView) -> dict[str, object]:
     }
 
 
-def render(views: Sequence[InstanceView], verbose: int) -> None:
+def render(views: Sequence[InstanceView], verbose: int, proxy: ProxyStates | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -201,12 +228,14 @@ def render(views: Sequence[InstanceView], verbose: int) -> None:
             console.print(f"  [{colour}]why:[/{colour}] {v.why}")
         if verbose >= 1 and view.tasks:
             table = Table(box=None, padding=(0, 2), show_edge=False)
-            for col in ("task", "host:port", "state", "health", "age", "restarts", "version"):
+            in_mesh = bool(c.registrations)
+            columns = ["task", "host:port", "state", "health", "age", "restarts", "version"]
+            for col in [*columns, "proxy"] if in_mesh else columns:
                 table.add_column(col)
             for tv in view.tasks:
                 t = tv.task
                 health = tv.health + (f" ({tv.detail})" if tv.health != "healthy" else "")
-                table.add_row(
+                row = [
                     t.name or t.task_id[:12],
                     f"{t.host}:{t.port}" if t.port else t.host,
                     t.state + (f" ({t.exit_code})" if t.exit_code is not None else ""),
@@ -214,7 +243,10 @@ def render(views: Sequence[InstanceView], verbose: int) -> None:
                     _age(now - t.started_at) if t.started_at else "-",
                     str(t.restarts),
                     "new" if tv.is_new else "old",
-                )
+                ]
+                if in_mesh:
+                    row.append(_proxy_cell(view, t, proxy or {}))
+                table.add_row(*row)
             console.print(table)
         if verbose >= 2:
             for e in view.events[-10:]:
@@ -250,10 +282,13 @@ def status(
     system = load_system_config(config_file, soa_dir=soa_dir, state_dir=state_dir)
     configs = select_instances(system, service, cluster, instance)
     views = gather(system, configs, with_events=verbose >= 2 or as_json)
+    proxy, proxy_error = proxy_states(system, configs) if (verbose or as_json) else ({}, "")
     if as_json:
-        print_json([view_json(v) for v in views])
+        print_json([view_json(v, proxy) for v in views])
     elif not views:
         click.echo("no instances configured for this cluster")
     else:
-        render(views, verbose)
+        render(views, verbose, proxy)
+        if proxy_error:
+            click.echo(f"proxy: {proxy_error}", err=True)
     return 0 if all(v.verdict.ok for v in views) else 1

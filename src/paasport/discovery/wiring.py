@@ -6,14 +6,17 @@ engine and shares nothing else); hands back ready objects, files under ``state_d
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from paasport.config.system import SystemConfig
 from paasport.discovery.agent import Agent, TreeSource, default_agent_id
 from paasport.discovery.drain import RegistryDrainer
-from paasport.discovery.haproxy import HAProxyProcess
-from paasport.discovery.registry import Registry
+from paasport.discovery.haproxy import HAProxyProcess, read_stats
+from paasport.discovery.haproxy_stats import ServerStat
+from paasport.discovery.registry import Backend, Registry
 from paasport.engine.base import Engine
+from paasport.errors import PaasportError
 
 
 def haproxy_dir(system: SystemConfig) -> Path:
@@ -35,6 +38,35 @@ def open_registry(system: SystemConfig) -> Registry:
 def proxy_for(system: SystemConfig) -> HAProxyProcess:
     d = system.discovery
     return HAProxyProcess(haproxy_dir(system), binary=d.haproxy_bin, binds=d.proxy_bind)
+
+
+@dataclass(frozen=True)
+class ProxyReading:
+    """This host's proxy stats and the registry's backends; ``error`` says what did not answer."""
+
+    stats: tuple[ServerStat, ...]
+    backends: tuple[Backend, ...]
+    error: str = ""
+
+
+def read_proxy(system: SystemConfig) -> ProxyReading:
+    """Read HAProxy's ``show stat`` and the registry once (for mesh-status and status -v)."""
+    sock = haproxy_dir(system) / "admin.sock"
+    error = ""
+    try:
+        stats = read_stats(sock)
+    except PaasportError as err:
+        error = f"no proxy answer on {sock} (is `paasport up` or `agent` running?): {err}"
+        stats = ()
+    try:
+        registry = open_registry(system)
+        try:
+            backends = tuple(registry.backends())
+        finally:
+            registry.close()
+    except PaasportError as err:
+        backends, error = (), error or f"registry: {err}"
+    return ProxyReading(tuple(stats), backends, error)
 
 
 def build_agent(
