@@ -23,8 +23,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
-from conftest import build_busybox_image
-
 from paasport.config.system import ClusterConfig, SystemConfig
 from paasport.deploy.git import GitRepo
 from paasport.deploy.workflow import mark_for_deployment
@@ -35,6 +33,8 @@ from paasport.reconcile.deployd import Deployd, DeploydSettings, DesiredStore
 from paasport.reconcile.drain import NoopDrainer
 from paasport.reconcile.reconciler import ReconcilerSettings
 from paasport.reconcile.refresh import targets
+
+from conftest import build_busybox_image
 
 
 def answers(port: int | None) -> bool:

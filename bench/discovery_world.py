@@ -17,7 +17,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
-from conftest import build_busybox_image
 from paasport.config.system import ClusterConfig, SystemConfig
 from paasport.discovery.agent import Agent, TreeSource
 from paasport.discovery.drain import RegistryDrainer
@@ -29,6 +28,8 @@ from paasport.engine.health import HealthMonitor
 from paasport.monitoring.events import EventLog
 from paasport.reconcile.deployd import Deployd, DeploydSettings, DesiredStore
 from paasport.reconcile.reconciler import ReconcilerSettings
+
+from conftest import build_busybox_image
 
 
 def free_port() -> int:

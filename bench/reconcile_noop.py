@@ -25,8 +25,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
-from conftest import build_busybox_image
-
 from paasport.config.system import ClusterConfig, SystemConfig
 from paasport.deploy.git import GitRepo
 from paasport.deploy.workflow import mark_for_deployment
@@ -36,6 +34,8 @@ from paasport.monitoring.events import EventLog
 from paasport.reconcile.deployd import Deployd, DeploydSettings, DesiredStore
 from paasport.reconcile.drain import NoopDrainer
 from paasport.reconcile.refresh import targets
+
+from conftest import build_busybox_image
 
 SERVICE = "noopbench"
 

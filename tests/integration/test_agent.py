@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from discovery_support import Load, StaticEngine, backends, free_port, get, task_for, wait_for
 
 from paasport.discovery.agent import Agent
 from paasport.discovery.drain import RegistryDrainer
 from paasport.discovery.haproxy import HAProxyProcess
 from paasport.discovery.sqlite_registry import SqliteRegistry
 from paasport.types import InstanceConfig, Namespace
+
+from discovery_support import Load, StaticEngine, backends, free_port, get, task_for, wait_for
 
 CONFIG = InstanceConfig("web", "local", "main", "local.main", registrations=("web.main",))
 

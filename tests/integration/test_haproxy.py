@@ -7,12 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from discovery_support import Load, backends, free_port, get, wait_for
 
 from paasport.discovery.haproxy import ConfigRejected, HAProxyProcess, read_stats
 from paasport.discovery.haproxy_config import ProxyPaths, plan_proxy, render_config
 from paasport.discovery.registry import Backend
 from paasport.types import Namespace
+
+from discovery_support import Load, backends, free_port, get, wait_for
 
 CASES = Path(__file__).parent.parent / "cases" / "haproxy"
 

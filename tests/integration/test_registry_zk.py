@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from discovery_support import Load, Relay, StaticEngine, backends, free_port, task_for, wait_for
 
 from paasport.discovery.agent import Agent
 from paasport.discovery.haproxy import HAProxyProcess
@@ -18,6 +17,8 @@ from paasport.discovery.registry import Backend
 from paasport.discovery.zk_registry import ZookeeperRegistry
 from paasport.errors import RegistryUnavailable
 from paasport.types import InstanceConfig, Namespace
+
+from discovery_support import Load, Relay, StaticEngine, backends, free_port, task_for, wait_for
 
 CONFIG = InstanceConfig("web", "local", "main", "local.main", registrations=("web.main",))
 B1 = Backend("web.main", "t1", "127.0.0.1", 1001, "h1")

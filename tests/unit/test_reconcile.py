@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-from fake_engine import FakeDrainer, FakeEngine, FakeEvents, FakeHealth
 
 from paasport.bounce.actions import CreateAppVersion, ScaleAppVersion
 from paasport.bounce.desired import desired_app
@@ -16,6 +15,8 @@ from paasport.reconcile.reconciler import (
     reconcile_instance,
 )
 from paasport.types import BounceMethod, DeploymentState, InstanceConfig
+
+from fake_engine import FakeDrainer, FakeEngine, FakeEvents, FakeHealth
 
 SETTINGS = ReconcilerSettings(stop_grace_seconds=2.0, kill_grace_seconds=0.5)
 

@@ -7,12 +7,12 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from fake_engine import FakeDrainer, FakeEngine, FakeEvents, FakeHealth
-
 from paasport.config.tree import SoaTree
 from paasport.reconcile.deployd import Deployd, DeploydSettings, DesiredStore, WorkQueue
 from paasport.reconcile.reconciler import ReconcilerSettings
 from paasport.types import InstanceConfig, ServiceConfig
+
+from fake_engine import FakeDrainer, FakeEngine, FakeEvents, FakeHealth
 
 SHA = "b" * 40
 
