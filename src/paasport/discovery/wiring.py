@@ -20,7 +20,7 @@ from paasport.errors import PaasportError
 
 
 def haproxy_dir(system: SystemConfig) -> Path:
-    return Path(system.state_dir) / "haproxy"
+    return Path(system.state_dir).resolve() / "haproxy"  # HAProxy wants absolute socket paths
 
 
 def open_registry(system: SystemConfig) -> Registry:
