@@ -15,20 +15,19 @@ from types import FrameType
 
 import click
 
-from paasport.cli.options import config_option, soa_dir_option
+from paasport.cli.options import (
+    config_option,
+    metrics_listen_option,
+    soa_dir_option,
+    state_dir_option,
+    verbose_logging_option,
+)
 
 
 @click.command("agent")
 @soa_dir_option
 @config_option
-@click.option(
-    "--state-dir",
-    "state_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    envvar="PAASPORT_STATE_DIR",
-    default=None,
-    help="where registry.sqlite and haproxy/ live [env PAASPORT_STATE_DIR]",
-)
+@state_dir_option
 @click.option(
     "--interval",
     type=click.FloatRange(0.05, 60),
@@ -38,8 +37,8 @@ from paasport.cli.options import config_option, soa_dir_option
 )
 @click.option("--once", is_flag=True, help="run one pass and exit")
 @click.option("--stop-proxy", is_flag=True, help="stop HAProxy when the agent exits")
-@click.option("--metrics-listen", default="", help="serve Prometheus /metrics on HOST:PORT")
-@click.option("-v", "--verbose", is_flag=True, help="debug logging")
+@metrics_listen_option(default="")
+@verbose_logging_option
 def agent(
     soa_dir: Path | None,
     config_file: Path | None,

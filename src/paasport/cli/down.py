@@ -11,19 +11,20 @@ from pathlib import Path
 
 import click
 
-from paasport.cli.options import config_option, service_option
+from paasport.cli.options import config_option, service_option, state_dir_option
 from paasport.config.system import SystemConfig, load_system_config
 
 
 @click.command("down")
 @service_option()
 @config_option
+@state_dir_option
 @click.option("--yes", "-y", is_flag=True, help="do not ask for confirmation")
-def down(service: str | None, config_file: Path | None, yes: bool) -> None:
+def down(service: str | None, config_file: Path | None, state_dir: Path | None, yes: bool) -> None:
     """Stop and remove what paasport runs on this host (every service, or -s SERVICE)."""
     from paasport.engine.factory import engine_for
 
-    system = load_system_config(config_file)
+    system = load_system_config(config_file, state_dir=state_dir)
     engine = engine_for(system.local)
     versions = list(engine.list_app_versions(service))
     if not versions:

@@ -21,6 +21,7 @@ from paasport.cli.options import (
     service_option,
     settings_from,
     soa_dir_option,
+    state_dir_option,
 )
 from paasport.errors import UsageError
 from paasport.monitoring.events import LEVELS, Event, EventLog, events_path
@@ -69,6 +70,7 @@ def _echo(event: Event, as_json: bool) -> None:
 @click.command("events")
 @soa_dir_option
 @config_option
+@state_dir_option
 @service_option()
 @instance_option
 @cluster_option
@@ -83,6 +85,7 @@ def events(
     ctx: click.Context,
     soa_dir: object,
     config_file: object,
+    state_dir: object,
     service: str | None,
     instance: str | None,
     cluster: str | None,

@@ -15,6 +15,7 @@ from paasport.cli.options import (
     service_option,
     settings_from,
     soa_dir_option,
+    state_dir_option,
 )
 from paasport.errors import NotFoundError
 
@@ -23,10 +24,16 @@ from paasport.errors import NotFoundError
 @service_option(required=True)
 @soa_dir_option
 @config_option
+@state_dir_option
 @json_option
 @click.pass_context
 def mesh_status(
-    ctx: click.Context, service: str, soa_dir: object, config_file: object, as_json: bool
+    ctx: click.Context,
+    service: str,
+    soa_dir: object,
+    config_file: object,
+    state_dir: object,
+    as_json: bool,
 ) -> None:
     """Show the proxy's view of SERVICE's namespaces: backends, state, check, sessions."""
     from paasport.config.tree import load_tree

@@ -14,7 +14,14 @@ from collections.abc import Sequence
 
 import click
 
-from paasport.cli.options import config_option, json_option, settings_from, soa_dir_option
+from paasport.cli.options import (
+    config_option,
+    json_option,
+    metrics_listen_option,
+    settings_from,
+    soa_dir_option,
+    state_dir_option,
+)
 from paasport.engine.base import Engine
 from paasport.monitoring.monitor import HealthFn
 from paasport.types import AppVersion
@@ -39,12 +46,8 @@ def health_for(engine: Engine) -> HealthFn | None:
 @click.command("monitor")
 @soa_dir_option
 @config_option
-@click.option(
-    "--metrics-listen",
-    default="127.0.0.1:9464",
-    show_default=True,
-    help="serve Prometheus /metrics on HOST:PORT ('' to not serve)",
-)
+@state_dir_option
+@metrics_listen_option()
 @click.option("--interval", type=float, default=None, help="seconds between passes [config]")
 @click.option("--once", is_flag=True, help="run one pass, print the results and exit")
 @json_option
@@ -53,6 +56,7 @@ def monitor(
     ctx: click.Context,
     soa_dir: object,
     config_file: object,
+    state_dir: object,
     metrics_listen: str,
     interval: float | None,
     once: bool,

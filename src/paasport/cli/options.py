@@ -1,9 +1,10 @@
 """Shared click options of every verb, so flags match everywhere, and ``settings_from``.
 
 Every ``paasport.cli`` verb module decorates its command with these; ``settings_from`` turns the
-``--config``/``--soa-dir`` values into the one frozen SystemConfig the verb passes down.
-Parameter names the decorated function receives: ``soa_dir``, ``config_file``, ``as_json``,
-``service``, ``cluster``, ``instance``, ``deploy_group`` (Path | None, bool or str | None).
+``--config``/``--soa-dir``/``--state-dir`` values into the one frozen SystemConfig the verb passes
+down. Parameter names the decorated function receives: ``soa_dir``, ``config_file``,
+``state_dir``, ``as_json``, ``service``, ``cluster``, ``instance``, ``deploy_group``,
+``metrics_listen``, ``verbose`` (Path | None, bool or str | None).
 """
 
 from __future__ import annotations
@@ -39,6 +40,15 @@ config_option: Callable[[F], F] = click.option(
     help="system config file [env PAASPORT_CONFIG; default /etc/paasport/paasport.yaml]",
 )
 
+state_dir_option: Callable[[F], F] = click.option(
+    "--state-dir",
+    "state_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="PAASPORT_STATE_DIR",
+    default=None,
+    help="where events.sqlite and discovery state live [env PAASPORT_STATE_DIR]",
+)
+
 json_option: Callable[[F], F] = click.option(
     "--json", "as_json", is_flag=True, default=False, help="print machine-readable JSON"
 )
@@ -62,8 +72,25 @@ deploy_group_option: Callable[[F], F] = click.option(
 )
 
 
+def metrics_listen_option(default: str = "127.0.0.1:9464") -> Callable[[F], F]:
+    """``--metrics-listen`` of the long-running verbs (``up``, ``monitor``, ``agent``)."""
+    return click.option(
+        "--metrics-listen",
+        "metrics_listen",
+        default=default,
+        show_default=bool(default),
+        help="serve Prometheus /metrics on HOST:PORT ('' to not serve)",
+    )
+
+
+verbose_logging_option: Callable[[F], F] = click.option(
+    "-v", "--verbose", "verbose", is_flag=True, help="debug logging"
+)
+
+
 def settings_from(ctx_or_args: click.Context | Mapping[str, Any]) -> SystemConfig:
-    """The SystemConfig for this invocation, from ``--config``/``--soa-dir`` (or their env vars).
+    """The SystemConfig for this invocation, from ``--config``/``--soa-dir``/``--state-dir`` (or
+    their env vars), then the system config file.
 
     Accepts the click context (its params, then its parents') or a mapping of the params.
     """
@@ -76,11 +103,13 @@ def settings_from(ctx_or_args: click.Context | Mapping[str, Any]) -> SystemConfi
             ctx = ctx.parent
     else:
         params = dict(ctx_or_args)
-    soa_dir = params.get("soa_dir")
-    config_file = params.get("config_file")
+
+    def path(key: str) -> Path | None:
+        value = params.get(key)
+        return Path(value) if value is not None else None
+
     return load_system_config(
-        Path(config_file) if config_file is not None else None,
-        soa_dir=Path(soa_dir) if soa_dir is not None else None,
+        path("config_file"), soa_dir=path("soa_dir"), state_dir=path("state_dir")
     )
 
 

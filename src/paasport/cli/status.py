@@ -22,6 +22,7 @@ from paasport.cli.options import (
     print_json,
     service_option,
     soa_dir_option,
+    state_dir_option,
 )
 from paasport.config.system import SystemConfig, load_system_config
 from paasport.errors import NotFoundError, UsageError
@@ -261,13 +262,8 @@ def render(views: Sequence[InstanceView], verbose: int, proxy: ProxyStates | Non
 @soa_dir_option
 @config_option
 @json_option
+@state_dir_option
 @click.option("-v", "--verbose", count=True, help="-v tasks, -vv recent events too")
-@click.option(
-    "--state-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="where events.sqlite lives [env PAASPORT_STATE_DIR]",
-)
 def status(
     service: str | None,
     cluster: str | None,

@@ -20,7 +20,13 @@ from typing import Any
 
 import click
 
-from paasport.cli.options import config_option, soa_dir_option
+from paasport.cli.options import (
+    config_option,
+    metrics_listen_option,
+    soa_dir_option,
+    state_dir_option,
+    verbose_logging_option,
+)
 from paasport.config.system import (
     SystemConfig,
     config_path,
@@ -31,13 +37,6 @@ from paasport.errors import PaasportError, UsageError
 
 log = logging.getLogger("paasport")
 
-state_dir_option = click.option(
-    "--state-dir",
-    "state_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="where events.sqlite and discovery state live [env PAASPORT_STATE_DIR]",
-)
 workers_option = click.option(
     "--workers",
     type=click.IntRange(1, 64),
@@ -223,7 +222,7 @@ def _stop_on_signals(stop: threading.Event) -> None:
 @workers_option
 @full_pass_option
 @grace_option
-@click.option("-v", "--verbose", is_flag=True, help="debug logging")
+@verbose_logging_option
 def deployd(
     soa_dir: Path | None,
     config_file: Path | None,
@@ -259,13 +258,8 @@ def deployd(
     show_default=True,
     help="how often deployments.json is regenerated from every service's git tags",
 )
-@click.option(
-    "--metrics-listen",
-    default="127.0.0.1:9464",
-    show_default=True,
-    help="serve Prometheus /metrics on HOST:PORT ('' to not serve)",
-)
-@click.option("-v", "--verbose", is_flag=True, help="debug logging")
+@metrics_listen_option()
+@verbose_logging_option
 def up(
     soa_dir: Path | None,
     config_file: Path | None,

@@ -13,7 +13,13 @@ from pathlib import Path
 
 import click
 
-from paasport.cli.options import config_option, deploy_group_option, service_option, soa_dir_option
+from paasport.cli.options import (
+    config_option,
+    deploy_group_option,
+    service_option,
+    soa_dir_option,
+    state_dir_option,
+)
 from paasport.config.system import load_system_config
 from paasport.errors import NotFoundError, PaasportError, UsageError
 from paasport.reconcile.observe import InstanceView
@@ -45,6 +51,7 @@ def instance_done(view: InstanceView, commit: str) -> tuple[bool, str]:
 @click.option("--timeout", "-t", type=float, default=3600.0, show_default=True, help="seconds")
 @soa_dir_option
 @config_option
+@state_dir_option
 def wait_for_deployment(
     service: str,
     deploy_group: str | None,
@@ -52,6 +59,7 @@ def wait_for_deployment(
     timeout: float,
     soa_dir: Path | None,
     config_file: Path | None,
+    state_dir: Path | None,
 ) -> int:
     """Wait until every instance of DEPLOY_GROUP runs COMMIT with all tasks healthy."""
     from rich.progress import BarColumn, Progress, TextColumn
@@ -60,7 +68,7 @@ def wait_for_deployment(
 
     if not deploy_group:
         raise UsageError("--deploy-group/-l is required")
-    system = load_system_config(config_file, soa_dir=soa_dir)
+    system = load_system_config(config_file, soa_dir=soa_dir, state_dir=state_dir)
     configs = [
         c for c in select_instances(system, service, None, None) if c.deploy_group == deploy_group
     ]
