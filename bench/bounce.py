@@ -11,11 +11,8 @@ polls the same HTTP check every 50 ms until all pass. Prints both and their rati
 
 from __future__ import annotations
 
-import http.client
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -23,111 +20,55 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
-from paasport.config.system import ClusterConfig, SystemConfig
-from paasport.deploy.git import GitRepo
-from paasport.deploy.workflow import mark_for_deployment
 from paasport.engine.docker import DockerEngine
-from paasport.engine.health import HealthMonitor
 from paasport.monitoring.events import EventLog
-from paasport.reconcile.deployd import Deployd, DeploydSettings, DesiredStore
-from paasport.reconcile.drain import NoopDrainer
+from paasport.reconcile.deployd import DeploydSettings
 from paasport.reconcile.reconciler import ReconcilerSettings
-from paasport.reconcile.refresh import targets
 
 from conftest import build_busybox_image
-
-
-def answers(port: int | None) -> bool:
-    if port is None:
-        return False
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=0.5)
-        conn.request("GET", "/status")
-        ok = conn.getresponse().status == 200
-        conn.close()
-        return ok
-    except OSError:
-        return False
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        [
-            "git",
-            "-C",
-            str(repo),
-            "-c",
-            "user.name=bench",
-            "-c",
-            "user.email=bench@localhost",
-            *args,
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+from harness import (
+    DeploydThread,
+    answers,
+    cluster_system,
+    commit_version,
+    mark,
+    new_repo,
+    remove_cluster,
+    tag_image,
+    write_service,
+)
 
 
 def commit(repo: Path, n: int, image: str) -> str:
-    (repo / "version").write_text(f"{n}\n")
-    git(repo, "add", "version")
-    git(repo, "commit", "-q", "-m", f"version {n}")
-    sha = git(repo, "rev-parse", "HEAD")
-    subprocess.run(["docker", "tag", image, f"services-bench:paasta-{sha}"], check=True)
+    sha = commit_version(repo, n)
+    tag_image(image, "bench", sha)
     return sha
-
-
-def remove_cluster(cluster: str) -> None:
-    ids = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=paasport.cluster={cluster}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
-    if ids:
-        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
 
 
 def paasport_bounce(n: int, image: str, root: Path) -> tuple[float, float]:
     """Seconds to all N new tasks healthy, and to the bounce finished (old tasks gone)."""
     cluster = f"bench-{uuid.uuid4().hex[:8]}"
-    repo = root / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
+    repo = new_repo(root / "repo")
     first = commit(repo, 1, image)
-    soa = root / "soa" / "bench"
-    soa.mkdir(parents=True)
-    (soa / "service.yaml").write_text(f"git_url: {repo}\n")
-    (soa / "deploy.yaml").write_text(f"pipeline:\n  - step: {cluster}.main\n")
+    soa = write_service(root / "soa", "bench", f"git_url: {repo}\n", [f"{cluster}.main"])
     (soa / f"instances-{cluster}.yaml").write_text(
         f"main:\n  instances: {n}\n  cpus: 0.05\n  mem: 32\n  cmd: httpd -f -p 8888 -h /www\n"
         "  healthcheck_mode: http\n  healthcheck_grace_period_seconds: 30\n"
         "  healthcheck_interval_seconds: 1\n  healthcheck_timeout_seconds: 1\n"
         "  drain_method: noop\n"
     )
-    system = SystemConfig(
-        clusters={cluster: ClusterConfig(cluster)},
-        local_cluster=cluster,
-        soa_dir=root / "soa",
-        state_dir=root / "state",
-    )
-    (target,) = targets(root / "soa", system)
-    with GitRepo(str(repo)) as git_repo:
-        mark_for_deployment(target, git_repo, f"{cluster}.main", first, now=time.time())
+    system = cluster_system(cluster, root / "soa", root / "state")
+    mark(system, repo, f"{cluster}.main", first, now=time.time())
     engine = DockerEngine(cluster)
-    health = HealthMonitor(engine.exec_in_task, startup_interval_seconds=0.1)
     events = EventLog(root / "state" / "events.sqlite")
-    deployd = Deployd(
-        DesiredStore(root / "soa", cluster, None, system=system),
+    runner = DeploydThread(
+        system,
         engine,
-        health,
-        NoopDrainer(),
         events,
         DeploydSettings(reconciler=ReconcilerSettings(stop_grace_seconds=1)),
-    )
-    stop = threading.Event()
-    thread = threading.Thread(target=deployd.run_forever, args=(stop,), daemon=True)
-    thread.start()
+        startup_interval_seconds=0.1,
+    ).start()
+    health = runner.health
     try:
 
         def healthy_of(sha: str) -> int:
@@ -148,8 +89,7 @@ def paasport_bounce(n: int, image: str, root: Path) -> tuple[float, float]:
             time.sleep(0.05)
         second = commit(repo, 2, image)
         t0 = time.monotonic()
-        with GitRepo(str(repo)) as git_repo:
-            mark_for_deployment(target, git_repo, f"{cluster}.main", second, now=time.time() + 1)
+        mark(system, repo, f"{cluster}.main", second, now=time.time() + 1)
         while healthy_of(second) < n:
             if time.monotonic() - t0 > 120:
                 raise SystemExit(f"N={n}: the bounce did not finish in 120 s")
@@ -159,8 +99,7 @@ def paasport_bounce(n: int, image: str, root: Path) -> tuple[float, float]:
             time.sleep(0.02)
         return t_healthy, time.monotonic() - t0
     finally:
-        stop.set()
-        thread.join(timeout=30)
+        runner.stop()
         events.close()
         remove_cluster(cluster)
         engine.close()

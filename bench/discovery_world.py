@@ -8,7 +8,6 @@ cluster label ``bench-<uuid8>`` and is removed by ``close``.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import threading
 import time
@@ -17,19 +16,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
-from paasport.config.system import ClusterConfig, SystemConfig
+from paasport.config.system import SystemConfig
 from paasport.discovery.agent import Agent, TreeSource
 from paasport.discovery.drain import RegistryDrainer
 from paasport.discovery.haproxy import HAProxyProcess
 from paasport.discovery.haproxy_stats import ServerStat
 from paasport.discovery.sqlite_registry import SqliteRegistry
 from paasport.engine.docker import DockerEngine
-from paasport.engine.health import HealthMonitor
 from paasport.monitoring.events import EventLog
-from paasport.reconcile.deployd import Deployd, DeploydSettings, DesiredStore
-from paasport.reconcile.reconciler import ReconcilerSettings
 
 from conftest import build_busybox_image
+from harness import (
+    DeploydThread,
+    cluster_system,
+    deployments_json,
+    fast_settings,
+    remove_cluster,
+    replace_file,
+    write_service,
+)
 
 
 def free_port() -> int:
@@ -63,23 +68,18 @@ class World:
         self.engine = DockerEngine(self.cluster)
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
+        self.deployd: DeploydThread | None = None
         self.proxy = HAProxyProcess(self.state / "haproxy")
         self.write_service()
 
     @property
     def system(self) -> SystemConfig:
-        return SystemConfig(
-            clusters={self.cluster: ClusterConfig(self.cluster)},
-            local_cluster=self.cluster,
-            soa_dir=self.soa,
-            state_dir=self.state,
-        )
+        return cluster_system(self.cluster, self.soa, self.state)
 
     def write_service(self) -> None:
-        svc = self.soa / "web"
-        svc.mkdir(parents=True, exist_ok=True)
-        (svc / "service.yaml").write_text("description: bench service\n")
-        (svc / "deploy.yaml").write_text(f"pipeline:\n  - step: {self.cluster}.main\n")
+        svc = write_service(
+            self.soa, "web", "description: bench service\n", [f"{self.cluster}.main"]
+        )
         (svc / "smartstack.yaml").write_text(
             json.dumps(
                 {
@@ -93,15 +93,7 @@ class World:
             )
         )
         self.write_instances()
-        doc = {
-            "v2": {
-                "deployments": {
-                    f"{self.cluster}.main": {"docker_image": self.image, "git_sha": "a" * 40}
-                },
-                "controls": {f"web:{self.cluster}.main": {"desired_state": "start"}},
-            }
-        }
-        (svc / "deployments.json").write_text(json.dumps(doc))
+        (svc / "deployments.json").write_text(deployments_json(self.cluster, self.image))
 
     def write_instances(self) -> None:
         main = {
@@ -120,36 +112,24 @@ class World:
             "drain_timeout_seconds": 30,
             "backoff_seconds": 0.5,
         }
-        path = self.soa / "web" / f"instances-{self.cluster}.yaml"
-        tmp = path.with_name(".instances.tmp")
-        tmp.write_text(json.dumps({"main": main}))
-        tmp.rename(path)
+        replace_file(
+            self.soa / "web" / f"instances-{self.cluster}.yaml", json.dumps({"main": main})
+        )
 
     def _start_deployd(self) -> None:
-        store = DesiredStore(self.soa, self.cluster, None, system=self.system)
-        settings = DeploydSettings(
-            workers=2,
-            sweep_seconds=0.2,
-            health_seconds=0.1,
-            full_pass_seconds=5.0,
-            reconciler=ReconcilerSettings(
-                stop_grace_seconds=2.0, kill_grace_seconds=0.5, recheck_seconds=0.2
-            ),
-        )
-        health = HealthMonitor(self.engine.exec_in_task, startup_interval_seconds=0.1)
-        self.deployd = Deployd(
-            store, self.engine, health, RegistryDrainer(self.drain_registry), self.events, settings
-        )
-        self.deployd_stop = threading.Event()
-        self.deployd_thread = threading.Thread(
-            target=self.deployd.run_forever, args=(self.deployd_stop,), daemon=True
-        )
-        self.deployd_thread.start()
+        self.deployd = DeploydThread(
+            self.system,
+            self.engine,
+            self.events,
+            fast_settings(stop_grace_seconds=2.0, recheck_seconds=0.2),
+            drainer=RegistryDrainer(self.drain_registry),
+            startup_interval_seconds=0.1,
+        ).start()
 
     def restart_deployd(self) -> None:
         """A fresh deployd (its crash backoff memory starts from zero, as after a restart)."""
-        self.deployd_stop.set()
-        self.deployd_thread.join(timeout=30)
+        if self.deployd is not None:
+            self.deployd.stop()
         self._start_deployd()
 
     def start(self) -> None:
@@ -214,19 +194,9 @@ class World:
 
     def close(self) -> None:
         self.stop.set()
-        if hasattr(self, "deployd_stop"):
-            self.deployd_stop.set()
-            self.deployd_thread.join(timeout=30)
+        if self.deployd is not None:
+            self.deployd.stop()
         for t in self.threads:
             t.join(timeout=30)
         self.proxy.stop()
-        out = subprocess.run(
-            ["docker", "ps", "-aq", "--filter", f"label=paasport.cluster={self.cluster}"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if out.stdout.split():
-            subprocess.run(
-                ["docker", "rm", "-f", *out.stdout.split()], capture_output=True, check=False
-            )
+        remove_cluster(self.cluster)

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -25,56 +23,28 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
-from paasport.config.system import ClusterConfig, SystemConfig
-from paasport.deploy.git import GitRepo
-from paasport.deploy.workflow import mark_for_deployment
 from paasport.engine.docker import DockerEngine
-from paasport.engine.health import HealthMonitor
 from paasport.monitoring.events import EventLog
-from paasport.reconcile.deployd import Deployd, DeploydSettings, DesiredStore
-from paasport.reconcile.drain import NoopDrainer
-from paasport.reconcile.refresh import targets
+from paasport.reconcile.deployd import DeploydSettings
 
 from conftest import build_busybox_image
+from harness import (
+    DeploydThread,
+    cluster_system,
+    commit_version,
+    mark,
+    new_repo,
+    remove_cluster,
+    tag_image,
+    write_service,
+)
 
 SERVICE = "noopbench"
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        [
-            "git",
-            "-C",
-            str(repo),
-            "-c",
-            "user.name=bench",
-            "-c",
-            "user.email=bench@localhost",
-            *args,
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-
-
-def remove_cluster(cluster: str) -> None:
-    ids = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=paasport.cluster={cluster}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
-    if ids:
-        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
-
-
 def write_tree(root: Path, cluster: str, repo: Path, n: int) -> Path:
     soa = root / "soa"
-    svc = soa / SERVICE
-    svc.mkdir(parents=True)
-    (svc / "service.yaml").write_text(f"git_url: {repo}\n")
-    (svc / "deploy.yaml").write_text(f"pipeline:\n  - step: {cluster}.all\n")
+    svc = write_service(soa, SERVICE, f"git_url: {repo}\n", [f"{cluster}.all"])
     lines = [
         "_base: &base",
         "  instances: 1",
@@ -97,49 +67,27 @@ def running_tasks(engine: DockerEngine) -> int:
 
 def bench(n: int, passes: int, image: str, root: Path) -> None:
     cluster = f"bench-{uuid.uuid4().hex[:8]}"
-    repo = root / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    (repo / "version").write_text("1\n")
-    git(repo, "add", "version")
-    git(repo, "commit", "-q", "-m", "version 1")
-    sha = git(repo, "rev-parse", "HEAD")
-    subprocess.run(["docker", "tag", image, f"services-{SERVICE}:paasta-{sha}"], check=True)
+    repo = new_repo(root / "repo")
+    sha = commit_version(repo, 1)
+    tag_image(image, SERVICE, sha)
     soa = write_tree(root, cluster, repo, n)
-    system = SystemConfig(
-        clusters={cluster: ClusterConfig(cluster)},
-        local_cluster=cluster,
-        soa_dir=soa,
-        state_dir=root / "state",
-    )
-    (target,) = targets(soa, system)
-    with GitRepo(str(repo)) as git_repo:
-        mark_for_deployment(target, git_repo, f"{cluster}.all", sha, now=time.time())
+    system = cluster_system(cluster, soa, root / "state")
+    mark(system, repo, f"{cluster}.all", sha, now=time.time())
 
     engine = DockerEngine(cluster)
-    health = HealthMonitor(engine.exec_in_task)
     events = EventLog(root / "state" / "events.sqlite")
-    deployd = Deployd(
-        DesiredStore(soa, cluster, None, system=system),
-        engine,
-        health,
-        NoopDrainer(),
-        events,
-        DeploydSettings(workers=4),
-    )
-    stop = threading.Event()
-    thread = threading.Thread(target=deployd.run_forever, args=(stop,), daemon=True)
+    runner = DeploydThread(system, engine, events, DeploydSettings(workers=4))
+    deployd = runner.deployd
     try:
         started = time.monotonic()
-        thread.start()
+        runner.start()
         while running_tasks(engine) < n:
             if time.monotonic() - started > 600:
                 raise SystemExit(f"only {running_tasks(engine)} of {n} tasks ran after 600 s")
             time.sleep(0.5)
         converge = time.monotonic() - started
         time.sleep(1.0)  # let the last steps and health sweeps settle
-        stop.set()
-        thread.join(timeout=30)
+        runner.stop()
 
         calls: Counter[str] = Counter()
 
@@ -188,8 +136,7 @@ def bench(n: int, passes: int, image: str, root: Path) -> None:
         )
         print(f"tasks changed by the passes: {changed}")
     finally:
-        stop.set()
-        thread.join(timeout=30)
+        runner.stop()
         events.close()
         remove_cluster(cluster)
         engine.close()

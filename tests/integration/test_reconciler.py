@@ -7,30 +7,37 @@ container carrying its cluster label at the end.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import pytest
 
-from paasport.config.system import ClusterConfig, SystemConfig
+from paasport.config.system import SystemConfig
 from paasport.engine.docker import DockerEngine
-from paasport.engine.health import HealthMonitor
 from paasport.monitoring.events import EventLog
-from paasport.reconcile.deployd import Deployd, DeploydSettings, DesiredStore
-from paasport.reconcile.drain import NoopDrainer
-from paasport.reconcile.reconciler import ReconcilerSettings
 from paasport.types import AppVersion
+
+from harness import (
+    DeploydThread,
+    answers,
+    cluster_config_text,
+    cluster_containers,
+    cluster_system,
+    deployments_json,
+    fast_settings,
+    remove_cluster,
+    replace_file,
+    write_service,
+)
 
 HTTPD = "httpd -f -p 8888 -h /www"
 SLOW_HTTPD = "sleep 2; httpd -f -p 8888 -h /www"  # new tasks need ~2 s before they serve
@@ -54,19 +61,6 @@ def instance_yaml(**fields: object) -> str:
     return json.dumps({"main": base})  # JSON is YAML
 
 
-def answers(port: int | None) -> bool:
-    if port is None:
-        return False
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=0.5)
-        conn.request("GET", "/status")
-        ok = conn.getresponse().status == 200
-        conn.close()
-        return ok
-    except OSError:
-        return False
-
-
 @dataclass
 class Sample:
     old_live: int
@@ -82,9 +76,7 @@ class World:
     root: Path
     image: str
     engine: DockerEngine
-    deployd: Deployd | None = None
-    stop: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
+    runner: DeploydThread | None = None
     events: EventLog | None = None
 
     @property
@@ -97,57 +89,36 @@ class World:
 
     @property
     def system(self) -> SystemConfig:
-        return SystemConfig(
-            clusters={self.cluster: ClusterConfig(self.cluster)},
-            local_cluster=self.cluster,
-            soa_dir=self.soa_dir,
-            state_dir=self.state_dir,
-        )
+        return cluster_system(self.cluster, self.soa_dir, self.state_dir)
 
     def write_service(self, instance_file: str, state: str = "start") -> None:
-        svc = self.soa_dir / "web"
-        svc.mkdir(parents=True, exist_ok=True)
-        (svc / "service.yaml").write_text("description: test service\n")
-        (svc / "deploy.yaml").write_text(f"pipeline:\n  - step: {self.cluster}.main\n")
+        svc = write_service(
+            self.soa_dir, "web", "description: test service\n", [f"{self.cluster}.main"]
+        )
         (svc / f"instances-{self.cluster}.yaml").write_text(instance_file)
         self.write_deployments(state)
 
     def write_deployments(self, state: str = "start") -> None:
-        doc = {
-            "v2": {
-                "deployments": {
-                    f"{self.cluster}.main": {"docker_image": self.image, "git_sha": "a" * 40}
-                },
-                "controls": {f"web:{self.cluster}.main": {"desired_state": state}},
-            }
-        }
-        path = self.soa_dir / "web" / "deployments.json"
-        tmp = path.with_name(".deployments.json.tmp")
-        tmp.write_text(json.dumps(doc))
-        tmp.rename(path)
+        replace_file(
+            self.soa_dir / "web" / "deployments.json",
+            deployments_json(self.cluster, self.image, state=state),
+        )
 
     def start_deployd(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.events = EventLog(self.state_dir / "events.sqlite")
-        store = DesiredStore(self.soa_dir, self.cluster, None, system=self.system)
-        settings = DeploydSettings(
-            workers=2,
-            sweep_seconds=0.2,
-            health_seconds=0.1,
-            full_pass_seconds=5.0,
-            reconciler=ReconcilerSettings(
-                stop_grace_seconds=1.0, kill_grace_seconds=0.5, recheck_seconds=0.3
-            ),
-        )
-        health = HealthMonitor(self.engine.exec_in_task, startup_interval_seconds=0.2)
-        self.deployd = Deployd(store, self.engine, health, NoopDrainer(), self.events, settings)
-        self.thread = threading.Thread(target=self.deployd.run_forever, args=(self.stop,))
-        self.thread.start()
+        self.runner = DeploydThread(
+            self.system,
+            self.engine,
+            self.events,
+            fast_settings(stop_grace_seconds=1.0, recheck_seconds=0.3),
+            startup_interval_seconds=0.2,
+            daemon=False,
+        ).start()
 
     def stop_deployd(self) -> None:
-        self.stop.set()
-        if self.thread is not None:
-            self.thread.join(timeout=30)
+        if self.runner is not None:
+            self.runner.stop()
         if self.events is not None:
             self.events.close()
 
@@ -206,18 +177,6 @@ class World:
         raise AssertionError(f"bounce did not finish: last samples {samples[-5:]}")
 
 
-def _remove_cluster_containers(cluster: str) -> None:
-    out = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=paasport.cluster={cluster}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    ids = out.stdout.split()
-    if ids:
-        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
-
-
 @pytest.fixture
 def world(busybox_image: str, tmp_dir: Path) -> Iterator[World]:
     cluster = f"test-{uuid.uuid4().hex[:8]}"
@@ -226,7 +185,7 @@ def world(busybox_image: str, tmp_dir: Path) -> Iterator[World]:
         yield w
     finally:
         w.stop_deployd()
-        _remove_cluster_containers(cluster)
+        remove_cluster(cluster)
         w.engine.close()
 
 
@@ -324,9 +283,7 @@ def test_removing_the_instance_removes_its_containers(world: World) -> None:
 
 def _deployd_process(world: World, log: IO[bytes]) -> subprocess.Popen[bytes]:
     config = world.root / "paasport.yaml"
-    config.write_text(
-        f"local_cluster: {world.cluster}\nclusters:\n  {world.cluster}:\n    engine: docker\n"
-    )
+    config.write_text(cluster_config_text(world.cluster))
     return subprocess.Popen(
         [
             sys.executable,
@@ -372,12 +329,7 @@ def test_sigkill_mid_bounce_then_restart_converges_without_orphans(world: World)
         world.wait_for("convergence after restarts", world.converged, timeout=60)
         versions = world.versions()
         assert len(versions) == 1 and versions[0].config_hash not in old
-        everything = subprocess.run(
-            ["docker", "ps", "-aq", "--filter", f"label=paasport.cluster={world.cluster}"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
+        everything = cluster_containers(world.cluster)
         assert len(everything) == 3, "orphaned containers left behind"
     finally:
         proc.send_signal(signal.SIGKILL)
@@ -432,7 +384,7 @@ def test_status_says_why_an_instance_is_not_healthy(world: World) -> None:
         ),
     )
     config = world.root / "paasport.yaml"
-    config.write_text(f"local_cluster: {cluster}\nclusters:\n  {cluster}:\n    engine: docker\n")
+    config.write_text(cluster_config_text(cluster))
     args = [
         sys.executable,
         "-m",
