@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import getpass
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -377,14 +379,42 @@ def rollback(
     click.echo(f"roll back with: paasport rollback -s {service} -l {deploy_group} -c SHA")
 
 
-@click.command("cook-image")
-@service_option(required=True)
-@commit_option
-@git_url_option
-@soa_dir_option
-@config_option
-@json_option
-@click.pass_context
+def _image_command(name: str) -> Callable[[Callable[..., None]], click.Command]:
+    """cook-image and push-to-registry take the same flags: -s, -c, --git-url, --soa-dir,
+    --config, --json (the function receives the click context first)."""
+
+    def decorate(f: Callable[..., None]) -> click.Command:
+        for option in (
+            click.pass_context,
+            json_option,
+            config_option,
+            soa_dir_option,
+            git_url_option,
+            commit_option,
+            service_option(required=True),
+        ):
+            f = option(f)
+        return click.command(name)(f)
+
+    return decorate
+
+
+@contextmanager
+def _image_commit(
+    ctx: click.Context, service: str, commit: str, git_url: str | None
+) -> Iterator[tuple[str, GitRepo, str, str | None]]:
+    """The service's name, its open repo, COMMIT resolved there, and its images' registry."""
+    service = _service_name(service)
+    system, tree, target = _target(ctx, service, git_url, write=False)
+    with GitRepo(target.require_git_url()) as repo:
+        yield service, repo, repo.resolve_commit(commit), _registry(system, tree, service)
+
+
+def _progress(line: str) -> None:
+    click.echo(line, err=True)
+
+
+@_image_command("cook-image")
 def cook_image(
     ctx: click.Context,
     /,
@@ -397,31 +427,15 @@ def cook_image(
     """Build the image from the repo's Dockerfile at COMMIT (context: git archive)."""
     from paasport.deploy.images import cook_image as cook
 
-    service = _service_name(service)
-    system, tree, target = _target(ctx, service, git_url, write=False)
-    with GitRepo(target.require_git_url()) as repo:
-        sha = repo.resolve_commit(commit)
-        name = cook(
-            repo,
-            service,
-            sha,
-            _registry(system, tree, service),
-            progress=lambda line: click.echo(line, err=True),
-        )
+    with _image_commit(ctx, service, commit, git_url) as (service, repo, sha, registry):
+        name = cook(repo, service, sha, registry, progress=_progress)
     if as_json:
         print_json({"image": name, "git_sha": sha})
     else:
         click.echo(f"built {name}")
 
 
-@click.command("push-to-registry")
-@service_option(required=True)
-@commit_option
-@git_url_option
-@soa_dir_option
-@config_option
-@json_option
-@click.pass_context
+@_image_command("push-to-registry")
 def push_to_registry(
     ctx: click.Context,
     /,
@@ -434,16 +448,8 @@ def push_to_registry(
     """Push the cooked image of COMMIT; a no-op when the registry already has it."""
     from paasport.deploy.images import push_image
 
-    service = _service_name(service)
-    system, tree, target = _target(ctx, service, git_url, write=False)
-    with GitRepo(target.require_git_url()) as repo:
-        sha = repo.resolve_commit(commit)
-    result = push_image(
-        service,
-        sha,
-        _registry(system, tree, service),
-        progress=lambda line: click.echo(line, err=True),
-    )
+    with _image_commit(ctx, service, commit, git_url) as (service, _, sha, registry):
+        result = push_image(service, sha, registry, progress=_progress)
     if as_json:
         print_json({"image": result.image, "pushed": result.pushed, "digest": result.digest})
     elif result.pushed:
