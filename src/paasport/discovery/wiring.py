@@ -78,7 +78,7 @@ def build_agent(
         engine,
         open_registry(system),
         proxy_for(system),
-        TreeSource(Path(system.soa_dir), system.local_cluster),
+        TreeSource(Path(system.soa_dir), system.local_cluster, system=system),
         agent_id=agent_id or default_agent_id(system.local_cluster),
         interval=interval,
     )
