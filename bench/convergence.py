@@ -18,19 +18,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
 from discovery_world import World
-
-
-def answers(port: int) -> bool:
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=0.3)
-        conn.request("GET", "/status")
-        ok = conn.getresponse().status == 200
-        conn.close()
-        return ok
-    except (OSError, http.client.HTTPException):
-        return False
+from harness import answers
 
 
 def load(port: int, stop: threading.Event) -> None:
@@ -90,7 +81,7 @@ def main(kills: int) -> None:
                     time.sleep(0.02)
                 if new_port is None:
                     raise RuntimeError("no replacement task started")
-                while not answers(new_port):
+                while not answers(new_port, timeout=0.3):
                     time.sleep(0.01)
                 passed = time.monotonic()
                 new_addr = f"127.0.0.1:{new_port}"

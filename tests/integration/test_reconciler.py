@@ -165,6 +165,20 @@ class World:
             and all(answers(t.port) for t in tasks)
         )
 
+    def deploy(self, instance_file: str) -> None:
+        """Write the service, start deployd and wait until the first deploy serves."""
+        self.write_service(instance_file)
+        self.start_deployd()
+        self.wait_for("first deploy", self.converged)
+
+    def deploy_then_bounce(self, **fields: object) -> tuple[set[str], list[Sample]]:
+        """Deploy ``instance_yaml(**fields)``, then bounce to tasks that need ~2 s before they
+        serve; the old config hashes and the samples taken until the bounce finished."""
+        self.deploy(instance_yaml(**fields))
+        old = self.hashes()
+        self.write_service(instance_yaml(**fields, cmd=SLOW_HTTPD, env={"V": "2"}))
+        return old, self.sample_until_converged(old)
+
     def sample_until_converged(self, old: set[str], timeout: float = 60.0) -> list[Sample]:
         samples: list[Sample] = []
         deadline = time.monotonic() + timeout
@@ -200,24 +214,14 @@ def test_a_three_task_service_deploys_and_serves(world: World) -> None:
 
 
 def test_crossover_bounce_never_drops_below_the_margin(world: World) -> None:
-    world.write_service(instance_yaml())
-    world.start_deployd()
-    world.wait_for("first deploy", world.converged)
-    old = world.hashes()
-    world.write_service(instance_yaml(cmd=SLOW_HTTPD, env={"V": "2"}))
-    samples = world.sample_until_converged(old)
+    old, samples = world.deploy_then_bounce()
     assert any(s.new_live > 0 and s.old_live > 0 for s in samples), "no overlap seen"
     assert min(s.serving for s in samples) >= 3, [s.serving for s in samples]
     assert world.hashes().isdisjoint(old)
 
 
 def test_upthendown_keeps_every_old_task_until_all_new_are_healthy(world: World) -> None:
-    world.write_service(instance_yaml(bounce_method="upthendown"))
-    world.start_deployd()
-    world.wait_for("first deploy", world.converged)
-    old = world.hashes()
-    world.write_service(instance_yaml(bounce_method="upthendown", cmd=SLOW_HTTPD, env={"V": "2"}))
-    samples = world.sample_until_converged(old)
+    _, samples = world.deploy_then_bounce(bounce_method="upthendown")
     for s in samples:
         if s.old_live < 3:
             assert s.new_serving == 3, s
@@ -225,30 +229,18 @@ def test_upthendown_keeps_every_old_task_until_all_new_are_healthy(world: World)
 
 
 def test_downthenup_never_runs_old_and_new_together(world: World) -> None:
-    world.write_service(instance_yaml(bounce_method="downthenup"))
-    world.start_deployd()
-    world.wait_for("first deploy", world.converged)
-    old = world.hashes()
-    world.write_service(instance_yaml(bounce_method="downthenup", cmd=SLOW_HTTPD, env={"V": "2"}))
-    samples = world.sample_until_converged(old)
+    _, samples = world.deploy_then_bounce(bounce_method="downthenup")
     assert not any(s.old_live and s.new_live for s in samples), samples
     assert any(s.serving == 0 for s in samples)  # the downtime downthenup accepts
 
 
 def test_brutal_kills_old_tasks_without_waiting_for_new_ones(world: World) -> None:
-    world.write_service(instance_yaml(bounce_method="brutal"))
-    world.start_deployd()
-    world.wait_for("first deploy", world.converged)
-    old = world.hashes()
-    world.write_service(instance_yaml(bounce_method="brutal", cmd=SLOW_HTTPD, env={"V": "2"}))
-    samples = world.sample_until_converged(old)
+    _, samples = world.deploy_then_bounce(bounce_method="brutal")
     assert any(s.old_live == 0 and s.new_live > 0 and s.new_serving < 3 for s in samples), samples
 
 
 def test_a_killed_task_is_replaced_and_recorded(world: World) -> None:
-    world.write_service(instance_yaml())
-    world.start_deployd()
-    world.wait_for("first deploy", world.converged)
+    world.deploy(instance_yaml())
     victim = world.versions()[0].tasks[0]
     subprocess.run(["docker", "kill", victim.task_id], capture_output=True, check=True)
     world.wait_for(
@@ -264,9 +256,7 @@ def test_a_killed_task_is_replaced_and_recorded(world: World) -> None:
 
 
 def test_stop_then_start(world: World) -> None:
-    world.write_service(instance_yaml())
-    world.start_deployd()
-    world.wait_for("first deploy", world.converged)
+    world.deploy(instance_yaml())
     world.write_deployments("stop")
     world.wait_for("no task left", lambda: not world.versions())
     world.write_deployments("start")
@@ -274,9 +264,7 @@ def test_stop_then_start(world: World) -> None:
 
 
 def test_removing_the_instance_removes_its_containers(world: World) -> None:
-    world.write_service(instance_yaml())
-    world.start_deployd()
-    world.wait_for("first deploy", world.converged)
+    world.deploy(instance_yaml())
     (world.soa_dir / "web" / f"instances-{world.cluster}.yaml").write_text("{}\n")
     world.wait_for("every container gone", lambda: not world.versions())
 
