@@ -234,7 +234,10 @@ def bounce_status(
         parts.append(f"draining {_count(new_draining, 'surplus task')}")
     if old_serving and not parts:
         parts.append(f"{_count(len(old_serving), 'old task')} left to replace")
-    in_progress = bool(old_tasks) or len(happy_new) < desired.replicas or missing != 0
+    # New tasks that failed their checks with no old task left are an unhealthy instance, not
+    # a bounce: reporting them as one would hide the outage from status and downgrade alerts.
+    still_starting = any(t.health != "unhealthy" for t in pending)
+    in_progress = bool(old_tasks) or missing != 0 or still_starting
     return BounceStatus(
         in_progress=in_progress,
         method=method,
