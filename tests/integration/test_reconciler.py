@@ -165,6 +165,13 @@ class World:
             and all(answers(t.port) for t in tasks)
         )
 
+    def cli(self, verb: str, *args: str) -> list[str]:
+        """argv of ``paasport VERB ARGS`` on this world's cluster, soa-configs and state."""
+        config = self.root / "paasport.yaml"
+        config.write_text(cluster_config_text(self.cluster))
+        dirs = ["--soa-dir", str(self.soa_dir), "--state-dir", str(self.state_dir)]
+        return [sys.executable, "-m", "paasport", verb, "--config", str(config), *dirs, *args]
+
     def deploy(self, instance_file: str) -> None:
         """Write the service, start deployd and wait until the first deploy serves."""
         self.write_service(instance_file)
@@ -270,25 +277,8 @@ def test_removing_the_instance_removes_its_containers(world: World) -> None:
 
 
 def _deployd_process(world: World, log: IO[bytes]) -> subprocess.Popen[bytes]:
-    config = world.root / "paasport.yaml"
-    config.write_text(cluster_config_text(world.cluster))
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "paasport",
-            "deployd",
-            "--config",
-            str(config),
-            "--soa-dir",
-            str(world.soa_dir),
-            "--state-dir",
-            str(world.state_dir),
-            "--stop-grace-seconds",
-            "1",
-            "--full-pass-seconds",
-            "5",
-        ],
+        world.cli("deployd", "--stop-grace-seconds", "1", "--full-pass-seconds", "5"),
         stdout=log,
         stderr=log,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -371,22 +361,7 @@ def test_status_says_why_an_instance_is_not_healthy(world: World) -> None:
             answers(t.port) for av in world.engine.list_app_versions("web") for t in av.tasks
         ),
     )
-    config = world.root / "paasport.yaml"
-    config.write_text(cluster_config_text(cluster))
-    args = [
-        sys.executable,
-        "-m",
-        "paasport",
-        "status",
-        "--config",
-        str(config),
-        "--soa-dir",
-        str(world.soa_dir),
-        "--state-dir",
-        str(world.state_dir),
-        "-s",
-        "web",
-    ]
+    args = world.cli("status", "-s", "web")
     out = subprocess.run([*args, "--json"], capture_output=True, text=True, check=False)
     assert out.returncode == 1, out.stderr
     by_instance = {v["instance"]: v for v in json.loads(out.stdout)}
