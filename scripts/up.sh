@@ -58,5 +58,5 @@ for src in "$ROOT"/examples/services/*/; do
     done
 done
 
-log "starting paasport (state in $PAASPORT_STATE_DIR); in another terminal: .venv/bin/paasport status -d examples/soa-configs"
+log "starting paasport (state in $PAASPORT_STATE_DIR); in another terminal: .venv/bin/paasport status"
 exec "$PP" up --soa-dir "$SOA" --state-dir "$PAASPORT_STATE_DIR" "$@"

@@ -6,6 +6,8 @@ address), then prints ``discovery.mesh.mesh_view`` as tables or ``--json``.
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from paasport.cli.options import (
@@ -62,7 +64,7 @@ def mesh_status(
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)
     if proxy_error:
         console.print(f"[yellow]{proxy_error}[/yellow]")
     for v in views:
@@ -73,7 +75,7 @@ def mesh_status(
             colour = {"up": "green", "drain": "yellow"}.get(b.state, "red")
             table.add_row(
                 b.addr,
-                b.task_id or "-",
+                (b.task_id or "-")[:12],
                 f"[{colour}]{b.state}[/{colour}]",
                 b.check,
                 str(b.sessions),
