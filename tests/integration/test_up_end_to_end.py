@@ -122,6 +122,7 @@ class E2E:
     cluster: str
     proxy_port: int
     env: dict[str, str]
+    metrics_port: int = field(default_factory=lambda: free_port())
     up: subprocess.Popen[bytes] | None = None
 
     @property
@@ -293,6 +294,22 @@ def container_hashes(cluster: str) -> list[str]:
     return sorted(out.split())
 
 
+def instance_gauges(world: E2E) -> dict[str, float]:
+    """paasport_instance_tasks{kind=...} of our instance, from the /metrics `up` serves."""
+    status, text = get(world.metrics_port, "/metrics")
+    assert status == 200
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("paasport_instance_tasks{"):
+            continue
+        labels, value = line[len("paasport_instance_tasks{") :].rsplit("} ", 1)
+        pairs = dict(p.split("=", 1) for p in labels.split(","))
+        want = {"cluster": f'"{world.cluster}"', "service": f'"{SERVICE}"', "instance": '"main"'}
+        if all(pairs.get(k) == v for k, v in want.items()):
+            out[pairs["kind"].strip('"')] = float(value)
+    return out
+
+
 def healthy_in_proxy(world: E2E) -> dict[str, Any] | None:
     s = world.status()
     tasks = s["tasks"]
@@ -320,7 +337,7 @@ def test_up_end_to_end(world: E2E) -> None:
                 "--config",
                 str(world.config),
                 "--metrics-listen",
-                "",
+                f"127.0.0.1:{world.metrics_port}",
                 "--refresh-seconds",
                 "2",
                 "--full-pass-seconds",
@@ -360,6 +377,13 @@ def test_up_end_to_end(world: E2E) -> None:
     assert [b["state"] for b in ns["backends"]] == ["up"] * INSTANCES
     task_ids = {t["id"] for t in first["tasks"]}
     assert {b["task_id"] for b in ns["backends"]} == task_ids
+    # the monitor counts healthy tasks and backends up in the proxy (paasport_instance_tasks)
+    wait_for(
+        "/metrics to count 3 healthy tasks and 3 backends up",
+        lambda: instance_gauges(world) == {"backends_up": 3.0, "expected": 3.0, "healthy": 3.0},
+        15,
+        log,
+    )
 
     # 3. an env edit bounces (crossover) while a load loop sees no failed request
     with Load(world.proxy_port) as load:

@@ -171,11 +171,17 @@ def _start_monitoring(platform: Platform, stop: threading.Event, metrics_listen:
     from paasport.monitoring.metrics import serve_metrics
     from paasport.monitoring.sources import build_monitor
 
+    backends_up = None
+    if platform.agent is not None:  # replication also counts the tasks up in the proxy
+        from paasport.discovery.wiring import BackendsUp
+
+        backends_up = BackendsUp(platform.system)
     monitor = build_monitor(
         platform.system,
         engine=platform.engine,
         events=platform.events,
         with_health=platform.health.with_health,
+        backends_up=backends_up,
     )
     platform.closers.append(monitor.close)
     platform.spawn("monitor", lambda: monitor.run_forever(stop))

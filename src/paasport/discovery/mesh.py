@@ -131,3 +131,19 @@ def proxy_state_by_task(
         s = by_addr.get((b.namespace, (b.host, b.port)))
         out.setdefault(b.task_id, {})[b.namespace] = s.state if s else "not in proxy"
     return out
+
+
+def backends_up(
+    registrations: Sequence[str],
+    task_ids: Sequence[str],
+    states: Mapping[str, Mapping[str, str]],
+) -> int | None:
+    """How many of an instance's tasks are "up" in the proxy under every one of its
+    registrations (for the replication check); None when the instance is not in discovery."""
+    if not registrations:
+        return None
+    return sum(
+        1
+        for task_id in task_ids
+        if all(states.get(task_id, {}).get(ns) == "up" for ns in registrations)
+    )

@@ -6,6 +6,8 @@ engine and shares nothing else); hands back ready objects, files under ``state_d
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,9 +16,11 @@ from paasport.discovery.agent import Agent, TreeSource, default_agent_id
 from paasport.discovery.drain import RegistryDrainer
 from paasport.discovery.haproxy import HAProxyProcess, read_stats
 from paasport.discovery.haproxy_stats import ServerStat
+from paasport.discovery.mesh import backends_up, proxy_state_by_task
 from paasport.discovery.registry import Backend, Registry
 from paasport.engine.base import Engine
 from paasport.errors import PaasportError
+from paasport.types import AppVersion, InstanceConfig
 
 
 def haproxy_dir(system: SystemConfig) -> Path:
@@ -67,6 +71,33 @@ def read_proxy(system: SystemConfig) -> ProxyReading:
     except PaasportError as err:
         backends, error = (), error or f"registry: {err}"
     return ProxyReading(tuple(stats), backends, error)
+
+
+class BackendsUp:
+    """``backends_up(config, app_versions)`` for the monitor that ``paasport up`` runs: the
+    instance's tasks up in this host's proxy, from one proxy and registry reading per pass
+    (re-read after ``max_age`` seconds); None when it is not in discovery or nothing answered."""
+
+    def __init__(self, system: SystemConfig, max_age: float = 1.0) -> None:
+        self.system = system
+        self.max_age = max_age
+        self._read_at = float("-inf")
+        self._states: Mapping[str, Mapping[str, str]] | None = None
+
+    def __call__(self, config: InstanceConfig, versions: Sequence[AppVersion]) -> int | None:
+        if not config.registrations:
+            return None
+        now = time.monotonic()
+        if now - self._read_at >= self.max_age:
+            reading = read_proxy(self.system)
+            self._read_at = now
+            self._states = (
+                None if reading.error else proxy_state_by_task(reading.stats, reading.backends)
+            )
+        if self._states is None:
+            return None
+        task_ids = [t.task_id for v in versions for t in v.tasks]
+        return backends_up(config.registrations, task_ids, self._states)
 
 
 def build_agent(
