@@ -441,6 +441,11 @@ def test_up_end_to_end(world: E2E) -> None:
         "instances",
     )
     wait_for("deployd to see the broken file", lambda: "config error" in log.read_text(), 15, log)
+    shown = world.run("status", "-s", SERVICE, "--json", check=False)
+    assert shown.returncode == 1
+    [entry] = json.loads(shown.stdout)
+    assert (entry["instance"], entry["state"], entry["ok"]) == ("main", "Config error", False)
+    assert f"{world.instance_file}:{line}: main: instances" in entry["why"]
     for _ in range(20):
         status, body = get(world.proxy_port)
         assert status == 200 and PAGE in body

@@ -65,6 +65,47 @@ def select_instances(
     return configs
 
 
+def config_errors(
+    system: SystemConfig, service: str | None, instance: str | None
+) -> list[dict[str, object]]:
+    """Instances of this cluster left out of the tree for a config error: deployd leaves what
+    runs for them as it is, so status must name them (and fail) rather than omit them."""
+    from paasport.config.tree import load_tree
+
+    tree = load_tree(system.soa_dir, [service] if service else None, system=system)
+    out: list[dict[str, object]] = []
+    for svc, cluster, inst in sorted(tree.rejected_instances):
+        if cluster != system.local_cluster or (instance and inst != instance):
+            continue
+        problems = [
+            str(p)
+            for p in tree.errors
+            if p.subject in (inst, "") and Path(p.file).parent.name == svc
+        ] or [f"{svc}.{inst}: invalid configuration (run paasport validate -s {svc})"]
+        out.append(
+            {
+                "service": svc,
+                "instance": inst,
+                "cluster": cluster,
+                "state": "Config error",
+                "ok": False,
+                "why": f"{problems[0]} (what runs is left as it is until the file is fixed)",
+                "problems": problems,
+                "desired_state": None,
+                "git_sha": None,
+                "config_hash": None,
+                "expected": None,
+                "running": None,
+                "healthy": None,
+                "bounce": None,
+                "app_versions": [],
+                "tasks": [],
+                "events": [],
+            }
+        )
+    return out
+
+
 def gather(
     system: SystemConfig,
     configs: Sequence[InstanceConfig],
@@ -279,12 +320,20 @@ def status(
     configs = select_instances(system, service, cluster, instance)
     views = gather(system, configs, with_events=verbose >= 2 or as_json)
     proxy, proxy_error = proxy_states(system, configs) if (verbose or as_json) else ({}, "")
+    broken = config_errors(system, service, instance)
     if as_json:
-        print_json([view_json(v, proxy) for v in views])
-    elif not views:
+        print_json([*(view_json(v, proxy) for v in views), *broken])
+    elif not views and not broken:
         click.echo("no instances configured for this cluster")
     else:
         render(views, verbose, proxy)
+        for entry in broken:
+            click.secho(
+                f"{entry['service']}.{entry['instance']} ({entry['cluster']})  Config error",
+                fg="red",
+                bold=True,
+            )
+            click.echo(f"  why: {entry['why']}")
         if proxy_error:
             click.echo(f"proxy: {proxy_error}", err=True)
-    return 0 if all(v.verdict.ok for v in views) else 1
+    return 0 if all(v.verdict.ok for v in views) and not broken else 1
