@@ -23,6 +23,7 @@ from paasport.config.tree import SoaTree, load_tree
 from paasport.deploy.deployments import Deployments, read_deployments
 from paasport.engine.base import Engine
 from paasport.errors import ConfigError, PaasportError, TemporaryError
+from paasport.monitoring import metrics
 from paasport.monitoring.events import Event
 from paasport.reconcile.drain import Drainer
 from paasport.reconcile.reconciler import (
@@ -332,6 +333,7 @@ class Deployd:
             observed: Sequence[AppVersion] = snap.by_key.get(key, ())
         else:
             observed = self.engine.list_app_versions(key[0], key[1])
+        started = time.monotonic()
         result = reconcile_instance(
             config,
             deployment,
@@ -348,6 +350,7 @@ class Deployd:
             instance=key[1],
         )
         memory.last_step_finished = time.time()
+        metrics.reconcile_duration_seconds.observe(time.monotonic() - started)
         return result
 
     def drain_queue(self, timeout: float = 60.0) -> None:

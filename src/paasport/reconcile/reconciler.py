@@ -27,6 +27,7 @@ from paasport.bounce.desired import desired_app
 from paasport.bounce.plan import BounceStatus, bounce_status, plan
 from paasport.engine.base import Engine
 from paasport.errors import PaasportError
+from paasport.monitoring import metrics
 from paasport.monitoring.events import Event, Level
 from paasport.reconcile.drain import Drainer, NoopDrainer
 from paasport.types import AppSpec, AppVersion, DeploymentState, InstanceConfig, Task
@@ -133,13 +134,23 @@ def reconcile_instance(
     )
     if status is not None and status.in_progress and replacing and not memory.bouncing:
         memory.bouncing = True
-        ctx.event("info", "bounce", f"{method} bounce to {desired_id(desired)} started")
+        assert desired is not None
+        if desired.replicas == 0:  # a stop (its tag changes the config hash): not a bounce
+            ctx.event("info", "bounce", f"stopping: {status.waiting_on or 'no task left'}")
+        else:
+            ctx.event("info", "bounce", f"{method} bounce to {desired_id(desired)} started")
+            metrics.bounces_total.labels(result="started").inc()
 
     performed, waiting = _perform(actions, observed, memory, ctx)
 
     if status is not None and memory.bouncing and not status.in_progress and not actions:
         memory.bouncing = False
-        ctx.event("info", "bounce", f"bounce to {desired_id(desired)} finished")
+        assert desired is not None
+        if desired.replicas == 0:
+            ctx.event("info", "bounce", "stopped: no task left (desired_state stop)")
+        else:
+            ctx.event("info", "bounce", f"bounce to {desired_id(desired)} finished")
+            metrics.bounces_total.labels(result="finished").inc()
     if desired is None and not performed and not observed:
         memory.bouncing = False
 
