@@ -70,7 +70,7 @@ def test_stop_and_start_are_not_reported_as_bounces() -> None:
     w.converge(cfg(), dep(state="stop", force="20240101T000100"))
     assert w.engine.live() == []
     messages = w.events.messages("bounce")
-    assert messages[0].startswith("stopping: "), messages
+    assert messages[0] == "stopping 2 tasks (desired_state stop)", messages
     assert messages[-1] == "stopped: no task left (desired_state stop)", messages
     assert not any("bounce to" in m for m in messages), messages
     assert (bounces("started"), bounces("finished")) == (started, finished)

@@ -136,7 +136,7 @@ def reconcile_instance(
         memory.bouncing = True
         assert desired is not None
         if desired.replicas == 0:  # a stop (its tag changes the config hash): not a bounce
-            ctx.event("info", "bounce", f"stopping: {status.waiting_on or 'no task left'}")
+            ctx.event("info", "bounce", f"{status.waiting_on or 'stopping'} (desired_state stop)")
         else:
             ctx.event("info", "bounce", f"{method} bounce to {desired_id(desired)} started")
             metrics.bounces_total.labels(result="started").inc()
