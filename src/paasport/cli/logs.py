@@ -58,9 +58,16 @@ def logs(
         target = f"{service}.{instance}" if instance else service
         click.echo(f"no tasks of {target} on cluster {system.local_cluster}", err=True)
         return
+    printed = 0
     try:
         for line in engine.logs(service, instance, follow=follow, since=start, tail=tail):
             name = line.task_name or line.task_id[:12]
             click.echo(f"{name} | {line.message.rstrip()}")
+            printed += 1
     except KeyboardInterrupt:
         return
+    if not printed and not follow:  # say so: an empty screen looks like a hang or a bug
+        target = f"{service}.{instance}" if instance else service
+        click.echo(
+            f"the tasks of {target} wrote no log lines{' in that time' * bool(since)}", err=True
+        )
