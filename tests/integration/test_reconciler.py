@@ -262,6 +262,26 @@ def test_a_killed_task_is_replaced_and_recorded(world: World) -> None:
     assert crashes and crashes[0].data.get("exit_code") == 137
 
 
+def test_a_task_that_keeps_failing_its_health_check_is_replaced(world: World) -> None:
+    world.deploy(instance_yaml(healthcheck_max_consecutive_failures=2))
+    victim = world.versions()[0].tasks[0]
+    # the task keeps running but its /status is gone: only its health check can tell
+    subprocess.run(
+        ["docker", "exec", victim.task_id, "rm", "/www/status"], capture_output=True, check=True
+    )
+    world.wait_for(
+        "a replacement",
+        lambda: (
+            victim.task_id not in {t.task_id for av in world.versions() for t in av.tasks}
+            and world.converged()
+        ),
+    )
+    assert len(world.hashes()) == 1  # replaced inside the same app version, no bounce
+    assert world.events is not None
+    failed = world.events.query(service="web", instance="main", kinds=["crash"])
+    assert any("health checks in a row" in e.message for e in failed), failed
+
+
 def test_stop_then_start(world: World) -> None:
     world.deploy(instance_yaml())
     world.write_deployments("stop")

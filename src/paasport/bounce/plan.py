@@ -43,6 +43,14 @@ def is_dead(task: Task) -> bool:
     return task.state in ("exited", "dead")
 
 
+FAILED_HEALTH_REASON = "failed healthcheck_max_consecutive_failures health checks in a row"
+
+
+def is_failed(task: Task) -> bool:
+    """A running task its health checks gave up on: replaced like a dead one."""
+    return task.state == "running" and task.health == "unhealthy"
+
+
 def is_happy(task: Task) -> bool:
     """A task that counts toward the bounce margin: running, healthy, not draining."""
     return task.state == "running" and task.health == "healthy" and not task.draining
@@ -136,7 +144,10 @@ def plan(
     new_tasks = _tasks(new_versions)
     new_dead = [t for t in new_tasks if is_dead(t)]
     new_draining = [t for t in new_tasks if not is_dead(t) and t.draining]
-    new_live = [t for t in new_tasks if not is_dead(t) and not t.draining]
+    # A new task that failed healthcheck_max_consecutive_failures checks in a row is replaced,
+    # as Marathon and Kubernetes' liveness probes do (it is already out of the proxy's pool).
+    new_failed = [t for t in new_tasks if not is_dead(t) and not t.draining and is_failed(t)]
+    new_live = [t for t in new_tasks if not is_dead(t) and not t.draining and not is_failed(t)]
     happy_new = [t for t in new_live if is_happy(t)]
     old_live = sorted(
         (t for t in _tasks(old_versions) if not is_dead(t) and not t.draining), key=_desirability
@@ -145,6 +156,7 @@ def plan(
     actions: list[Action] = []
     # The new version: replace corpses, bring it to ``replicas``, remove any surplus.
     actions.extend(KillTask(t, reason=_corpse_reason(t)) for t in new_dead)
+    actions.extend(KillTask(t, reason=FAILED_HEALTH_REASON) for t in new_failed)
     may_start = method != "downthenup" or not old_live
     if may_start and len(new_live) < desired.replicas:
         if not new_live and not new_draining:

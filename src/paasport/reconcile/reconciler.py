@@ -24,7 +24,7 @@ from paasport.bounce.actions import (
 )
 from paasport.bounce.backoff import decide, record_restart
 from paasport.bounce.desired import desired_app
-from paasport.bounce.plan import BounceStatus, bounce_status, plan
+from paasport.bounce.plan import FAILED_HEALTH_REASON, BounceStatus, bounce_status, plan
 from paasport.engine.base import Engine
 from paasport.errors import PaasportError
 from paasport.monitoring import metrics
@@ -345,6 +345,15 @@ def _perform(
             task = action.task
             grace = 0.0 if task.state in DEAD_STATES else ctx.settings.kill_grace_seconds
             stops.append((action, task, grace))
+            if action.reason == FAILED_HEALTH_REASON and ctx.config is not None:
+                limit = ctx.config.healthcheck.max_consecutive_failures
+                ctx.event(
+                    "warning",
+                    "crash",
+                    f"task {task.name or task.task_id} failed {limit} health checks in a row; "
+                    "replacing it",
+                    {"task": task.name or task.task_id, "reason": action.reason},
+                )
     # Every task being drained (this step or earlier) is stopped once its drain is done.
     killing = {t.task_id for _, t, _ in stops}
     timeout = ctx.config.drain_timeout_seconds if ctx.config else 0.0
