@@ -136,7 +136,7 @@ def build_platform(
     from paasport.reconcile.reconciler import ReconcilerSettings
 
     engine = engine_for(system.local)
-    health = HealthMonitor(engine.exec_in_task, startup_interval_seconds=0.1)
+    health = HealthMonitor(engine.exec_in_task, startup_interval_seconds=0.05)
     events = EventLog(events_path(system.state_dir))
     store = DesiredStore(
         system.soa_dir, system.local_cluster, system.docker_registry, system=system

@@ -55,7 +55,7 @@ class DeploydSettings:
 
     workers: int = 4
     sweep_seconds: float = 0.5  # observer: one engine list call per sweep
-    health_seconds: float = 0.1  # how often due health checks run (only due tasks are probed)
+    health_seconds: float = 0.05  # how often due health checks run (only due tasks are probed)
     full_pass_seconds: float = 30.0
     max_retry_seconds: float = 60.0
     reconciler: ReconcilerSettings = field(default_factory=ReconcilerSettings)
