@@ -10,13 +10,14 @@ pure part a few milliseconds at most.
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 
 from paasport.bounce.desired import desired_app
 from paasport.bounce.plan import bounce_status, plan
 from paasport.engine.health import HealthMonitor
 from paasport.types import AppVersion, DeploymentState, InstanceConfig, Task
+
+from count_arg import count_arg
 
 REGISTRY = "127.0.0.1:5000"
 
@@ -73,7 +74,7 @@ def one_pass(world: list[tuple[InstanceConfig, DeploymentState, list[AppVersion]
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100
+    n = count_arg(__doc__, "instances", 100, "instances mid-crossover")
     world = build(n)
     timings = []
     for _ in range(20):

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from count_arg import count_arg
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from discovery_world import World
@@ -88,4 +90,4 @@ def main(bounces: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 10)
+    main(count_arg(__doc__, "bounces", 10, "consecutive bounces per scenario"))

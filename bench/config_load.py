@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from count_arg import count_arg
+
 CLUSTERS = ("local", "prod-east", "prod-west")
 
 SERVICE_YAML = """\
@@ -101,7 +103,7 @@ def generate(root: Path, n: int) -> None:
 
 
 def main() -> int:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    n = count_arg(__doc__, "services", 2000, "services to generate (x 3 clusters)")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from paasport.config.system import ClusterConfig, SystemConfig
     from paasport.config.tree import load_tree

@@ -17,6 +17,8 @@ import threading
 import time
 from pathlib import Path
 
+from count_arg import count_arg
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
@@ -111,4 +113,4 @@ def main(kills: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20)
+    main(count_arg(__doc__, "kills", 20, "kill -9 rounds"))
