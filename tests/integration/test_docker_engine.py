@@ -7,7 +7,10 @@ removes every container of that cluster at the end.
 from __future__ import annotations
 
 import dataclasses
+import json
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +25,8 @@ from paasport.engine.base import LABEL_CLUSTER, LABEL_HEALTHCHECK, LABEL_SERVICE
 from paasport.engine.docker import EXEC_TIMED_OUT, DockerEngine
 from paasport.errors import EngineError, EngineUnavailable, ImageError, NotFoundError
 from paasport.types import AppSpec, AppVersion, HealthCheck, Task, Volume
+
+from harness import cluster_config_text
 
 T = TypeVar("T")
 
@@ -277,6 +282,27 @@ def test_logs_merge_tasks_with_streams(engine: DockerEngine, busybox_image: str)
     assert [ln.timestamp for ln in lines] == sorted(ln.timestamp for ln in lines)
     assert list(engine.logs("web_svc", "main", tail=0)) == []
     assert list(engine.logs("web_svc", "other")) == []
+
+
+def test_logs_command_prints_each_line_with_its_task(
+    engine: DockerEngine, busybox_image: str, tmp_dir: Path
+) -> None:
+    spec = make_spec(engine, busybox_image, cmd='echo "hello $HOSTNAME"; exec sleep 60')
+    names = {t.name for t in engine.create_app_version(spec, 2).tasks}
+    wait_for("both tasks to log", lambda: len(list(engine.logs("web_svc", "main"))) == 2)
+    config = tmp_dir / "paasport.yaml"
+    config.write_text(cluster_config_text(engine.cluster))
+    argv = [sys.executable, "-m", "paasport", "logs", "-s", "web_svc", "--config", str(config)]
+
+    text = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    assert {line.split(" | ")[0] for line in text.splitlines()} == names
+    assert all(line.split(" | ")[1].startswith("hello ") for line in text.splitlines())
+
+    out = subprocess.run([*argv, "--json"], capture_output=True, text=True, check=True).stdout
+    records = [json.loads(line) for line in out.splitlines()]
+    assert {r["task"] for r in records} == names
+    assert {r["stream"] for r in records} == {"stdout"}
+    assert all(r["message"].startswith("hello ") for r in records)
 
 
 def test_logs_follow_picks_up_new_tasks(engine: DockerEngine, busybox_image: str) -> None:

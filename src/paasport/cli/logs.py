@@ -1,10 +1,12 @@
 """``paasport logs``: the merged logs of a service's tasks, each line prefixed by its task.
 
-Reads through the engine's ``logs`` (oldest first; with -f keeps following, new tasks included).
+Reads through the engine's ``logs`` (oldest first; with -f keeps following, new tasks included);
+``--json`` prints one JSON object per line.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from datetime import datetime
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from paasport.cli.options import config_option, instance_option, service_option
+from paasport.cli.options import config_option, instance_option, json_option, service_option
 from paasport.config.system import load_system_config
 from paasport.errors import UsageError
 
@@ -40,6 +42,7 @@ def parse_since(value: str, now: float) -> float:
 @click.option("-f", "--follow", is_flag=True, help="keep printing new lines")
 @click.option("--since", default=None, help="only lines newer than this (10m, 2h, ISO time)")
 @click.option("-n", "--tail", type=int, default=None, help="last N lines of each task")
+@json_option
 def logs(
     service: str,
     instance: str | None,
@@ -47,6 +50,7 @@ def logs(
     follow: bool,
     since: str | None,
     tail: int | None,
+    as_json: bool,
 ) -> None:
     """Merged task logs of a service (or one instance), prefixed by task."""
     from paasport.engine.factory import engine_for
@@ -62,7 +66,17 @@ def logs(
     try:
         for line in engine.logs(service, instance, follow=follow, since=start, tail=tail):
             name = line.task_name or line.task_id[:12]
-            click.echo(f"{name} | {line.message.rstrip()}")
+            if as_json:  # one JSON object per line, so -f output can be piped
+                record = {
+                    "task": name,
+                    "task_id": line.task_id,
+                    "timestamp": line.timestamp,
+                    "stream": line.stream,
+                    "message": line.message.rstrip("\n"),
+                }
+                click.echo(json.dumps(record, sort_keys=True))
+            else:
+                click.echo(f"{name} | {line.message.rstrip()}")
             printed += 1
     except KeyboardInterrupt:
         return
