@@ -228,7 +228,6 @@ def make_world(root: Path) -> E2E:
         f"clusters:\n  {cluster}:\n    engine: docker\n"
         f"soa_dir: {json.dumps(str(world.soa))}\n"
         f"state_dir: {json.dumps(str(world.state))}\n"
-        f"api_listen: 127.0.0.1:{free_port()}\n"
         "monitoring:\n  check_interval_seconds: 1\n"
     )
     return world

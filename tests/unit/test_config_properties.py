@@ -219,10 +219,13 @@ def test_default_config_written_by_up_loads_back(
 
 def test_system_config_errors_name_file_and_line(tmp_path: Path) -> None:
     config = tmp_path / "paasport.yaml"
-    config.write_text("clusters:\n  local: {engine: docker}\napi_listen: nowhere\nbogus: 1\n")
+    config.write_text(
+        "clusters:\n  local: {engine: docker}\ndiscovery: {zookeeper_path: nowhere}\nbogus: 1\n"
+    )
     with pytest.raises(ConfigError) as exc:
         load_system_config(config)
     assert [str(p) for p in exc.value.problems] == [
-        f'{config}:3: api_listen: expected host:port, found "nowhere"',
+        f"{config}:3: discovery.zookeeper_path: "
+        'expected an absolute ZooKeeper path, found "nowhere"',
         f"{config}:4: bogus: unknown field",
     ]

@@ -1,7 +1,7 @@
 """The ``paasport`` command: a click group whose verbs load lazily, and the one place exits happen.
 
 Each verb group lives in its own module under ``paasport.cli``; ``COMMANDS`` maps a verb to
-``module:attribute`` so ``paasport validate`` never imports the Docker SDK, FastAPI or kazoo.
+``module:attribute`` so ``paasport validate`` never imports the Docker SDK, httpx or kazoo.
 PaasportError subclasses become one readable line on stderr and their ``exit_code``.
 """
 

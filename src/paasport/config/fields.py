@@ -405,7 +405,6 @@ SYSTEM = Obj(
                 "check_interval_seconds": Num(0, lo_exclusive=True),
             }
         ),
-        "api_listen": Str(r"[^:\s]*:\d+", "host:port"),
     },
     description="paasport.yaml: the system config",
 )

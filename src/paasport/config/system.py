@@ -65,7 +65,6 @@ class SystemConfig:
     instance_defaults: Mapping[str, object] = field(default_factory=dict)
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     monitoring: MonitoringSinksConfig = field(default_factory=MonitoringSinksConfig)
-    api_listen: str = "127.0.0.1:5055"
     source_file: str = ""  # "" when no file was found (all defaults)
     problems: tuple[ConfigProblem, ...] = ()  # warnings found while loading (errors raise)
 
@@ -137,7 +136,6 @@ def system_config_from(
         instance_defaults=defaults if isinstance(defaults, dict) else {},
         discovery=DiscoveryConfig(**disc_args),
         monitoring=MonitoringSinksConfig(**mon),
-        api_listen=str(data.get("api_listen") or "127.0.0.1:5055"),
         source_file=source_file,
         problems=problems,
     )
