@@ -2,7 +2,8 @@
 
 ``monitoring.monitor`` keeps the states between passes and hands the returned Alert values to the
 sinks. Dedup key: (check, service, instance, cluster). A failing check fires once it has failed
-for ``alert_after``, repeats every ``realert_every`` (<= 0: never), and resolves when it passes.
+*at that level* (WARN, CRIT ticket, CRIT page) for ``alert_after``, repeats every ``realert_every``
+(<= 0: never), and resolves when it passes.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from paasport.monitoring.checks import STATUS_VALUE, CheckResult, Status
+from paasport.monitoring.checks import CheckResult, Status
 from paasport.types import MonitoringConfig
 
 AlertKey = tuple[str, str, str, str]  # (check, service, instance, cluster)
@@ -23,12 +24,14 @@ Reason = Literal["new", "realert", "escalated", "resolved"]
 class AlertState:
     """What the monitor remembers of one key between passes."""
 
-    status: Status
+    status: Status  # firing: the level last sent; otherwise the latest result's
     failing_since: float | None  # start of the current non-OK streak
     firing: bool = False
     last_sent: float | None = None
     severity: Severity = "ticket"
     last_alert: Alert | None = None  # the last fire notification (resolution copies it)
+    # since[i]: start of the current streak at level i + 1 or above (see ``level_of``)
+    since: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,41 @@ def severity_of(result: CheckResult, routing: MonitoringConfig) -> Severity:
     return "ticket"
 
 
+# The levels a failing check alerts at, mildest first: a level fires only after the check has
+# been failing at that level or above for ``alert_after`` (PaaSTA/Sensu count occurrences at the
+# status that alerts). So a bounce dip downgraded to a WARN ticket does not make the CRIT page
+# that follows it fire at once: the page waits ``alert_after`` of its own.
+_LEVELS: tuple[tuple[Status, Severity], ...] = (
+    ("WARN", "ticket"),
+    ("CRIT", "ticket"),
+    ("CRIT", "page"),
+)
+
+
+def level_of(status: Status, severity: Severity) -> int:
+    """0 for OK, then 1 + the index in ``_LEVELS`` (WARN 1, CRIT ticket 2, CRIT page 3)."""
+    if status == "OK":
+        return 0
+    if status == "WARN":
+        return 1
+    return 3 if severity == "page" else 2
+
+
+def streaks(previous: tuple[float, ...], level: int, now: float) -> tuple[float, ...]:
+    """Start of the streak at each level up to ``level``: kept while the check stays at or above
+    it, restarted at ``now`` when it just reached it, dropped above ``level``."""
+    return tuple(previous[i] if i < len(previous) else now for i in range(level))
+
+
+def due_level(since: tuple[float, ...], alert_after: float, now: float) -> int:
+    """The highest level failing for at least ``alert_after`` (0: none yet)."""
+    due = 0
+    for i, start in enumerate(since):
+        if now - start >= alert_after:
+            due = i + 1
+    return due
+
+
 def step(
     state: AlertState | None, result: CheckResult, routing: MonitoringConfig, now: float
 ) -> tuple[AlertState | None, Alert | None]:
@@ -88,16 +126,19 @@ def step(
     if state is not None and state.failing_since is not None:
         failing_since = state.failing_since
     alert_after = result.alert_after if result.alert_after is not None else routing.alert_after
-    severity = severity_of(result, routing)
-    base = AlertState(status=result.status, failing_since=failing_since, severity=severity)
+    level = level_of(result.status, severity_of(result, routing))
+    since = streaks(state.since if state is not None else (), level, now)
+    due = due_level(since, alert_after, now)
+    status, severity = _LEVELS[due - 1] if due else (result.status, severity_of(result, routing))
+    base = AlertState(status=status, failing_since=failing_since, severity=severity, since=since)
 
     reason: Reason | None = None
     if state is None or not state.firing:
-        if now - failing_since >= alert_after:
+        if due:
             reason = "new"
     else:
-        worse = STATUS_VALUE[result.status] > STATUS_VALUE[state.status]
-        if worse or (severity == "page" and state.severity != "page"):
+        sent = level_of(state.status, state.severity)
+        if due > sent:
             reason = "escalated"
         elif (
             routing.realert_every > 0
@@ -105,11 +146,14 @@ def step(
             and now - state.last_sent >= routing.realert_every
         ):
             reason = "realert"
+            if due < sent:  # a milder status is not news: repeat the level last sent
+                status, severity = state.status, state.severity
+                base = replace(base, status=status, severity=severity)
 
     if reason is None:
         if state is not None and state.firing:
             # Keep firing at the level last sent; a milder status is not news until it clears.
-            return replace(state, failing_since=failing_since), None
+            return replace(state, failing_since=failing_since, since=since), None
         return base, None
 
     alert = Alert(
@@ -117,7 +161,7 @@ def step(
         service=result.service,
         instance=result.instance,
         cluster=result.cluster,
-        status=result.status,
+        status=status,
         severity=severity,
         reason=reason,
         message=result.message,
