@@ -34,7 +34,7 @@ class ConfigProblem:
     severity: str = "error"  # "error" | "warning" | "note"
 
     def __str__(self) -> str:
-        parts = [f"{self.file}:{self.line}" if self.line else self.file]
+        parts = [f"{self.file}:{self.line}" if self.line else self.file] if self.file else []
         if self.subject:
             parts.append(self.subject)
         if self.field:

@@ -97,10 +97,16 @@ def test_read_is_cached_until_the_file_changes(soa: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"{not json", "not valid JSON"),
-        (b'{"v1": {}}', 'no "v2" object'),
-        (b'{"v2": {"deployments": [], "controls": {}}}', "must be objects"),
-        (b'{"v2": {"deployments": {"prod": {"git_sha": "a"}}}}', "v2.deployments.prod"),
+        (b"{not json", ":1: invalid JSON: Expecting property name enclosed in double quotes"),
+        (b'{"v1": {}}', 'expected a "v2" object, found none'),
+        (b'{"v2": {"deployments": [], "controls": {}}}', "v2.deployments: expected an object"),
+        (b'{"v2": {"controls": {"x": 1}}}', "v2.controls: expected an object of objects"),
+        (
+            b'{"v2": {"deployments": {"prod": {"git_sha": "a"}}}}',
+            "v2.deployments.prod: expected docker_image (strings) (regenerate it: paasport "
+            "generate-deployments -s web)",
+        ),
+        (b"\x80abc", "not a JSON text file"),
     ],
 )
 def test_malformed_file_names_the_file(soa: Path, content: bytes, message: str) -> None:

@@ -7,7 +7,7 @@ Exit status: 0 valid, 1 invalid (ConfigError / ``validate`` finding errors), 2 u
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import click
@@ -22,13 +22,38 @@ from paasport.cli.options import (
 )
 from paasport.config.system import SystemConfig
 from paasport.config.tree import SoaTree, load_tree
-from paasport.errors import ConfigProblem, UsageError
+from paasport.errors import ConfigError, ConfigProblem, UsageError
 from paasport.types import InstanceConfig
 
 
 def _tree(ctx: click.Context, services: list[str] | None = None) -> tuple[SystemConfig, SoaTree]:
     system = settings_from(ctx)
     return system, load_tree(system.soa_dir, services, system=system)
+
+
+def with_deployments_problems(tree: SoaTree) -> SoaTree:
+    """``tree`` plus the problems of each service's deployments.json that the tree does not
+    report (the tree checks JSON syntax; its v2 shape is deploy's, read as deployd reads it)."""
+    from paasport.deploy.deployments import deployments_path, parse_deployments
+
+    reported = {p.file for p in tree.problems}
+    extra: list[ConfigProblem] = []
+    for name in sorted(tree.services):
+        path = deployments_path(tree.soa_dir, name)
+        if str(path) in reported:
+            continue
+        try:
+            raw = path.read_bytes()
+        except OSError:
+            continue  # missing (never deployed) or unreadable (the tree said so)
+        try:
+            parse_deployments(name, raw, str(path))
+        except ConfigError as err:
+            extra.extend(err.problems)
+    if not extra:
+        return tree
+    problems = sorted({*tree.problems, *extra}, key=lambda p: (p.file, p.line, p.subject, p.field))
+    return replace(tree, problems=tuple(problems))
 
 
 def _problem_json(p: ConfigProblem) -> dict[str, Any]:
@@ -50,6 +75,7 @@ def _console() -> Any:
 def validate(ctx: click.Context, /, service: str | None, **_params: Any) -> int:
     """Validate the soa-configs tree (or one service): every problem, with file and line."""
     _, tree = _tree(ctx, [service] if service else None)
+    tree = with_deployments_problems(tree)
     errors = tree.errors
     if ctx.params["as_json"]:
         print_json(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import click
@@ -25,7 +25,8 @@ from paasport.cli.options import (
     state_dir_option,
 )
 from paasport.config.system import SystemConfig, load_system_config
-from paasport.errors import NotFoundError, UsageError
+from paasport.config.tree import INSTANCE_FILE, SoaTree
+from paasport.errors import NotFoundError, PaasportError, UsageError
 from paasport.monitoring.events import Event
 from paasport.reconcile.observe import InstanceView, deployments_reader, observe_instances
 from paasport.types import HealthCheck, InstanceConfig, Task
@@ -60,9 +61,30 @@ def select_instances(
     if service and service not in tree.services:
         raise NotFoundError(f"no service {service!r} in {system.soa_dir}")
     configs = list(tree.instances_for(service=service, cluster=cluster, instance=instance))
-    if not configs and instance:
-        raise NotFoundError(f"{service or '*'}: no instance {instance!r} on cluster {cluster}")
+    if not configs and instance and not _maybe_broken(tree, service, cluster, instance):
+        where = f"{service}: no" if service else "no service has an"
+        raise NotFoundError(f"{where} instance {instance!r} on cluster {cluster}")
     return configs
+
+
+def _maybe_broken(tree: SoaTree, service: str | None, cluster: str, instance: str) -> bool:
+    """Whether ``instance`` may exist but was left out for a config error (status shows it)."""
+    return any(
+        (service is None or s == service) and c == cluster and i == instance
+        for s, c, i in tree.rejected_instances
+    ) or any(service is None or s == service for s in tree.incomplete_services)
+
+
+def _file_of_service(file: str, service: str, cluster: str) -> bool:
+    """Whether a problem in ``file`` concerns ``service`` on ``cluster``: its folder, or any of
+    its files but another cluster's instance file."""
+    path = Path(file)
+    if path.name == service and not path.suffix:
+        return True  # the service folder itself
+    if path.parent.name != service:
+        return False
+    match = INSTANCE_FILE.fullmatch(path.name)
+    return match is None or match.group(2) == cluster
 
 
 def config_errors(
@@ -73,7 +95,7 @@ def config_errors(
     from paasport.config.tree import load_tree
 
     tree = load_tree(system.soa_dir, [service] if service else None, system=system)
-    out: list[dict[str, object]] = []
+    broken: list[tuple[str, str | None, list[str]]] = []
     for svc, cluster, inst in sorted(tree.rejected_instances):
         if cluster != system.local_cluster or (instance and inst != instance):
             continue
@@ -82,27 +104,61 @@ def config_errors(
             for p in tree.errors
             if p.subject in (inst, "") and Path(p.file).parent.name == svc
         ] or [f"{svc}.{inst}: invalid configuration (run paasport validate -s {svc})"]
-        out.append(
-            {
-                "service": svc,
-                "instance": inst,
-                "cluster": cluster,
-                "state": "Config error",
-                "ok": False,
-                "why": f"{problems[0]} (what runs is left as it is until the file is fixed)",
-                "problems": problems,
-                "desired_state": None,
-                "git_sha": None,
-                "config_hash": None,
-                "expected": None,
-                "running": None,
-                "healthy": None,
-                "bounce": None,
-                "app_versions": [],
-                "tasks": [],
-                "events": [],
-            }
-        )
+        broken.append((svc, inst, problems))
+    named = {svc for svc, _, _ in broken}
+    for svc in sorted(tree.incomplete_services - named):
+        # a file that could not be read at all (not YAML, a directory, a list...): its
+        # instances are unknown, but what runs for them is kept, so say so instead of omitting
+        problems = [
+            str(p)
+            for p in tree.errors
+            if not p.subject and _file_of_service(p.file, svc, system.local_cluster)
+        ]
+        if problems:
+            broken.append((svc, None, problems))
+    return [
+        error_entry(svc, inst, system.local_cluster, problems, "what runs is left as it is")
+        for svc, inst, problems in broken
+    ]
+
+
+def error_entry(
+    service: str, instance: str | None, cluster: str, problems: Sequence[str], consequence: str
+) -> dict[str, object]:
+    """A status entry (text and --json) for an instance, or a whole service (``instance``
+    None), that status cannot judge because a file is broken."""
+    return {
+        "service": service,
+        "instance": instance,
+        "cluster": cluster,
+        "state": "Config error",
+        "ok": False,
+        "why": f"{problems[0]} ({consequence} until the file is fixed)",
+        "problems": list(problems),
+        "desired_state": None,
+        "git_sha": None,
+        "config_hash": None,
+        "expected": None,
+        "running": None,
+        "healthy": None,
+        "bounce": None,
+        "app_versions": [],
+        "tasks": [],
+        "events": [],
+    }
+
+
+def deployments_errors(system: SystemConfig, services: Iterable[str]) -> dict[str, str]:
+    """The services whose deployments.json cannot be read, with the reason: status must not
+    call them "not deployed" (deployd keeps what it read last)."""
+    from paasport.deploy.deployments import read_deployments
+
+    out: dict[str, str] = {}
+    for service in sorted(set(services)):
+        try:
+            read_deployments(system.soa_dir, service)
+        except PaasportError as err:
+            out[service] = str(err)
     return out
 
 
@@ -318,9 +374,22 @@ def status(
     """Desired vs running vs healthy per instance, bounces in progress, and why not healthy."""
     system = load_system_config(config_file, soa_dir=soa_dir, state_dir=state_dir)
     configs = select_instances(system, service, cluster, instance)
+    unreadable = deployments_errors(system, (c.service for c in configs))
+    broken = config_errors(system, service, instance)
+    broken += [
+        error_entry(
+            c.service,
+            c.instance,
+            c.cluster,
+            [unreadable[c.service]],
+            "deployd runs what it read last",
+        )
+        for c in configs
+        if c.service in unreadable
+    ]
+    configs = [c for c in configs if c.service not in unreadable]
     views = gather(system, configs, with_events=verbose >= 2 or as_json)
     proxy, proxy_error = proxy_states(system, configs) if (verbose or as_json) else ({}, "")
-    broken = config_errors(system, service, instance)
     if as_json:
         print_json([*(view_json(v, proxy) for v in views), *broken])
     elif not views and not broken:
@@ -328,8 +397,11 @@ def status(
     else:
         render(views, verbose, proxy)
         for entry in broken:
+            key = (
+                f"{entry['service']}.{entry['instance']}" if entry["instance"] else entry["service"]
+            )
             click.secho(
-                f"{entry['service']}.{entry['instance']} ({entry['cluster']})  Config error",
+                f"{key} ({entry['cluster']})  Config error",
                 fg="red",
                 bold=True,
             )

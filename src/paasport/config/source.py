@@ -154,8 +154,24 @@ def parse_yaml(text: str | bytes, file: str) -> YamlDoc:
             detail = f"{detail} ({err.context})"
         doc.problems.append(ConfigProblem(file, line, "", "", f"YAML syntax error: {detail}"))
         return doc
+    except yaml.reader.ReaderError as err:
+        # its str() spans two lines and names "<byte string>": say what a person can act on
+        what = "a text file" if err.reason.startswith("control") else "UTF-8 text"
+        code = ord(err.character) if isinstance(err.character, str) else int(err.character)
+        doc.problems.append(
+            ConfigProblem(
+                file,
+                0,
+                "",
+                "",
+                f"not YAML: expected {what}, found #x{code:02x} at offset "
+                f"{err.position} ({err.reason})",
+            )
+        )
+        return doc
     except yaml.YAMLError as err:
-        doc.problems.append(ConfigProblem(file, 0, "", "", f"YAML syntax error: {err}"))
+        detail = " ".join(str(err).split())
+        doc.problems.append(ConfigProblem(file, 0, "", "", f"YAML syntax error: {detail}"))
         return doc
     except (UnicodeDecodeError, ValueError) as err:
         doc.problems.append(ConfigProblem(file, 0, "", "", f"not readable as YAML: {err}"))

@@ -404,11 +404,38 @@ def _classify_files(soa_dir: Path, service: str, files: list[str], out: _Problem
             out.add(file, 0, "", "", "not a soa-configs file kind; ignored", "warning")
 
 
-def _list_files(path: Path) -> list[str]:
+_KNOWN_FILES = frozenset(
+    ("service.yaml", "deploy.yaml", "smartstack.yaml", "monitoring.yaml", "deployments.json")
+)
+
+
+def _list_files(path: Path, shown: str) -> tuple[list[str], list[ConfigProblem]]:
+    """The files of one service folder, and errors for what cannot be read: an unreadable folder
+    or a soa-configs file name that is not a file. Either makes the service incomplete, so the
+    reconciler leaves what runs for it alone instead of reading "no instances"."""
     try:
-        return sorted(e.name for e in os.scandir(path) if e.is_file())
-    except OSError:
-        return []
+        entries = list(os.scandir(path))
+    except OSError as err:
+        why = err.strerror or str(err)
+        return [], [ConfigProblem(shown, 0, "", "", f"cannot read the service folder: {why}")]
+    files: list[str] = []
+    problems: list[ConfigProblem] = []
+    for entry in entries:
+        try:
+            is_file = entry.is_file()
+            is_dir = not is_file and entry.is_dir()
+        except OSError:
+            is_file = is_dir = False
+        if is_file:
+            files.append(entry.name)
+        elif entry.name in _KNOWN_FILES or INSTANCE_FILE.fullmatch(entry.name):
+            found = "a directory" if is_dir else "a broken link or a special file"
+            problems.append(
+                ConfigProblem(
+                    os.path.join(shown, entry.name), 0, "", "", f"expected a file, found {found}"
+                )
+            )
+    return sorted(files), problems
 
 
 def load_tree(
@@ -436,7 +463,14 @@ def load_tree(
     selected = list(services) if services is not None else all_dirs
     chosen = set(selected)
 
-    files_of = {name: _list_files(soa_dir / name) for name in all_dirs}
+    files_of: dict[str, list[str]] = {}
+    unreadable: set[str] = set()
+    for name in all_dirs:
+        files_of[name], listing_problems = _list_files(soa_dir / name, str(soa_dir / name))
+        if listing_problems:
+            unreadable.add(name)
+            if name in chosen:
+                out.items.extend(listing_problems)
 
     # phase 1: every namespace of the tree
     namespaces: dict[str, Namespace] = {}
@@ -501,7 +535,7 @@ def load_tree(
         monitoring[name] = mon
         instances.extend(insts)
         rejected |= rej
-        if not complete:
+        if not complete or name in unreadable:
             incomplete.add(name)
         own_files = tuple(f for f in files if INSTANCE_FILE.fullmatch(f))
         instance_files[name] = own_files

@@ -58,27 +58,40 @@ def deployments_path(soa_dir: Path, service: str) -> Path:
 
 def parse_deployments(service: str, raw: bytes, source: str) -> Deployments:
     """A Deployments from the file's bytes; ConfigError naming the file when malformed."""
+    regenerate = f"(regenerate it: paasport generate-deployments -s {service})"
     try:
         doc = json.loads(raw)
-    except ValueError as err:
-        raise ConfigError(_problem(source, f"not valid JSON ({err})")) from err
+    except json.JSONDecodeError as err:
+        raise ConfigError(
+            _problem(source, f"invalid JSON: {err.msg} {regenerate}", line=err.lineno)
+        ) from None
+    except ValueError as err:  # not UTF-8
+        raise ConfigError(_problem(source, f"not a JSON text file: {err} {regenerate}")) from None
     v2 = doc.get("v2") if isinstance(doc, dict) else None
     if not isinstance(v2, dict):
-        raise ConfigError(_problem(source, 'no "v2" object (regenerate: generate-deployments)'))
+        raise ConfigError(_problem(source, f'expected a "v2" object, found none {regenerate}'))
     deployments = v2.get("deployments", {})
     controls = v2.get("controls", {})
-    if not isinstance(deployments, dict) or not isinstance(controls, dict):
-        raise ConfigError(_problem(source, '"v2.deployments" and "v2.controls" must be objects'))
-    for group, entry in deployments.items():
-        if not isinstance(entry, dict) or not {"docker_image", "git_sha"} <= entry.keys():
+    for name, value in (("deployments", deployments), ("controls", controls)):
+        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
             raise ConfigError(
-                _problem(source, f'"v2.deployments.{group}" needs docker_image and git_sha')
+                _problem(source, f"expected an object of objects {regenerate}", f"v2.{name}")
+            )
+    for group, entry in deployments.items():
+        missing = [k for k in ("docker_image", "git_sha") if not isinstance(entry.get(k), str)]
+        if missing:
+            raise ConfigError(
+                _problem(
+                    source,
+                    f"expected {' and '.join(missing)} (strings) {regenerate}",
+                    f"v2.deployments.{group}",
+                )
             )
     return Deployments(service=service, deployments=deployments, controls=controls)
 
 
-def _problem(source: str, message: str) -> tuple[ConfigProblem, ...]:
-    return (ConfigProblem(file=source, line=0, subject="", field="", message=message),)
+def _problem(source: str, message: str, fld: str = "", line: int = 0) -> tuple[ConfigProblem, ...]:
+    return (ConfigProblem(file=source, line=line, subject="", field=fld, message=message),)
 
 
 _cache: dict[Path, tuple[tuple[int, int, int], Deployments]] = {}
