@@ -254,3 +254,73 @@ def test_flag_messages(
     assert got == code
     assert message in err
     assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["wait-for-deployment", "-s", "hello", "-l", "local.main", "-c", "abc", "-t", "-5"],
+            "Invalid value for '--timeout' / '-t': -5.0 is not in the range x>0.",
+        ),
+        (
+            ["events", "-n", "-3"],
+            "Invalid value for '-n' / '--limit': -3 is not in the range x>=1.",
+        ),
+        (
+            ["logs", "-s", "hello", "-n", "-1"],
+            "Invalid value for '-n' / '--tail': -1 is not in the range x>=0.",
+        ),
+        (
+            ["deploy-history", "-s", "hello", "-n", "0"],
+            "Invalid value for '--limit' / '-n': 0 is not in the range x>=1.",
+        ),
+        (
+            ["monitor", "--once", "--interval", "0"],
+            "Invalid value for '--interval': 0.0 is not in the range x>0.",
+        ),
+    ],
+)
+def test_out_of_range_numbers_are_usage_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(argv, capsys)
+    assert code == 2
+    assert message in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["-s", "nope"], "error: no service nope in {soa} (known: echo, hello, worker)\n"),
+        (["-s", "nope", "-f"], "error: no service nope in {soa} (known: echo, hello, worker)\n"),
+        (
+            ["-s", "hello", "-i", "nope"],
+            "error: hello: no instance 'nope' on cluster local (instances: canary, main)\n",
+        ),
+    ],
+)
+def test_logs_of_an_unknown_service_or_instance_is_an_error(
+    soa: Path,
+    argv: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fake_engine import FakeEngine
+
+    monkeypatch.setattr("paasport.engine.factory.engine_for", lambda cluster: FakeEngine())
+    monkeypatch.setenv("PAASPORT_SOA_DIR", str(soa))
+    code, _, err = run(["logs", *argv], capsys)
+    assert (code, err) == (1, message.format(soa=soa))
+
+
+def test_logs_of_a_known_service_without_tasks_says_so(
+    soa: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fake_engine import FakeEngine
+
+    monkeypatch.setattr("paasport.engine.factory.engine_for", lambda cluster: FakeEngine())
+    monkeypatch.setenv("PAASPORT_SOA_DIR", str(soa))
+    code, _, err = run(["logs", "-s", "hello", "-i", "main"], capsys)
+    assert (code, err) == (0, "no tasks of hello.main on cluster local\n")

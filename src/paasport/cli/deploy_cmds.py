@@ -276,7 +276,9 @@ def get_latest_deployment(
 @click.command("deploy-history")
 @service_option(required=True)
 @deploy_group_option
-@click.option("--limit", "-n", type=int, default=None, help="show at most N entries")
+@click.option(
+    "--limit", "-n", type=click.IntRange(min=1), default=None, help="show at most N entries"
+)
 @soa_dir_option
 @config_option
 @json_option

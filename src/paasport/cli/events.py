@@ -77,7 +77,14 @@ def _echo(event: Event, as_json: bool) -> None:
 @click.option("--since", default=None, help="only events since: 30s, 10m, 2h, 1d, ISO time")
 @click.option("--level", type=click.Choice(LEVELS), default=None, help="only this level and above")
 @click.option("--kind", "kinds", multiple=True, help="only these kinds (bounce, crash, alert, ...)")
-@click.option("-n", "--limit", type=int, default=100, show_default=True, help="newest N events")
+@click.option(
+    "-n",
+    "--limit",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="newest N events",
+)
 @click.option("-f", "--follow", is_flag=True, help="keep printing new events")
 @json_option
 @click.pass_context

@@ -15,8 +15,8 @@ from pathlib import Path
 import click
 
 from paasport.cli.options import config_option, instance_option, json_option, service_option
-from paasport.config.system import load_system_config
-from paasport.errors import UsageError
+from paasport.config.system import SystemConfig, load_system_config
+from paasport.errors import NotFoundError, UsageError
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -35,13 +35,38 @@ def parse_since(value: str, now: float) -> float:
         ) from None
 
 
+def check_configured(system: SystemConfig, service: str, instance: str | None) -> None:
+    """NotFoundError naming what is known when ``service`` (``instance``) is not configured
+    for this host's cluster."""
+    from paasport.config.tree import load_tree
+
+    if not system.soa_dir.is_dir():
+        return  # nothing to compare with: "no tasks" says enough
+    if not (system.soa_dir / service).is_dir():
+        load_tree(system.soa_dir, [service], system=system)  # NotFoundError naming the known
+        raise NotFoundError(f"no service {service} in {system.soa_dir}")
+    if instance is None:
+        return
+    tree = load_tree(system.soa_dir, [service], system=system)
+    cluster = system.local_cluster
+    known = {c.instance for c in tree.instances_for(service=service, cluster=cluster)}
+    known |= {i for s, c, i in tree.rejected_instances if s == service and c == cluster}
+    if instance not in known and service not in tree.incomplete_services:
+        raise NotFoundError(
+            f"{service}: no instance {instance!r} on cluster {cluster} "
+            f"(instances: {', '.join(sorted(known)) or 'none'})"
+        )
+
+
 @click.command("logs")
 @service_option(required=True)
 @instance_option
 @config_option
 @click.option("-f", "--follow", is_flag=True, help="keep printing new lines")
 @click.option("--since", default=None, help="only lines newer than this (10m, 2h, ISO time)")
-@click.option("-n", "--tail", type=int, default=None, help="last N lines of each task")
+@click.option(
+    "-n", "--tail", type=click.IntRange(min=0), default=None, help="last N lines of each task"
+)
 @json_option
 def logs(
     service: str,
@@ -58,10 +83,14 @@ def logs(
     system = load_system_config(config_file)
     engine = engine_for(system.local)
     start = parse_since(since, time.time()) if since else None
-    if not engine.list_app_versions(service, instance) and not follow:
-        target = f"{service}.{instance}" if instance else service
-        click.echo(f"no tasks of {target} on cluster {system.local_cluster}", err=True)
-        return
+    if not engine.list_app_versions(service, instance):
+        # nothing runs: a typo must not look like a quiet service (a removed service's
+        # leftovers still show, as they have tasks)
+        check_configured(system, service, instance)
+        if not follow:
+            target = f"{service}.{instance}" if instance else service
+            click.echo(f"no tasks of {target} on cluster {system.local_cluster}", err=True)
+            return
     printed = 0
     try:
         for line in engine.logs(service, instance, follow=follow, since=start, tail=tail):

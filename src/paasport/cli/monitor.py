@@ -48,7 +48,12 @@ def health_for(engine: Engine) -> HealthFn | None:
 @config_option
 @state_dir_option
 @metrics_listen_option()
-@click.option("--interval", type=float, default=None, help="seconds between passes [config]")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="seconds between passes [config]",
+)
 @click.option("--once", is_flag=True, help="run one pass, print the results and exit")
 @json_option
 @click.pass_context

@@ -48,7 +48,14 @@ def instance_done(view: InstanceView, commit: str) -> tuple[bool, str]:
 @service_option(required=True)
 @deploy_group_option
 @click.option("--commit", "-c", "commit", required=True, help="git sha (or a prefix of it)")
-@click.option("--timeout", "-t", type=float, default=3600.0, show_default=True, help="seconds")
+@click.option(
+    "--timeout",
+    "-t",
+    type=click.FloatRange(min=0, min_open=True),
+    default=3600.0,
+    show_default=True,
+    help="seconds",
+)
 @soa_dir_option
 @config_option
 @state_dir_option
