@@ -284,7 +284,7 @@ def test_flag_messages(
 def test_out_of_range_numbers_are_usage_errors(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run(argv, capsys)
+    code, _, err = run(argv, capsys)
     assert code == 2
     assert message in err
 
