@@ -172,6 +172,7 @@ class FakeDrainer:
     started: list[str] = field(default_factory=list)
     done: set[str] = field(default_factory=set)
     forgotten: list[str] = field(default_factory=list)
+    marks: dict[str, float] = field(default_factory=dict)  # drains begun before (tests set them)
 
     def start(self, task: Task, config: InstanceConfig | None) -> None:
         self.started.append(task.task_id)
@@ -183,6 +184,10 @@ class FakeDrainer:
 
     def forget(self, task: Task) -> None:
         self.forgotten.append(task.task_id)
+        self.marks.pop(task.task_id, None)
+
+    def marked(self, tasks: Sequence[Task]) -> dict[str, float]:
+        return {t.task_id: self.marks[t.task_id] for t in tasks if t.task_id in self.marks}
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from paasport.discovery.drain import DrainStatus, RegistryDrainer, drain_status
+from paasport.discovery.drain import DrainStatus, RegistryDrainer, drain_status, drains_begun
 from paasport.discovery.registry import AgentReport, Backend, DrainMark, MemoryRegistry
 from paasport.types import InstanceConfig, Task
 
@@ -106,3 +106,29 @@ def test_noop_drain_method_never_waits() -> None:
     drainer.start(TASK, config)
     assert reg.drain_marks() == ()
     assert drainer.status(TASK, config, now=1.0).done
+
+
+@pytest.mark.parametrize(
+    ("task_ids", "marks", "expect"),
+    [
+        (["t1"], [], {}),
+        (["t1"], [MARK], {"t1": 100.0}),
+        (["t2"], [MARK], {}),
+        (["t1"], [MARK, DrainMark("web.canary", "t1", 9, 90.0)], {"t1": 90.0}),
+        (["t1", "t2"], [MARK, DrainMark("web.main", "t2", 8, 105.0)], {"t1": 100.0, "t2": 105.0}),
+    ],
+    ids=["no mark", "marked", "another task's mark", "earliest of two", "two tasks"],
+)
+def test_drains_begun(
+    task_ids: list[str], marks: list[DrainMark], expect: dict[str, float]
+) -> None:
+    assert drains_begun(task_ids, marks) == expect
+
+
+def test_registry_drainer_names_drains_begun_by_an_earlier_process() -> None:
+    reg = MemoryRegistry()
+    RegistryDrainer(reg, clock=lambda: 100.0).start(TASK, CONFIG)
+    fresh = RegistryDrainer(reg)  # deployd restarted
+    assert fresh.marked([TASK]) == {"t1": 100.0}
+    fresh.forget(TASK)
+    assert fresh.marked([TASK]) == {}

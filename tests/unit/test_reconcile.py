@@ -107,9 +107,66 @@ def test_never_marked_instance_has_nothing_to_do() -> None:
 def test_instance_removed_from_configs_loses_every_task_and_version() -> None:
     w = World()
     w.converge(cfg(), dep())
+    w.drainer.done.update(w.engine.tasks)  # every proxy acknowledged the drains
     w.converge(None, None)
     assert not w.engine.tasks
     assert w.engine.calls["create"] == 1
+
+
+def test_a_removed_instance_still_drains_before_stopping() -> None:
+    """Its config (and drain_timeout_seconds) is gone, but its tasks may still be routed."""
+    w = World()
+    w.converge(cfg(), dep())
+    tasks = set(w.engine.tasks)
+    for _ in range(5):
+        result = w.step(None, None)
+    assert set(w.drainer.started) == tasks
+    assert set(w.engine.tasks) == tasks  # nobody acknowledged yet: nothing stopped
+    assert "draining" in result.waiting_on
+    w.drainer.done.update(tasks)
+    w.converge(None, None)
+    assert not w.engine.tasks and set(w.drainer.forgotten) >= tasks
+
+
+def test_a_removed_instance_drain_is_bounded_by_the_default_timeout() -> None:
+    w = World()
+    w.converge(cfg(), dep())
+    limit = int(SETTINGS.removed_drain_timeout_seconds)
+    w.converge(None, None, limit=limit + 5)
+    assert not w.engine.tasks
+
+
+def test_a_drain_begun_before_a_restart_is_finished() -> None:
+    """deployd restarted mid-drain (new memory) and the plan no longer drains the task (here:
+    the bounce was rolled back): the task still marked draining must not stay out of rotation
+    for good; the reconciler finishes the drain and replaces it."""
+    w = World()
+    w.converge(cfg(drain_method="proxy", instances=1), dep())
+    task = w.engine.live()[0]
+    w.drainer.marks[task.task_id] = w.now  # drain begun by the previous deployd process
+    w.memory = InstanceMemory()  # the restart
+    result = w.step(cfg(drain_method="proxy", instances=1), dep())
+    assert task.task_id in w.engine.tasks  # still waiting on the proxies ...
+    assert "draining" in result.waiting_on
+    assert task.task_id not in w.drainer.started  # ... for the drain begun before
+    w.drainer.done.add(task.task_id)
+    w.converge(cfg(drain_method="proxy", instances=1), dep())
+    assert task.task_id not in w.engine.tasks
+    assert task.task_id in w.drainer.forgotten and task.task_id not in w.drainer.marks
+    assert len(w.engine.live()) == 1
+
+
+def test_a_task_gone_mid_drain_leaves_no_drain_mark() -> None:
+    w = World()
+    w.converge(cfg(drain_method="proxy", instances=1), dep())
+    old_task = w.engine.live()[0]
+    new = cfg(drain_method="proxy", instances=1, env={"B": "1"})
+    w.step(new, dep())
+    w.step(new, dep())
+    assert old_task.task_id in w.drainer.started
+    del w.engine.tasks[old_task.task_id]  # removed behind paasport's back
+    w.step(new, dep())
+    assert old_task.task_id in w.drainer.forgotten
 
 
 @pytest.mark.parametrize(

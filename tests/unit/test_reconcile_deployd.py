@@ -113,6 +113,9 @@ def test_instances_gone_from_configs_are_removed_but_rejected_ones_kept(tmp_path
         tmp_path, "test", None, loader=lambda d, s: _tree(d, 0, rejected=["i001"])
     )
     deployd.store.load_all()
+    drainer = deployd.drainer
+    assert isinstance(drainer, FakeDrainer)
+    drainer.done.update(engine.tasks)  # every proxy acknowledged the drains
     for _ in range(5):
         deployd.full_pass()
         deployd.drain_queue()

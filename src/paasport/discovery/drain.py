@@ -2,14 +2,15 @@
 
 ``start`` marks the task draining in every namespace it is in (the registry version moves);
 ``status`` is done once every live agent acked a version at or past the mark and reported zero
-sessions on that server there (bounded by ``drain_timeout_seconds``); ``forget`` clears it all.
+sessions on that server there (bounded by ``drain_timeout_seconds``); ``forget`` clears it all;
+``marked`` names the tasks whose drain already began (a reconciler restarted mid-drain).
 Structurally a ``paasport.reconcile.drain.Drainer`` (discovery never imports reconcile).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from paasport.discovery.registry import AgentReport, DrainMark, Registry, session_key
@@ -55,6 +56,16 @@ def drain_status(
     if timeout is not None and now - since >= timeout:
         return DrainStatus(True, f"drain timeout ({timeout:g}s) while waiting on {waiting[0]}")
     return DrainStatus(False, "; ".join(waiting))
+
+
+def drains_begun(task_ids: Iterable[str], marks: Iterable[DrainMark]) -> dict[str, float]:
+    """Pure: task id -> its earliest drain mark, for the ``task_ids`` that have one."""
+    wanted = set(task_ids)
+    out: dict[str, float] = {}
+    for m in marks:
+        if m.task_id in wanted:
+            out[m.task_id] = min(m.since, out.get(m.task_id, m.since))
+    return out
 
 
 def task_namespaces(registry: Registry, task: Task, config: InstanceConfig | None) -> set[str]:
@@ -113,3 +124,6 @@ class RegistryDrainer:
 
     def forget(self, task: Task) -> None:
         finish_drain(self.registry, task, (), self.clock())
+
+    def marked(self, tasks: Sequence[Task]) -> Mapping[str, float]:
+        return drains_begun((t.task_id for t in tasks), self.registry.drain_marks())

@@ -1,12 +1,14 @@
 """The Drainer protocol: how the reconciler takes a task out of rotation before stopping it.
 
 ``reconcile.reconciler`` calls ``start`` once per DrainTask, then polls ``status`` each step and
-stops the task when it is done (or drain_timeout_seconds passed), then ``forget``s it.
+stops the task when it is done (or drain_timeout_seconds passed), then ``forget``s it; after a
+restart it asks ``marked`` which live tasks a drain had begun on, and finishes those drains.
 ``NoopDrainer`` serves ``drain_method: noop``; discovery provides the registry-backed drainer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -43,7 +45,13 @@ class Drainer(Protocol):
         ...
 
     def forget(self, task: Task) -> None:
-        """Drop any drain state kept for ``task`` (called once it has been stopped)."""
+        """Drop any drain state kept for ``task`` (called once it has been stopped or is gone)."""
+        ...
+
+    def marked(self, tasks: Sequence[Task]) -> Mapping[str, float]:
+        """task id -> when its drain began, for those of ``tasks`` already being drained (a
+        drain begun before a restart: the reconciler finishes it instead of leaving the task
+        out of rotation for good)."""
         ...
 
 
@@ -58,3 +66,6 @@ class NoopDrainer:
 
     def forget(self, task: Task) -> None:
         return None
+
+    def marked(self, tasks: Sequence[Task]) -> Mapping[str, float]:
+        return {}

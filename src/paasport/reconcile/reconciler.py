@@ -57,14 +57,20 @@ class ReconcilerSettings:
     kill_grace_seconds: float = 1.0  # the same for KillTask of a live task (brutal, surplus)
     recheck_seconds: float = 1.0  # next step while a bounce or a drain is in progress
     crash_log_lines: int = 5
+    # A removed instance's own drain_timeout_seconds is gone with its config: InstanceConfig's
+    # default bounds its drains (0 would stop its tasks before any proxy acknowledged).
+    removed_drain_timeout_seconds: float = 60.0
 
 
 @dataclass
 class InstanceMemory:
     """What deployd remembers about one instance between steps. Losing it (a restart) is safe:
-    drains start again, crash backoff starts from zero, the engine still holds the real state."""
+    drains begun before are taken up again from the drainer (``Drainer.marked``), crash backoff
+    starts from zero, the engine still holds the real state."""
 
     draining_since: dict[str, float] = field(default_factory=dict)
+    draining_tasks: dict[str, Task] = field(default_factory=dict)  # to forget if they vanish
+    drains_adopted: bool = False  # asked the drainer for drains begun before this memory
     crash_times: list[float] = field(default_factory=list)
     seen_corpses: set[str] = field(default_factory=set)
     bouncing: bool = False
@@ -115,7 +121,9 @@ def reconcile_instance(
     desired: AppSpec | None = None
     if config is not None and deployment is not None:
         desired = desired_app(config, deployment, registry)
-    observed = _mark_draining(health.with_health(observed), memory)
+    if not memory.drains_adopted:
+        _adopt_drains(observed, drainer, memory)
+    observed = _mark_draining(health.with_health(observed), memory, drainer)
     if desired is None and not observed:
         return StepResult((), None, None, None)
 
@@ -202,14 +210,39 @@ class _Context:
             log.warning("cannot record event: %s", err)
 
 
+def _adopt_drains(observed: Sequence[AppVersion], drainer: Drainer, memory: InstanceMemory) -> None:
+    """A fresh memory (deployd restarted) takes up the drains begun before: a task left marked
+    draining would otherwise stay out of every proxy's rotation for good. Finished, not undone:
+    the plan had already given the task up."""
+    live = [t for av in observed for t in av.tasks if t.state not in DEAD_STATES]
+    begun = drainer.marked(live) if live else {}
+    for task in live:
+        since = begun.get(task.task_id)
+        if since is not None and task.task_id not in memory.draining_since:
+            log.info(
+                "%s.%s: finishing the drain of %s begun earlier",
+                task.service,
+                task.instance,
+                task.name or task.task_id,
+            )
+            memory.draining_since[task.task_id] = since
+            memory.draining_tasks[task.task_id] = task
+    memory.drains_adopted = True
+
+
 def _mark_draining(
-    observed: Sequence[AppVersion], memory: InstanceMemory
+    observed: Sequence[AppVersion], memory: InstanceMemory, drainer: Drainer
 ) -> tuple[AppVersion, ...]:
-    """Copy ``Task.draining`` from the drain ledger; forget ledger entries of vanished tasks."""
+    """Copy ``Task.draining`` from the drain ledger; a task that vanished from the engine
+    mid-drain (removed by hand, or by the engine) is forgotten here and by the drainer, so no
+    drain mark outlives it."""
     live = {t.task_id for av in observed for t in av.tasks}
     for task_id in list(memory.draining_since):
         if task_id not in live:
             del memory.draining_since[task_id]
+            gone = memory.draining_tasks.pop(task_id, None)
+            if gone is not None:
+                drainer.forget(gone)
     memory.seen_corpses &= live
     if not memory.draining_since:
         return tuple(observed)
@@ -340,6 +373,7 @@ def _perform(
             if task.task_id not in memory.draining_since:
                 drainer.start(task, ctx.config)
                 memory.draining_since[task.task_id] = ctx.now
+                memory.draining_tasks[task.task_id] = task
             performed.append(action)
         elif isinstance(action, KillTask):
             task = action.task
@@ -356,7 +390,11 @@ def _perform(
                 )
     # Every task being drained (this step or earlier) is stopped once its drain is done.
     killing = {t.task_id for _, t, _ in stops}
-    timeout = ctx.config.drain_timeout_seconds if ctx.config else 0.0
+    timeout = (
+        ctx.config.drain_timeout_seconds
+        if ctx.config
+        else ctx.settings.removed_drain_timeout_seconds
+    )
     for task in (t for av in observed for t in av.tasks):
         since = memory.draining_since.get(task.task_id)
         if since is None or task.task_id in killing:
@@ -371,6 +409,7 @@ def _perform(
         performed.extend(a for a, _, _ in stops if isinstance(a, KillTask))
         for _, task, _ in stops:
             memory.draining_since.pop(task.task_id, None)
+            memory.draining_tasks.pop(task.task_id, None)
         replaced = [t for a, t, _ in stops if isinstance(a, DrainTask) or t.state == "running"]
         if replaced:
             names = ", ".join(t.name or t.task_id[:12] for t in replaced)
