@@ -93,3 +93,16 @@ class EngineUnavailable(TemporaryError):
 
 class RegistryUnavailable(TemporaryError):
     pass
+
+
+def os_reason(err: BaseException) -> str:
+    """The innermost OS-level reason in an SDK exception chain ("Connection refused"), for
+    adapters' one-line messages: SDK texts nest three exceptions and their reprs."""
+    reason = str(err)
+    seen: BaseException | None = err
+    while seen is not None:
+        for candidate in (seen, *getattr(seen, "args", ())):
+            if isinstance(candidate, OSError) and candidate.strerror:
+                reason = candidate.strerror
+        seen = seen.__cause__ or seen.__context__
+    return reason

@@ -324,3 +324,33 @@ def test_logs_of_a_known_service_without_tasks_says_so(
     monkeypatch.setenv("PAASPORT_SOA_DIR", str(soa))
     code, _, err = run(["logs", "-s", "hello", "-i", "main"], capsys)
     assert (code, err) == (0, "no tasks of hello.main on cluster local\n")
+
+
+def _chained() -> BaseException:
+    try:
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except OSError as inner:
+            raise RuntimeError("HTTPConnectionPool(host='127.0.0.1', port=1): ...") from inner
+    except RuntimeError as middle:
+        try:
+            raise ValueError("Error while fetching server API version: (...)") from middle
+        except ValueError as outer:
+            return outer
+
+
+@pytest.mark.parametrize(
+    ("err", "reason"),
+    [
+        (_chained(), "Connection refused"),
+        (
+            RuntimeError("x", FileNotFoundError(2, "No such file or directory")),
+            "No such file or directory",
+        ),
+        (RuntimeError("plain text"), "plain text"),
+    ],
+)
+def test_os_reason_digs_out_the_innermost_os_error(err: BaseException, reason: str) -> None:
+    from paasport.errors import os_reason
+
+    assert os_reason(err) == reason

@@ -404,12 +404,19 @@ def _image_command(name: str) -> Callable[[Callable[..., None]], click.Command]:
 @contextmanager
 def _image_commit(
     ctx: click.Context, service: str, commit: str, git_url: str | None
-) -> Iterator[tuple[str, GitRepo, str, str | None]]:
-    """The service's name, its open repo, COMMIT resolved there, and its images' registry."""
+) -> Iterator[tuple[str, GitRepo, str, str | None, str | None]]:
+    """The service's name, its open repo, COMMIT resolved there, its images' registry, and the
+    local cluster's Docker engine (its ``docker_host``: the engine that runs the images)."""
     service = _service_name(service)
     system, tree, target = _target(ctx, service, git_url, write=False)
     with GitRepo(target.require_git_url()) as repo:
-        yield service, repo, repo.resolve_commit(commit), _registry(system, tree, service)
+        yield (
+            service,
+            repo,
+            repo.resolve_commit(commit),
+            _registry(system, tree, service),
+            system.local.docker_host,
+        )
 
 
 def _progress(line: str) -> None:
@@ -429,8 +436,8 @@ def cook_image(
     """Build the image from the repo's Dockerfile at COMMIT (context: git archive)."""
     from paasport.deploy.images import cook_image as cook
 
-    with _image_commit(ctx, service, commit, git_url) as (service, repo, sha, registry):
-        name = cook(repo, service, sha, registry, progress=_progress)
+    with _image_commit(ctx, service, commit, git_url) as (service, repo, sha, registry, host):
+        name = cook(repo, service, sha, registry, progress=_progress, base_url=host)
     if as_json:
         print_json({"image": name, "git_sha": sha})
     else:
@@ -450,8 +457,8 @@ def push_to_registry(
     """Push the cooked image of COMMIT; a no-op when the registry already has it."""
     from paasport.deploy.images import push_image
 
-    with _image_commit(ctx, service, commit, git_url) as (service, _, sha, registry):
-        result = push_image(service, sha, registry, progress=_progress)
+    with _image_commit(ctx, service, commit, git_url) as (service, _, sha, registry, host):
+        result = push_image(service, sha, registry, progress=_progress, base_url=host)
     if as_json:
         print_json({"image": result.image, "pushed": result.pushed, "digest": result.digest})
     elif result.pushed:

@@ -136,6 +136,9 @@ def build_platform(
     from paasport.reconcile.reconciler import ReconcilerSettings
 
     engine = engine_for(system.local)
+    # an engine that does not answer at start is a setup problem: one line and exit 1, not a
+    # loop of retry warnings per instance (later outages are retried by deployd)
+    engine.list_app_versions()
     health = HealthMonitor(engine.exec_in_task, startup_interval_seconds=0.05)
     events = EventLog(events_path(system.state_dir))
     store = DesiredStore(

@@ -100,11 +100,15 @@ def wait_for_deployment(
         )
         for c in configs
     }
+    answered = False  # an engine that never answered is a setup problem: say so at once
     with progress:
         while True:
             try:
                 views = gather(system, configs)
+                answered = True
             except PaasportError as err:
+                if not answered:
+                    raise
                 views, reasons = [], {k: str(err) for k in bars}
             for view in views:
                 done, why = instance_done(view, commit)

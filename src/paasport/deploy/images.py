@@ -7,6 +7,7 @@ imported lazily). SDK and HTTP failures become ImageError.
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
@@ -15,7 +16,7 @@ from typing import Any
 
 from paasport.deploy.git import GitRepo
 from paasport.deploy.tags import docker_image_ref
-from paasport.errors import ImageError, UsageError
+from paasport.errors import ImageError, UsageError, os_reason
 
 # Not the engine's paasport.service/... labels: containers inherit image labels, and a container
 # somebody starts by hand from this image must not look like one the engine manages.
@@ -77,7 +78,11 @@ def _client(base_url: str | None = None) -> Any:
             return docker.DockerClient(base_url=base_url)
         return docker.from_env()
     except docker.errors.DockerException as err:
-        raise ImageError(f"cannot reach the Docker engine: {err}") from err
+        env = os.environ.get("DOCKER_HOST")
+        where = base_url or (f"{env} (DOCKER_HOST)" if env else "the local socket")
+        raise ImageError(
+            f"the Docker engine at {where} did not answer ({os_reason(err)}); is dockerd running?"
+        ) from None
 
 
 def cook_image(

@@ -27,6 +27,7 @@ from paasport.errors import (
     ImageError,
     NotFoundError,
     PaasportError,
+    os_reason,
 )
 from paasport.types import AppSpec, AppVersion
 
@@ -61,7 +62,8 @@ def translated(what: str, where: str = "local Docker engine") -> Iterator[None]:
         raise EngineError(f"{what}: the Docker engine refused: {_explanation(err)}") from err
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as err:
         raise EngineUnavailable(
-            f"{what}: the {where} did not answer ({err}); is dockerd running?", delay=2.0
+            f"{what}: the {where} did not answer ({os_reason(err)}); is dockerd running?",
+            delay=2.0,
         ) from err
 
 
@@ -110,7 +112,10 @@ class DockerEngine:
 
     @property
     def where(self) -> str:
-        return f"Docker engine at {self.base_url}" if self.base_url else "local Docker engine"
+        if self.base_url:
+            return f"Docker engine at {self.base_url}"
+        env = os.environ.get("DOCKER_HOST")
+        return f"Docker engine at {env} (DOCKER_HOST)" if env else "local Docker engine"
 
     @property
     def api(self) -> Any:
@@ -122,7 +127,7 @@ class DockerEngine:
                 socket_path = _unix_socket_path(self.base_url or os.environ.get("DOCKER_HOST"))
                 if socket_path is not None:
                     self._check_socket(socket_path)
-                with translated("connecting", self.where):
+                with translated(f"cluster {self.cluster}", self.where):
                     if self.base_url:
                         client = docker.APIClient(
                             base_url=self.base_url, version="auto", max_pool_size=POOL_SIZE
@@ -143,7 +148,8 @@ class DockerEngine:
             probe.connect(path)
         except OSError as err:
             raise EngineUnavailable(
-                f"connecting: the {self.where} did not answer ({path}: {err.strerror or err}); "
+                f"cluster {self.cluster}: the {self.where} did not answer "
+                f"({path}: {err.strerror or err}); "
                 "is dockerd running?",
                 delay=2.0,
             ) from err
