@@ -6,10 +6,21 @@ import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from paasport.config.tree import SoaTree
-from paasport.reconcile.deployd import Deployd, DeploydSettings, DesiredStore, WorkQueue
+from paasport.errors import TemporaryError
+from paasport.reconcile.deployd import (
+    Deployd,
+    DeploydSettings,
+    DesiredStore,
+    WorkQueue,
+    retry_delay,
+)
 from paasport.reconcile.reconciler import ReconcilerSettings
+from paasport.reconcile.watch import Change
 from paasport.types import InstanceConfig, ServiceConfig
 
 from fake_engine import FakeDrainer, FakeEngine, FakeEvents, FakeHealth
@@ -131,3 +142,71 @@ def test_a_missing_soa_dir_never_removes_anything(tmp_path: Path) -> None:
     deployd.full_pass()
     deployd.drain_queue()
     assert len(engine.live()) == 2
+
+
+@pytest.mark.parametrize(
+    ("attempts", "asked", "expect"),
+    [
+        (1, 0.1, 1.0),
+        (3, 0.1, 4.0),
+        (3, 10.0, 10.0),  # the error asked for longer
+        (7, 0.1, 60.0),  # capped
+        (1, 500.0, 60.0),  # even what the error asked for is capped
+        (5000, 0.1, 60.0),  # days of failures: no float overflow
+    ],
+)
+def test_retry_delay(attempts: int, asked: float, expect: float) -> None:
+    assert retry_delay(attempts, asked, cap=60.0) == expect
+
+
+class _FlakyEngine(FakeEngine):
+    def list_app_versions(self, service: str | None = None, instance: str | None = None) -> Any:
+        raise TemporaryError("engine busy", delay=0.1)
+
+
+def test_an_instance_failing_for_days_is_still_retried(tmp_path: Path) -> None:
+    """The retry delay once overflowed after ~1000 attempts, killing the worker thread and
+    never requeueing the instance."""
+    deployd, _ = _world(tmp_path, 1)
+    deployd.engine = _FlakyEngine()
+    key = ("svc", "i000")
+    deployd._attempts[key] = 5000
+    deployd._work(key)
+    assert deployd.queue.pending() == 1  # requeued, at the cap
+    assert deployd._attempts[key] == 5001
+
+
+class _Watcher:
+    def __init__(self, script: list[object], stop: threading.Event) -> None:
+        self.script, self.stop, self.closed = script, stop, False
+
+    def changes(self, timeout: float) -> list[Change]:
+        if not self.script:
+            self.stop.set()
+            return []
+        step = self.script.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        assert isinstance(step, list)
+        return step
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_failing_watcher_is_rebuilt_and_changes_still_count(tmp_path: Path) -> None:
+    """A watcher error once ended the watch thread silently: no config change or deploy was
+    noticed again until deployd restarted."""
+    deployd, _ = _world(tmp_path, 2)
+    deployd.settings = DeploydSettings(sweep_seconds=0.0)
+    stop = deployd._stop = threading.Event()
+    first = _Watcher([OSError("inotify read failed")], stop)
+    second = _Watcher([[Change("svc", only_deployments=True)]], stop)
+    watchers = [first, second]
+    deployd.watcher_factory = lambda soa_dir: watchers.pop(0)
+    deployd._watch_loop()
+    assert first.closed and second.closed and not watchers
+    keys = set()
+    while (key := deployd.queue.get(stop=threading.Event(), timeout=0)) is not None:
+        keys.add(key)
+    assert keys == {("svc", "i000"), ("svc", "i001")}

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -33,12 +34,20 @@ from paasport.reconcile.reconciler import (
     StepResult,
     reconcile_instance,
 )
-from paasport.reconcile.watch import TreeWatcher
+from paasport.reconcile.watch import Change, TreeWatcher
 from paasport.types import AppVersion, DeploymentState, InstanceConfig, Task
 
 log = logging.getLogger("paasport.deployd")
 
 Key = tuple[str, str]  # (service, instance)
+
+
+class Watcher(Protocol):
+    """What deployd needs from reconcile.watch.TreeWatcher."""
+
+    def changes(self, timeout: float) -> list[Change]: ...
+
+    def close(self) -> None: ...
 
 
 class HealthMonitorLike(Protocol):
@@ -59,6 +68,13 @@ class DeploydSettings:
     full_pass_seconds: float = 30.0
     max_retry_seconds: float = 60.0
     reconciler: ReconcilerSettings = field(default_factory=ReconcilerSettings)
+
+
+def retry_delay(attempts: int, asked: float, cap: float) -> float:
+    """Backoff after ``attempts`` temporary failures in a row: 1 s, 2 s, 4 s ... up to ``cap``
+    (or what the error asked for, within the cap). The exponent is bounded, so an instance that
+    fails for days never overflows the float (which would kill its worker thread)."""
+    return min(cap, max(asked, 0.5 * 2.0 ** min(attempts, 32)))
 
 
 class WorkQueue:
@@ -295,6 +311,7 @@ class Deployd:
         # at once instead of waiting for the next sweep, so new tasks count as soon as they pass.
         self._kick_observer = threading.Event()
         self._kick_health = threading.Event()
+        self.watcher_factory: Callable[[Path], Watcher] = TreeWatcher
 
     # ---- one pass, usable without threads (tests, benchmarks) ----
 
@@ -407,19 +424,42 @@ class Deployd:
             log.exception("%s failed", what)
 
     def _watch_loop(self) -> None:
-        watcher = TreeWatcher(self.store.soa_dir)
-        try:
-            while not self._stop.is_set():
-                for change in watcher.changes(timeout=0.5):
-                    if change.only_deployments:
-                        keys = self.store.reload_deployments(change.service)
-                    else:
-                        keys = self.store.reload_service(change.service)
-                    log.info("%s changed: %d instance(s) to check", change.service, len(keys))
-                    for key in keys:
-                        self.queue.put(key)
-        finally:
-            watcher.close()
+        """Reload what changed. A watcher that fails is rebuilt, and everything is reloaded
+        (changes may have been missed meanwhile): a silently dead watcher thread would leave
+        every later config change and deploy unnoticed."""
+        failed = False
+        while not self._stop.is_set():
+            try:
+                watcher = self.watcher_factory(self.store.soa_dir)
+            except Exception:
+                log.exception("cannot watch %s; retrying", self.store.soa_dir)
+                self._stop.wait(self.settings.sweep_seconds)
+                continue
+            try:
+                if failed:
+                    self._guard("reloading every service", self._reload_everything)
+                while not self._stop.is_set():
+                    for change in watcher.changes(timeout=0.5):
+                        self._guard(f"reloading {change.service}", partial(self._absorb, change))
+            except Exception:
+                log.exception("watching %s failed; watching it again", self.store.soa_dir)
+                failed = True
+                self._stop.wait(self.settings.sweep_seconds)
+            finally:
+                watcher.close()
+
+    def _absorb(self, change: Change) -> None:
+        if change.only_deployments:
+            keys = self.store.reload_deployments(change.service)
+        else:
+            keys = self.store.reload_service(change.service)
+        log.info("%s changed: %d instance(s) to check", change.service, len(keys))
+        for key in keys:
+            self.queue.put(key)
+
+    def _reload_everything(self) -> None:
+        for key in sorted(self.store.load_all()):
+            self.queue.put(key)
 
     def _observe_loop(self) -> None:
         next_full = 0.0
@@ -471,8 +511,8 @@ class Deployd:
     def _worker_loop(self) -> None:
         while not self._stop.is_set():
             key = self.queue.get(self._stop)
-            if key is not None:
-                self._work(key)
+            if key is not None:  # _work handles step errors; this guards the worker itself
+                self._guard(f"worker on {key[0]}.{key[1]}", partial(self._work, key))
 
     def _work(self, key: Key) -> None:
         again: float | None = None
@@ -488,7 +528,7 @@ class Deployd:
                     self.on_step(key, result)
         except TemporaryError as err:
             attempts = self._attempts[key] = self._attempts.get(key, 0) + 1
-            again = min(self.settings.max_retry_seconds, max(err.delay, 0.5 * 2**attempts))
+            again = retry_delay(attempts, err.delay, self.settings.max_retry_seconds)
             log.warning("%s.%s: %s (retry in %.1fs)", key[0], key[1], err, again)
         except PaasportError as err:
             again = self.settings.max_retry_seconds
