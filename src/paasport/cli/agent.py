@@ -7,7 +7,6 @@ HAProxy keeps running when the agent stops (traffic flows across agent restarts)
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from pathlib import Path
@@ -50,14 +49,12 @@ def agent(
     verbose: bool,
 ) -> None:
     """Register this host's healthy tasks and route every namespace through HAProxy."""
+    from paasport.cli.up import setup_logging
     from paasport.config.system import load_system_config
     from paasport.discovery.wiring import build_agent
     from paasport.engine.factory import engine_for
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(verbose)  # the same lines as `up`, without kazoo's per-retry chatter
     system = load_system_config(config_file, soa_dir=soa_dir, state_dir=state_dir)
     engine = engine_for(system.local)
     runner = build_agent(system, engine, interval=interval)

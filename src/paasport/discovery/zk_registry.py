@@ -42,6 +42,11 @@ class ZookeeperRegistry:
             raise RegistryUnavailable(
                 "the zookeeper registry needs kazoo: pip install 'paasport[zookeeper]'"
             ) from err
+        # kazoo logs every reconnect attempt; a process that set up no logging (status,
+        # mesh-status) would print them through logging's last-resort handler before its one
+        # line of error: give kazoo a handler of its own (configured root handlers still see it)
+        if not logging.getLogger("kazoo").handlers:
+            logging.getLogger("kazoo").addHandler(logging.NullHandler())
         self.hosts = hosts
         self.path = path.rstrip("/") or "/paasport"
         self.sessions_lost = 0
