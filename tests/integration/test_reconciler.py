@@ -278,8 +278,8 @@ def test_a_task_that_keeps_failing_its_health_check_is_replaced(world: World) ->
     )
     assert len(world.hashes()) == 1  # replaced inside the same app version, no bounce
     assert world.events is not None
-    failed = world.events.query(service="web", instance="main", kinds=["crash"])
-    assert any("health checks in a row" in e.message for e in failed), failed
+    failed = world.events.query(service="web", instance="main", kinds=["unhealthy"])
+    assert any("health check(s) in a row; replacing it" in e.message for e in failed), failed
 
 
 def test_stop_then_start(world: World) -> None:

@@ -30,7 +30,7 @@ class Event:
 
     time: float
     level: Level
-    kind: str  # "bounce", "deploy", "crash", "oom", "check", "alert", "reconcile", ...
+    kind: str  # "bounce", "deploy", "crash", "oom", "unhealthy", "check", "alert", ...
     service: str | None = None
     instance: str | None = None
     cluster: str | None = None

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
 from paasport.bounce.actions import (
     Action,
@@ -264,6 +264,11 @@ def _is_corpse_of(task: Task, desired: AppSpec | None) -> bool:
     )
 
 
+def _is_liveness_kill(action: Action) -> TypeGuard[KillTask]:
+    """A running task replaced because it failed its health checks (not a corpse)."""
+    return isinstance(action, KillTask) and action.reason == FAILED_HEALTH_REASON
+
+
 def _apply_crash_backoff(
     actions: tuple[Action, ...],
     desired: AppSpec | None,
@@ -274,12 +279,14 @@ def _apply_crash_backoff(
     settings: ReconcilerSettings,
     now: float,
 ) -> tuple[tuple[Action, ...], float | None]:
-    """Record each dead task of the desired version once, and hold its replacement back
-    (keeping the corpse, so status can show its exit code) until the crash backoff allows it."""
+    """Record each dead (or health-failed) task of the desired version once, and hold its
+    replacement back (keeping the corpse, so status can show its exit code) until the crash
+    backoff allows it."""
     corpses = [
         a.task for a in actions if isinstance(a, KillTask) and _is_corpse_of(a.task, desired)
     ]
-    if not corpses or config is None:
+    failed = [a.task for a in actions if _is_liveness_kill(a)]
+    if (not corpses and not failed) or config is None:
         return actions, None
     ctx = _Context(
         config.service,
@@ -321,13 +328,29 @@ def _apply_crash_backoff(
                 f"task {task.name or task.task_id} exited with code {task.exit_code}{tail}{loop}",
                 data,
             )
+    for task in failed:
+        if task.task_id in memory.seen_corpses:
+            continue
+        memory.seen_corpses.add(task.task_id)
+        limit = config.healthcheck.max_consecutive_failures
+        loop = f" ({decision.restarts} replacements lately)" if decision.crash_loop else ""
+        ctx.event(
+            "warning",
+            "unhealthy",
+            f"task {task.name or task.task_id} failed {limit} health check(s) in a row; "
+            f"replacing it{loop}",
+            {"task": task.name or task.task_id, "restarts": decision.restarts},
+        )
     if decision.may_start:
         memory.crash_times = list(record_restart(memory.crash_times, now))
         return actions, None
+    # Held back: the corpse (status shows its exit code) or the failing task (out of rotation
+    # already) stays until the backoff allows its replacement, like Kubernetes' CrashLoopBackOff.
     held = tuple(
         a
         for a in actions
         if not (isinstance(a, KillTask) and _is_corpse_of(a.task, desired))
+        and not _is_liveness_kill(a)
         and not isinstance(a, ScaleAppVersion)
     )
     return held, max(decision.next_start_at - now, 0.1)
@@ -379,15 +402,6 @@ def _perform(
             task = action.task
             grace = 0.0 if task.state in DEAD_STATES else ctx.settings.kill_grace_seconds
             stops.append((action, task, grace))
-            if action.reason == FAILED_HEALTH_REASON and ctx.config is not None:
-                limit = ctx.config.healthcheck.max_consecutive_failures
-                ctx.event(
-                    "warning",
-                    "crash",
-                    f"task {task.name or task.task_id} failed {limit} health checks in a row; "
-                    "replacing it",
-                    {"task": task.name or task.task_id, "reason": action.reason},
-                )
     # Every task being drained (this step or earlier) is stopped once its drain is done.
     killing = {t.task_id for _, t, _ in stops}
     timeout = (
