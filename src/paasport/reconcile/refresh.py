@@ -68,4 +68,6 @@ class DeploymentsRefresher:
                     log.info("%s: deployments.json regenerated from new git tags", service)
             except PaasportError as err:
                 log.warning("refreshing deployments: %s", err)
+            except Exception:  # a bug must not end the loop: tags would never be read again
+                log.exception("refreshing deployments failed; retrying in %.0f s", self.interval)
             stop.wait(self.interval)
