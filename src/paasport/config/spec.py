@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -55,17 +56,17 @@ def field_name(path: IssuePath) -> str:
     return out
 
 
-class Spec:
+class Spec(ABC):
     """One value's rule. ``check`` appends issues and returns the normalized value."""
 
     expected = "a value"
     description = ""
 
-    def check(self, value: object, path: IssuePath, out: list[Issue]) -> object:
-        raise NotImplementedError
+    @abstractmethod
+    def check(self, value: object, path: IssuePath, out: list[Issue]) -> object: ...
 
-    def schema(self) -> dict[str, object]:
-        raise NotImplementedError
+    @abstractmethod
+    def schema(self) -> dict[str, object]: ...
 
     def fail(self, value: object, path: IssuePath, out: list[Issue]) -> None:
         out.append(Issue(path, f"expected {self.expected}, found {describe(value)}"))
