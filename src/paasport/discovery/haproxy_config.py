@@ -229,6 +229,11 @@ def _listen_block(ns: Namespace, binds: Sequence[str], slots: Sequence[Slot]) ->
         f"    timeout client {ns.timeout_client_ms or DEFAULT_CLIENT_TIMEOUT_MS}ms",
         f"    timeout check {int(ns.healthcheck_timeout_s * 1000)}ms",
     ]
+    if ns.mode == "http":
+        # On a reload the old process keeps idle keep-alive connections until their next request
+        # and answers it with "Connection: close", instead of closing them under a client that
+        # may be sending on them right then (a lost request).
+        lines.append("    option idle-close-on-response")
     if ns.healthcheck_mode == "http":
         send = f"    http-check send meth GET uri {ns.healthcheck_uri}"
         for key, value in sorted(ns.extra_healthcheck_headers.items()):
