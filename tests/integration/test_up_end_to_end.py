@@ -10,7 +10,6 @@ its state_dir (by the pid in its pidfile) and removes its containers and image.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import shutil
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from discovery_support import free_port, get
 
 PAASPORT = [sys.executable, "-m", "paasport"]
 SERVICE = "e2eweb"
@@ -47,22 +48,6 @@ def free_proxy_port() -> int:
                 continue
             return port
     raise RuntimeError("no free port in 19000-21000")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get(port: int, path: str = "/", timeout: float = 2.0) -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode(errors="replace")
-    finally:
-        conn.close()
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float, log: Path) -> Any:
