@@ -67,7 +67,9 @@ def tree(tmp_path: Path) -> tuple[Path, Path, str]:
 
 @pytest.fixture
 def cli(tree: tuple[Path, Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
-    return Cli(tree[0], tmp_path / "no-such-paasport.yaml", capsys)
+    config = tmp_path / "paasport.yaml"  # the one-host defaults, written out
+    config.write_text("local_cluster: local\nclusters:\n  local:\n    engine: docker\n")
+    return Cli(tree[0], config, capsys)
 
 
 def test_deploy_workflow_through_the_cli(tree: tuple[Path, Path, str], cli: Cli) -> None:

@@ -108,3 +108,31 @@ def test_events_reads_the_given_state_dir(
         cli_main.main(args)
     assert exc.value.code == 0
     assert f"{state / 'events.sqlite'} does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("how", "exit_code"),
+    [
+        pytest.param("flag", 2, id="a typed --config must exist"),
+        pytest.param("env", 0, id="PAASPORT_CONFIG may be missing: defaults"),
+    ],
+)
+def test_a_missing_config_file(
+    how: str,
+    exit_code: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    missing = tmp_path / "typo.yaml"
+    args = ["list-clusters", "--soa-dir", str(tmp_path)]
+    if how == "flag":
+        args += ["--config", str(missing)]
+    else:
+        monkeypatch.setenv("PAASPORT_CONFIG", str(missing))
+    with pytest.raises(SystemExit) as exc:
+        cli_main.main(args)
+    assert exc.value.code == exit_code
+    err = capsys.readouterr().err
+    if exit_code:
+        assert f"{missing} does not exist (`paasport up` writes a default one" in err

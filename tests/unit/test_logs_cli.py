@@ -30,6 +30,6 @@ def test_logs(
     engine.create_app_version(SPEC, 1)
     engine.log_lines = {"T": lines}
     monkeypatch.setattr("paasport.engine.factory.engine_for", lambda cluster: engine)
-    result = CliRunner().invoke(logs, ["-s", "web", "--config", str(tmp_path / "none.yaml")])
+    result = CliRunner().invoke(logs, ["-s", "web"])  # PAASPORT_CONFIG: none (tests/conftest)
     assert result.exit_code == 0, result.output
     assert (result.stdout, result.stderr) == (stdout, stderr)

@@ -31,12 +31,36 @@ soa_dir_option: Callable[[F], F] = click.option(
     help="soa-configs directory [env PAASPORT_SOA_DIR; else the system config's soa_dir]",
 )
 
+
+def _explicit_config_exists(
+    ctx: click.Context, param: click.Parameter, value: Path | None
+) -> Path | None:
+    """A --config typed on the command line must exist (a typo must not mean "defaults");
+    ``up`` is the exception, it writes the default there. $PAASPORT_CONFIG or the default path
+    may be missing: then the built-in one-host defaults apply."""
+    source = ctx.get_parameter_source(param.name or "")
+    if (
+        value is not None
+        and source is click.core.ParameterSource.COMMANDLINE
+        and ctx.info_name != "up"
+        and not value.exists()
+    ):
+        raise click.BadParameter(
+            f"{value} does not exist (`paasport up` writes a default one; without --config "
+            "the one-host defaults apply)",
+            ctx=ctx,
+            param=param,
+        )
+    return value
+
+
 config_option: Callable[[F], F] = click.option(
     "--config",
     "config_file",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="PAASPORT_CONFIG",
     default=None,
+    callback=_explicit_config_exists,
     help="system config file [env PAASPORT_CONFIG; default /etc/paasport/paasport.yaml]",
 )
 
