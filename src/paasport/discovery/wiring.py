@@ -27,6 +27,11 @@ def haproxy_dir(system: SystemConfig) -> Path:
     return Path(system.state_dir).resolve() / "haproxy"  # HAProxy wants absolute socket paths
 
 
+def registry_file(system: SystemConfig) -> Path:
+    """The one-host registry's SQLite file."""
+    return Path(system.state_dir) / "registry.sqlite"
+
+
 def open_registry(system: SystemConfig) -> Registry:
     """The configured registry: SQLite under state_dir (default) or ZooKeeper."""
     d = system.discovery
@@ -36,7 +41,7 @@ def open_registry(system: SystemConfig) -> Registry:
         return ZookeeperRegistry(d.zookeeper_hosts, d.zookeeper_path)
     from paasport.discovery.sqlite_registry import SqliteRegistry
 
-    return SqliteRegistry(Path(system.state_dir) / "registry.sqlite")
+    return SqliteRegistry(registry_file(system))
 
 
 def proxy_for(system: SystemConfig) -> HAProxyProcess:
@@ -62,6 +67,10 @@ def read_proxy(system: SystemConfig) -> ProxyReading:
     except PaasportError as err:
         error = f"no proxy answer on {sock} (is `paasport up` or `agent` running?): {err}"
         stats = ()
+    sqlite_file = registry_file(system)
+    if system.discovery.registry == "sqlite" and not sqlite_file.exists():
+        # a read must not create the registry (nor its folder): nothing registered here yet
+        return ProxyReading(tuple(stats), (), error or f"no registry at {sqlite_file} yet")
     try:
         registry = open_registry(system)
         try:
