@@ -52,7 +52,7 @@ def _is_service_dir(path: Path) -> bool:
 class TreeWatcher:
     """Reports changed services of ``soa_dir``; coalesces bursts (editors write several times)."""
 
-    def __init__(self, soa_dir: Path, settle_seconds: float = 0.05) -> None:
+    def __init__(self, soa_dir: Path, settle_seconds: float = 0.01) -> None:
         self.soa_dir = soa_dir
         self.settle_seconds = settle_seconds
         self._fd: int | None = None
