@@ -23,6 +23,7 @@ from paasport.cli.options import (
     state_dir_option,
 )
 from paasport.engine.base import Engine
+from paasport.errors import UsageError
 from paasport.monitoring.monitor import HealthFn
 from paasport.types import AppVersion
 
@@ -41,6 +42,21 @@ def health_for(engine: Engine) -> HealthFn | None:
         return result
 
     return with_health
+
+
+def _check_listen(metrics_listen: str) -> None:
+    """A --metrics-listen that is not HOST:PORT is a usage error naming the flag."""
+    from paasport.monitoring.metrics import parse_listen
+
+    if not metrics_listen:
+        return
+    try:
+        parse_listen(metrics_listen)
+    except UsageError:
+        raise UsageError(
+            f"--metrics-listen {metrics_listen!r}: expected HOST:PORT (e.g. 127.0.0.1:9464, "
+            "or '' to not serve)"
+        ) from None
 
 
 @click.command("monitor")
@@ -72,6 +88,7 @@ def monitor(
     from paasport.monitoring.metrics import serve_metrics
     from paasport.monitoring.sources import build_monitor
 
+    _check_listen(metrics_listen)  # also with --once, which serves nothing: a typo must show
     system = settings_from(ctx)
     engine = engine_for(system.local)
     mon = build_monitor(system, engine=engine, with_health=health_for(engine), interval=interval)

@@ -1,6 +1,6 @@
 """``paasport wait-for-deployment``: block until every instance of a deploy group runs a commit.
 
-Polls ``reconcile.observe`` (one engine list call and live probes per round) and decides with
+Polls ``view.status.gather`` (one engine list call and live probes per round) and decides with
 ``instance_done``; draws a progress bar per instance; on timeout exits 1 naming each instance
 still waiting and why.
 """
@@ -22,7 +22,7 @@ from paasport.cli.options import (
 )
 from paasport.config.system import load_system_config
 from paasport.errors import NotFoundError, PaasportError, UsageError
-from paasport.reconcile.observe import InstanceView
+from paasport.view.observe import InstanceView
 
 
 def instance_done(view: InstanceView, commit: str) -> tuple[bool, str]:
@@ -71,7 +71,7 @@ def wait_for_deployment(
     """Wait until every instance of DEPLOY_GROUP runs COMMIT with all tasks healthy."""
     from rich.progress import BarColumn, Progress, TextColumn
 
-    from paasport.cli.status import gather, select_instances
+    from paasport.view.status import gather, select_instances
 
     if not deploy_group:
         raise UsageError("--deploy-group/-l is required")
