@@ -247,7 +247,8 @@ def deployments_from_refs(
         state: ControlState = control.state if control else "start"
         force_bounce = control.timestamp if control else None
         v1[f"{service}:paasta-{branch}"] = {
-            "docker_image": docker_image_ref(service, deployed.sha),
+            # PaaSTA's generator writes the same image, image version included, in v1 and v2.
+            "docker_image": docker_image_ref(service, deployed.sha, deployed.image_version),
             "desired_state": state,
             "force_bounce": force_bounce,
         }
