@@ -64,8 +64,9 @@ def test_mark_tags_the_commit_and_writes_deployments(repo: Path, soa: Path) -> N
         result = workflow.mark_for_deployment(target(soa, str(repo)), r, "prod", first[:7], now=NOW)
     assert result.tag == "paasta-prod-20240102T030405-deploy"
     assert result.sha == first
-    assert git(repo, "cat-file", "-t", result.tag) == "tag"  # annotated
-    assert git(repo, "rev-parse", f"{result.tag}^{{commit}}") == first
+    # Lightweight, as PaaSTA's own push writes them: the ref names the commit itself.
+    assert git(repo, "cat-file", "-t", result.tag) == "commit"
+    assert git(repo, "rev-parse", f"refs/tags/{result.tag}") == first
     state = read_deployments(soa, "web")
     assert state is not None
     got = state.state_for("local", "main", "prod")
@@ -136,9 +137,9 @@ def test_remote_url_is_tagged_without_a_clone(repo: Path, soa: Path, tmp_path: P
         one = workflow.mark_for_deployment(t, r, "prod", first, now=NOW)
         two = workflow.mark_for_deployment(t, r, "prod", second[:8], now=NOW)
         three = workflow.mark_for_deployment(t, r, "canary", "main", now=NOW)
-    assert git(bare, "cat-file", "-t", one.tag) == "tag"
-    assert git(bare, "rev-parse", f"{one.tag}^{{commit}}") == first
-    assert git(bare, "rev-parse", f"{two.tag}^{{commit}}") == second
+    assert git(bare, "cat-file", "-t", one.tag) == "commit"
+    assert git(bare, "rev-parse", f"refs/tags/{one.tag}") == first
+    assert git(bare, "rev-parse", f"refs/tags/{two.tag}") == second
     assert two.tag > one.tag and three.sha == second
     doc = json.loads((soa / "web" / "deployments.json").read_text())
     assert doc["v2"]["deployments"]["prod"]["git_sha"] == second
@@ -210,7 +211,14 @@ def test_rollback_and_history(repo: Path, soa: Path) -> None:
         ("deploy", "prod", a),
     ]
     assert len(everything) == 6 and everything[1].target == "canary"
-    assert all(e.tagger and "@" in e.tagger for e in everything)
+    assert all(e.tagger is None for e in everything)  # lightweight: the event log says who
+    # PaaSTA's marker on the sha each rollback left
+    assert [t for t in tags_of(repo) if t.endswith("-rollback")] == [
+        "paasta-canary-20240102T030705-rollback",
+        "paasta-prod-20240102T030605-rollback",
+    ]
+    assert git(repo, "rev-parse", "refs/tags/paasta-prod-20240102T030605-rollback") == b
+    assert git(repo, "rev-parse", "refs/tags/paasta-canary-20240102T030705-rollback") == never
     assert prod[0].as_json()["time"] == "2024-01-02T03:07:25+00:00"
 
 
@@ -259,3 +267,17 @@ def test_mark_with_an_image_version(repo: Path, soa: Path) -> None:
     assert got is not None and got.image_version == "rebuild1"
     assert got.docker_image == f"services-web:paasta-{sha}-rebuild1"
     assert len(tags_of(repo)) == 2
+
+
+def test_git_allow_protocol_is_set_whatever_the_caller_allows(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commit(repo, "a")
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("GIT_ALLOW_PROTOCOL", "ext:file")  # the caller's env would allow ext::
+    with GitRepo(str(repo)) as r:
+        assert r.ls_remote() == {}  # a plain repo still works
+        r.url = f"ext::sh -c touch% {marker}"  # past check_git_url: git itself must refuse
+        with pytest.raises(GitError, match="cannot read refs"):
+            r.ls_remote()
+    assert not marker.exists()
