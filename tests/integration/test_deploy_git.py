@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from paasport.deploy import workflow
+from paasport.deploy import tags, workflow
 from paasport.deploy.deployments import read_deployments
 from paasport.deploy.git import GitRepo
 from paasport.errors import GitError, NotFoundError, PermanentError, UsageError
@@ -281,3 +283,44 @@ def test_git_allow_protocol_is_set_whatever_the_caller_allows(
         with pytest.raises(GitError, match="cannot read refs"):
             r.ls_remote()
     assert not marker.exists()
+
+
+def test_concurrent_marks_stay_in_the_present_and_the_newest_wins(
+    repo: Path, soa: Path
+) -> None:
+    shas = [commit(repo, f"c{i}") for i in range(6)]
+    results: dict[int, tuple[str, float]] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(shas))
+
+    def mark(i: int) -> None:
+        try:
+            start.wait(timeout=10)
+            with GitRepo(str(repo)) as r:
+                res = workflow.mark_for_deployment(
+                    target(soa, str(repo)), r, "prod", shas[i], now=time.time()
+                )
+            results[i] = (res.tag, time.time())
+        except BaseException as err:  # reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=mark, args=(i,)) for i in range(len(shas))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads) and errors == []
+    made = sorted(tag for tag, _ in results.values())
+    assert len(set(made)) == len(shas) and sorted(tags_of(repo)) == made
+    for tag, returned in results.values():
+        stamp = tags.parse_deploy_tag(tags.TAG_PREFIX + tag, "")
+        assert stamp is not None
+        # never in the future: another tool tagging "now" cannot collide with these
+        assert tags.parse_timestamp(stamp.timestamp).timestamp() <= returned + 1.0
+    newest_sha = git(repo, "rev-parse", f"refs/tags/{made[-1]}")
+    with GitRepo(str(repo)) as r:
+        workflow.generate(target(soa, str(repo)), r)
+    state = read_deployments(soa, "web")
+    assert state is not None
+    got = state.state_for("local", "main", "prod")
+    assert got is not None and got.git_sha == newest_sha
