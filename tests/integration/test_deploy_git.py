@@ -285,9 +285,7 @@ def test_git_allow_protocol_is_set_whatever_the_caller_allows(
     assert not marker.exists()
 
 
-def test_concurrent_marks_stay_in_the_present_and_the_newest_wins(
-    repo: Path, soa: Path
-) -> None:
+def test_concurrent_marks_stay_in_the_present_and_the_newest_wins(repo: Path, soa: Path) -> None:
     shas = [commit(repo, f"c{i}") for i in range(6)]
     results: dict[int, tuple[str, float]] = {}
     errors: list[BaseException] = []
