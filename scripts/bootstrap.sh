@@ -37,6 +37,19 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
     echo "$want" >"$stamp"
 fi
 
+# PaaSTA's own code, for the interop test (tests/integration/test_paasta_interop.py) only: its
+# generator imports ~50 distributions (kubernetes, boto3, ...) through paasta_tools.cli.utils,
+# so it gets a venv of its own instead of paasport's dev extras. dulwich<0.22: newer dulwich
+# calls determine_wants(refs, depth), which paasta_tools.remote_git.list_remote_refs rejects.
+PAASTA_PINS="paasta-tools==1.64.0 dulwich<0.22"
+if [ ! -x .venv-paasta/bin/python ] || [ "$(cat .venv-paasta/.pins 2>/dev/null)" != "$PAASTA_PINS" ]; then
+    log "creating .venv-paasta with $PAASTA_PINS (PaaSTA interop test)"
+    [ -x .venv-paasta/bin/python ] || "$PY" -m venv .venv-paasta
+    # shellcheck disable=SC2086  # the pins are words
+    .venv-paasta/bin/pip install -q $PAASTA_PINS 2>&1 | { grep -v "^WARNING: Location" || true; } >&2
+    echo "$PAASTA_PINS" >.venv-paasta/.pins
+fi
+
 # A Docker engine: use the running one, else start dockerd in the background.
 if ! docker info >/dev/null 2>&1; then
     log "starting dockerd (log: $RUN_DIR/dockerd.log)"
