@@ -179,7 +179,7 @@ class World:
         if len(hashes) != 1 or next(iter(hashes.values())) != 3:
             return False
         ports = {
-            f"127.0.0.1:{t.port}"
+            f"{t.host}:{t.port}"
             for av in self.engine.list_app_versions("web", "main")
             for t in av.tasks
             if t.state == "running"
