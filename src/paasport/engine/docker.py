@@ -76,6 +76,33 @@ def _unix_socket_path(base_url: str | None) -> str | None:
     return None
 
 
+def _close_failed_unix_connects() -> None:
+    """Make the SDK close a unix socket whose connect() failed (it leaks it otherwise).
+
+    While dockerd is down every call fails there; deployd lists the engine twice a second, so
+    a restart of the daemon would otherwise leak descriptors for as long as it is away.
+    """
+    from docker.transport import unixconn
+
+    if getattr(unixconn.UnixHTTPConnection.connect, "_paasport", False):
+        return
+
+    def connect(self: Any) -> None:
+        import socket
+
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self.unix_socket)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+    connect._paasport = True  # type: ignore[attr-defined]
+    unixconn.UnixHTTPConnection.connect = connect
+
+
 def _random_suffix() -> str:
     return "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(6))
 
@@ -124,6 +151,7 @@ class DockerEngine:
             if self._api_client is None:
                 import docker
 
+                _close_failed_unix_connects()
                 socket_path = _unix_socket_path(self.base_url or os.environ.get("DOCKER_HOST"))
                 if socket_path is not None:
                     self._check_socket(socket_path)
