@@ -175,15 +175,24 @@ class World:
         self.engine.close()
 
 
-@pytest.fixture
-def daemon(busybox_image: str) -> Iterator[PrivateDockerd]:
-    d = PrivateDockerd(live_restore=True)
+def private_daemon(image: str, live_restore: bool) -> Iterator[PrivateDockerd]:
+    d = PrivateDockerd(live_restore=live_restore)
     try:
         d.start()
-        d.load_image(busybox_image)
+        d.load_image(image)
         yield d
     finally:
         d.close()
+
+
+@pytest.fixture
+def daemon(busybox_image: str) -> Iterator[PrivateDockerd]:
+    yield from private_daemon(busybox_image, live_restore=True)
+
+
+@pytest.fixture
+def daemon_without_live_restore(busybox_image: str) -> Iterator[PrivateDockerd]:
+    yield from private_daemon(busybox_image, live_restore=False)
 
 
 @pytest.mark.timeout(120)
@@ -221,4 +230,34 @@ def test_dockerd_restart_loses_no_request(
         load.stop.set()
         if loader.ident is not None:
             loader.join(timeout=10)
+        world.close()
+
+
+@pytest.mark.timeout(120)
+def test_tasks_a_daemon_without_live_restore_stopped_are_no_crashes(
+    daemon_without_live_restore: PrivateDockerd, busybox_image: str, tmp_dir: Path
+) -> None:
+    """Someone else's dockerd (live-restore off) stops every task when it stops: paasport
+    replaces them at once, records no crash (status, crash-loop check and backoff read
+    those) and leaves no exited container behind."""
+    daemon = daemon_without_live_restore
+    world = World(tmp_dir, daemon, busybox_image)
+    try:
+        world.start()
+        wait_until("3 healthy tasks behind the proxy", world.converged)
+        before = set(world.running())
+
+        daemon.stop(signal.SIGTERM)
+        daemon.start()
+        wait_until(
+            "3 new tasks behind the proxy",
+            lambda: world.converged() and not set(world.running()) & before,
+        )
+
+        events = world.events.query(service="web")
+        assert [e.message for e in events if e.kind in ("crash", "oom")] == []
+        listed = [t for av in world.engine.list_app_versions() for t in av.tasks]
+        assert {t.state for t in listed} == {"running"}
+        assert len(daemon.cli("ps", "-aq").stdout.split()) == 3
+    finally:
         world.close()

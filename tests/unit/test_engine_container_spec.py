@@ -458,3 +458,40 @@ def test_task_address_survives_the_daemon(
     s = summary("c1", state=state, net=net, ports=[] if state == "exited" else PUBLISHED)
     task = cs.task_from_container({**s, **extra})
     assert (task.host, task.port) == address
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2023-11-14T22:13:20.25Z", 1700000000.25),
+        ("2023-11-14T22:13:20Z", 1700000000.0),
+        ("2023-11-14T23:13:20.5+01:00", 1700000000.5),
+        ("0001-01-01T00:00:00Z", None),
+        ("", None),
+        (None, None),
+        ("garbage", None),
+    ],
+)
+def test_docker_time(text: object, expected: float | None) -> None:
+    got = cs.docker_time(text)
+    assert got == expected if expected is None or got is None else abs(got - expected) < 1e-6
+
+
+OUTAGE = [(1000.0, 1015.0)]
+
+
+@pytest.mark.parametrize(
+    ("finished_at", "outages", "expected"),
+    [
+        (1000.5, OUTAGE, True),  # stopped by the daemon's shutdown (no live-restore)
+        (1015.4, OUTAGE, True),  # killed by the daemon's restore, just before it answered
+        (999.0, OUTAGE, False),  # crashed before the engine went away
+        (1030.0, OUTAGE, False),  # crashed after it came back: a crash
+        (None, OUTAGE, False),
+        (1005.0, [], False),
+    ],
+)
+def test_exited_during_outage(
+    finished_at: float | None, outages: list[tuple[float, float]], expected: bool
+) -> None:
+    assert cs.exited_during_outage(finished_at, outages) is expected

@@ -109,6 +109,7 @@ class ExitDetails:
     exit_code: int | None
     oom_killed: bool
     restarts: int = 0
+    finished_at: float | None = None  # State.FinishedAt as a Unix time (None: unknown)
 
 
 def docker_name_part(value: str) -> str:
@@ -410,6 +411,30 @@ def normalize_timestamp(text: str) -> str:
         moment = datetime.fromisoformat(f"{base}{zone}").astimezone(UTC)
         base = moment.strftime("%Y-%m-%dT%H:%M:%S")
     return f"{base}.{fraction}Z"
+
+
+def docker_time(text: object) -> float | None:
+    """Docker's RFC3339Nano time (``State.FinishedAt``) as a Unix time; None for its zero time."""
+    if not isinstance(text, str) or text.startswith("0001-"):
+        return None
+    stamp = normalize_timestamp(text)
+    if not stamp.endswith("Z") or len(stamp) != 30:
+        return None
+    whole = datetime.fromisoformat(stamp[:19]).replace(tzinfo=UTC).timestamp()
+    return whole + int(stamp[20:29]) / 1e9
+
+
+def exited_during_outage(
+    finished_at: float | None, outages: Sequence[tuple[float, float]], margin: float = 1.0
+) -> bool:
+    """Whether a task finished while the engine was away (last answer before .. first after).
+
+    Such exits are the daemon's doing (a dockerd without live-restore stops every container
+    when it stops, or when it starts again after a SIGKILL), not the service's crashes.
+    """
+    if finished_at is None:
+        return False
+    return any(start <= finished_at <= end + margin for start, end in outages)
 
 
 def split_log_line(line: str) -> tuple[str, str]:
