@@ -27,12 +27,12 @@ from paasport.reconcile.reconciler import ReconcilerSettings
 from paasport.reconcile.refresh import targets
 
 
-def answers(port: int | None, timeout: float = 0.5) -> bool:
-    """Whether 127.0.0.1:``port`` answers ``GET /status`` with 200."""
+def answers(port: int | None, timeout: float = 0.5, host: str = "127.0.0.1") -> bool:
+    """Whether ``host``:``port`` (a task's Task.host/Task.port) answers ``GET /status`` with 200."""
     if port is None:
         return False
     try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
         conn.request("GET", "/status")
         ok = conn.getresponse().status == 200
         conn.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -140,8 +141,8 @@ class World:
         versions = self.live()
         old = [t for av in versions if av.config_hash in old_hashes for t in av.tasks]
         new = [t for av in versions if av.config_hash not in old_hashes for t in av.tasks]
-        new_serving = sum(1 for t in new if answers(t.port))
-        serving = new_serving + sum(1 for t in old if answers(t.port))
+        new_serving = sum(1 for t in new if answers(t.port, host=t.host))
+        serving = new_serving + sum(1 for t in old if answers(t.port, host=t.host))
         return Sample(
             len(old), len(new), new_serving, serving, len([v for v in versions if v.tasks])
         )
@@ -162,7 +163,7 @@ class World:
             len(all_versions) == 1
             and len(tasks) == n
             and len(all_versions[0].tasks) == n
-            and all(answers(t.port) for t in tasks)
+            and all(answers(t.port, host=t.host) for t in tasks)
         )
 
     def cli(self, verb: str, *args: str) -> list[str]:
@@ -217,7 +218,7 @@ def test_a_three_task_service_deploys_and_serves(world: World) -> None:
     assert len(world.versions()) == 1
     av = world.versions()[0]
     assert {t.cluster for t in av.tasks} == {world.cluster}
-    assert len({t.port for t in av.tasks}) == 3
+    assert len({(t.host, t.port) for t in av.tasks}) == 3
 
 
 def test_crossover_bounce_never_drops_below_the_margin(world: World) -> None:
@@ -378,7 +379,9 @@ def test_status_says_why_an_instance_is_not_healthy(world: World) -> None:
     world.wait_for(
         "main and broken to serve",
         lambda: all(
-            answers(t.port) for av in world.engine.list_app_versions("web") for t in av.tasks
+            answers(t.port, host=t.host)
+            for av in world.engine.list_app_versions("web")
+            for t in av.tasks
         ),
     )
     args = world.cli("status", "-s", "web")
@@ -396,4 +399,4 @@ def test_status_says_why_an_instance_is_not_healthy(world: World) -> None:
     human = subprocess.run([*args, "-v"], capture_output=True, text=True, check=False)
     assert human.returncode == 1
     assert "why: health check failing" in human.stdout
-    assert "127.0.0.1:" in human.stdout  # -v lists tasks with host:port
+    assert re.search(r"\b\d+\.\d+\.\d+\.\d+:8888\b", human.stdout)  # -v: tasks as host:port
