@@ -25,7 +25,7 @@ from paasport.cli.options import (
     settings_from,
     soa_dir_option,
 )
-from paasport.config.system import SystemConfig
+from paasport.config.system import SystemConfig, effective_registry
 from paasport.config.tree import SoaTree, load_tree
 from paasport.deploy import tags, workflow
 from paasport.deploy.git import GitRepo, resolve_git_url
@@ -77,7 +77,7 @@ def _target(
 
 
 def _registry(system: SystemConfig, tree: SoaTree, service: str) -> str | None:
-    return tree.services[service].docker_registry or system.docker_registry
+    return effective_registry(tree.services[service], system)
 
 
 def _who() -> str:
