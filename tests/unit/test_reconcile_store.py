@@ -124,3 +124,24 @@ def test_a_second_reconciler_on_the_same_state_dir_refuses(tmp_path: Path) -> No
     finally:
         first.release()
     acquire_reconciler_lock(tmp_path, "local").release()  # free again once released
+
+
+def test_a_second_deployd_gets_one_line_naming_the_pid(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    soa, state = tmp_path / "soa", tmp_path / "state"
+    soa.mkdir()
+    held = acquire_reconciler_lock(state, "local")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "paasport", "deployd", "--soa-dir", str(soa),
+             "--state-dir", str(state)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        held.release()
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"PID {os.getpid()}" in lines[0], done.stderr
