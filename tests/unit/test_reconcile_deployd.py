@@ -198,13 +198,14 @@ def test_a_failing_watcher_is_rebuilt_and_changes_still_count(tmp_path: Path) ->
     """A watcher error once ended the watch thread silently: no config change or deploy was
     noticed again until deployd restarted."""
     deployd, _ = _world(tmp_path, 2)
-    deployd.settings = DeploydSettings(sweep_seconds=0.0)
-    stop = deployd._stop = threading.Event()
+    deployd.store.subscribe(deployd._enqueue)
+    deployd.store.retry_seconds = 0.0
+    stop = threading.Event()
     first = _Watcher([OSError("inotify read failed")], stop)
     second = _Watcher([[Change("svc", only_deployments=True)]], stop)
     watchers = [first, second]
-    deployd.watcher_factory = lambda soa_dir: watchers.pop(0)
-    deployd._watch_loop()
+    deployd.store.watcher_factory = lambda soa_dir: watchers.pop(0)
+    deployd.store.run_watcher(stop)
     assert first.closed and second.closed and not watchers
     keys = set()
     while (key := deployd.queue.get(stop=threading.Event(), timeout=0)) is not None:

@@ -1,6 +1,7 @@
 """``paasport agent``: run this host's discovery agent (health checks, registry, HAProxy).
 
-``paasport up`` runs the same Agent in a thread; this verb runs it alone in the foreground.
+``paasport up`` runs the same Agent in a thread; this verb runs it alone in the foreground, built
+by ``paasport.platform`` (with its own desired-state store).
 HAProxy keeps running when the agent stops (traffic flows across agent restarts) unless
 ``--stop-proxy`` is given.
 """
@@ -51,16 +52,19 @@ def agent(
     """Register this host's healthy tasks and route every namespace through HAProxy."""
     from paasport.cli.up import setup_logging
     from paasport.config.system import load_system_config
-    from paasport.discovery.wiring import build_agent
-    from paasport.engine.factory import engine_for
+    from paasport.platform.build import build_platform
 
     setup_logging(verbose)  # the same lines as `up`, without kazoo's per-retry chatter
     system = load_system_config(config_file, soa_dir=soa_dir, state_dir=state_dir)
-    engine = engine_for(system.local)
-    runner = build_agent(system, engine, interval=interval)
+    platform = build_platform(system, agent=True, agent_interval=interval, probe_engine=False)
+    runner = platform.agent
+    if runner is None:
+        raise click.ClickException("discovery is not available on this host")
+    if stop_proxy:
+        platform.closers.append(lambda: runner.close(stop_proxy=True))
     if once:
         report = runner.run_once()
-        runner.close(stop_proxy=stop_proxy)
+        platform.close()
         click.echo(
             f"{report.tasks} tasks, +{report.registered} -{report.deregistered}, "
             f"version {report.version}, reloaded {report.reloaded}"
@@ -80,6 +84,8 @@ def agent(
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
     try:
+        platform.store.start(stop)
         runner.run_forever(stop)
     finally:
-        runner.close(stop_proxy=stop_proxy)
+        stop.set()
+        platform.close()

@@ -27,7 +27,7 @@ from paasport.cli.options import (
     soa_dir_option,
     state_dir_option,
 )
-from paasport.config.system import SystemConfig
+from paasport.config.system import SystemConfig, effective_registry
 from paasport.config.tree import SoaTree, load_tree
 from paasport.deploy import tags, workflow
 from paasport.deploy.git import GitRepo, check_git_url, git_user_name, resolve_git_url
@@ -86,7 +86,7 @@ def _target(
 
 
 def _registry(system: SystemConfig, tree: SoaTree, service: str) -> str | None:
-    return tree.services[service].docker_registry or system.docker_registry
+    return effective_registry(tree.services[service], system)
 
 
 def _who() -> str:

@@ -1,7 +1,7 @@
 """``paasport monitor``: the checks loop of this host's cluster, with /metrics served.
 
-Builds the Monitor through ``monitoring.sources.build_monitor`` (``paasport up`` runs the same one
-in a thread); ``--once`` runs one pass and prints the check results.
+Builds the Monitor through ``paasport.platform.build_platform`` (``paasport up`` runs the same one
+in a thread, on the same desired-state store); ``--once`` runs one pass and prints the results.
 """
 
 from __future__ import annotations
@@ -84,18 +84,19 @@ def monitor(
     as_json: bool,
 ) -> None:
     """Run the monitoring checks of this host's cluster and send alerts to the configured sinks."""
-    from paasport.engine.factory import engine_for
     from paasport.monitoring.metrics import serve_metrics
-    from paasport.monitoring.sources import build_monitor
+    from paasport.platform.build import build_platform
 
     _check_listen(metrics_listen)  # also with --once, which serves nothing: a typo must show
     system = settings_from(ctx)
-    engine = engine_for(system.local)
-    mon = build_monitor(system, engine=engine, with_health=health_for(engine), interval=interval)
+    platform = build_platform(system, monitor=True, monitor_interval=interval, probe_engine=False)
+    mon = platform.monitor
     if once:
-        report = mon.run_once()
-        mon.wait_sinks(30)
-        mon.close()
+        try:
+            report = mon.run_once()
+            mon.wait_sinks(30)
+        finally:
+            platform.close()
         rows = [
             {"check": r.check, "service": r.service, "instance": r.instance, "status": r.status,
              "message": r.message}
@@ -121,10 +122,12 @@ def monitor(
     )
     stop = threading.Event()
     try:
+        platform.store.start(stop)
         mon.run_forever(stop)
     except KeyboardInterrupt:
         stop.set()
     finally:
-        mon.close()
+        stop.set()
+        platform.close()
         if server is not None:
             server.close()

@@ -215,5 +215,5 @@ def load_system_config(
 
 
 def effective_registry(service: ServiceConfig | None, system: SystemConfig) -> str | None:
-    """The registry a service's images live in: service.yaml's docker_registry, else the system's."""  # noqa: E501
+    """The registry of a service's images: service.yaml's docker_registry, else the system's."""
     return (service.docker_registry if service is not None else None) or system.docker_registry
