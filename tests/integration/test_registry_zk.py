@@ -133,7 +133,7 @@ def test_zookeeper_outage_keeps_routing_to_last_known_backends(
             engine.tasks = [task_for(a), task_for(b)]
             agent = _agent(engine, reg, proxy, proxy_port)
             assert wait_for(lambda: agent.run_once() and len(reg.backends()) == 2)
-            thread = threading.Thread(target=agent.run_forever, args=(stop,))
+            thread = threading.Thread(target=agent.run_forever, args=(stop,), daemon=True)
             thread.start()
             with Load(proxy_port) as load:
                 wait_for(lambda: load.ok > 20)
@@ -153,13 +153,14 @@ def test_zookeeper_outage_keeps_routing_to_last_known_backends(
 
                 assert wait_for(back, timeout=20)
             stop.set()
-            thread.join()
+            thread.join(timeout=15)
+            assert not thread.is_alive(), "the agent did not stop within 15 s"
         assert load.failures == []
         assert during > 100 and set(load.seen) == {"a", "b"}
     finally:
         stop.set()
         if thread is not None:
-            thread.join()  # before stopping the proxy, or a last pass would start it again
+            thread.join(timeout=15)  # before stopping the proxy, or a last pass starts it again
         proxy.stop()
         reg.close()
         relay.close()
