@@ -18,7 +18,7 @@ from paasport.monitoring.events import EventLog, events_path
 
 def git(repo: Path, *args: str) -> str:
     out = subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, timeout=120
     )
     return out.stdout.strip()
 
@@ -51,7 +51,7 @@ class Cli:
 def tree(tmp_path: Path) -> tuple[Path, Path, str]:
     service = f"t{uuid.uuid4().hex[:8]}"
     repo = tmp_path / "repos" / service
-    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True, timeout=120)
     svc = tmp_path / "soa" / service
     svc.mkdir(parents=True)
     (svc / "service.yaml").write_text(f"description: test\ngit_url: ../../repos/{service}\n")
@@ -255,9 +255,12 @@ def cooked_service(tree: tuple[Path, Path, str]) -> Iterator[str]:
         capture_output=True,
         text=True,
         check=True,
+        timeout=120,
     )
     for image_id in sorted(set(out.stdout.split())):
-        subprocess.run(["docker", "image", "rm", "-f", image_id], capture_output=True, check=False)
+        subprocess.run(
+            ["docker", "image", "rm", "-f", image_id], capture_output=True, check=False, timeout=120
+        )
 
 
 def test_cook_and_push_through_the_cli(

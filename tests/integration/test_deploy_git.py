@@ -20,7 +20,7 @@ NOW = 1704164645.0  # 2024-01-02T03:04:05Z
 
 def git(repo: Path, *args: str) -> str:
     out = subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, timeout=120
     )
     return out.stdout.strip()
 
@@ -35,7 +35,7 @@ def commit(repo: Path, name: str) -> str:
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     path = tmp_path / "repo"
-    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True, timeout=120)
     return path
 
 
@@ -132,7 +132,7 @@ def test_remote_url_is_tagged_without_a_clone(repo: Path, soa: Path, tmp_path: P
     first = commit(repo, "a")
     second = commit(repo, "b")
     bare = tmp_path / "remote.git"
-    subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True, timeout=120)
     url = f"file://{bare}"
     t = target(soa, url)
     with GitRepo(url) as r:

@@ -296,11 +296,13 @@ def test_logs_command_prints_each_line_with_its_task(
     config.write_text(cluster_config_text(engine.cluster))
     argv = [sys.executable, "-m", "paasport", "logs", "-s", "web_svc", "--config", str(config)]
 
-    text = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    text = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=120).stdout
     assert {line.split(" | ")[0] for line in text.splitlines()} == names
     assert all(line.split(" | ")[1].startswith("hello ") for line in text.splitlines())
 
-    out = subprocess.run([*argv, "--json"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [*argv, "--json"], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
     records = [json.loads(line) for line in out.splitlines()]
     assert {r["task"] for r in records} == names
     assert {r["stream"] for r in records} == {"stdout"}

@@ -250,7 +250,7 @@ def test_brutal_kills_old_tasks_without_waiting_for_new_ones(world: World) -> No
 def test_a_killed_task_is_replaced_and_recorded(world: World) -> None:
     world.deploy(instance_yaml())
     victim = world.versions()[0].tasks[0]
-    subprocess.run(["docker", "kill", victim.task_id], capture_output=True, check=True)
+    subprocess.run(["docker", "kill", victim.task_id], capture_output=True, check=True, timeout=120)
     world.wait_for(
         "a replacement",
         lambda: (
@@ -268,7 +268,10 @@ def test_a_task_that_keeps_failing_its_health_check_is_replaced(world: World) ->
     victim = world.versions()[0].tasks[0]
     # the task keeps running but its /status is gone: only its health check can tell
     subprocess.run(
-        ["docker", "exec", victim.task_id, "rm", "/www/status"], capture_output=True, check=True
+        ["docker", "exec", victim.task_id, "rm", "/www/status"],
+        capture_output=True,
+        check=True,
+        timeout=120,
     )
     world.wait_for(
         "a replacement",
@@ -385,7 +388,9 @@ def test_status_says_why_an_instance_is_not_healthy(world: World) -> None:
         ),
     )
     args = world.cli("status", "-s", "web")
-    out = subprocess.run([*args, "--json"], capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [*args, "--json"], capture_output=True, text=True, check=False, timeout=120
+    )
     assert out.returncode == 1, out.stderr
     by_instance = {v["instance"]: v for v in json.loads(out.stdout)}
     assert by_instance["main"]["ok"], by_instance["main"]
@@ -396,7 +401,7 @@ def test_status_says_why_an_instance_is_not_healthy(world: World) -> None:
     assert "404" in by_instance["broken"]["why"]
     assert not by_instance["missing"]["ok"]
     assert "image paasport-test-nope:latest does not exist" in by_instance["missing"]["why"]
-    human = subprocess.run([*args, "-v"], capture_output=True, text=True, check=False)
+    human = subprocess.run([*args, "-v"], capture_output=True, text=True, check=False, timeout=120)
     assert human.returncode == 1
     assert "why: health check failing" in human.stdout
     assert re.search(r"\b\d+\.\d+\.\d+\.\d+:8888\b", human.stdout)  # -v: tasks as host:port

@@ -61,10 +61,13 @@ class DeploydSettings:
     reconciler: ReconcilerSettings = field(default_factory=ReconcilerSettings)
 
 
-def retry_delay(attempts: int, asked: float, cap: float) -> float:
+def retry_delay(attempts: int, asked: float, cap: float, backoff: bool = True) -> float:
     """Backoff after ``attempts`` temporary failures in a row: 1 s, 2 s, 4 s ... up to ``cap``
-    (or what the error asked for, within the cap). The exponent is bounded, so an instance that
-    fails for days never overflows the float (which would kill its worker thread)."""
+    (or what the error asked for, within the cap); without ``backoff`` (a registry outage) what
+    the error asked for every time. The exponent is bounded, so an instance that fails for days
+    never overflows the float (which would kill its worker thread)."""
+    if not backoff:
+        return min(cap, max(asked, 0.1))
     return min(cap, max(asked, 0.5 * 2.0 ** min(attempts, 32)))
 
 
@@ -302,8 +305,15 @@ class Deployd:
         except TemporaryError as err:
             with self._state_lock:
                 attempts = self._attempts[key] = self._attempts.get(key, 0) + 1
-            again = retry_delay(attempts, err.delay, self.settings.max_retry_seconds)
-            log.warning("%s.%s: %s (retry in %.1fs)", key[0], key[1], err, again)
+            again = retry_delay(attempts, err.delay, self.settings.max_retry_seconds, err.backoff)
+            quiet = not err.backoff and attempts % 60 != 1  # retried each second: log once a minute
+            log.log(
+                logging.DEBUG if quiet else logging.WARNING,
+                "%s.%s: %s (retry in %.1fs)",
+                *key,
+                err,
+                again,
+            )
         except PaasportError as err:
             again = self.settings.max_retry_seconds
             self._report(key, str(err))
