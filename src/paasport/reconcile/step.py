@@ -168,7 +168,7 @@ def next_step(
     replacing = bool(failed) or any(
         isinstance(a, (CreateAppVersion, ScaleAppVersion)) for a in actions
     )
-    if decision.may_start:
+    if decision.may_start or not replacing:  # nothing to hold back without a replacement
         history = memory.crash_times
         if replacing:
             history = record_restart(history, now, policy.backoff)
