@@ -397,3 +397,27 @@ def test_status_says_why_an_instance_is_not_healthy(world: World) -> None:
     assert human.returncode == 1
     assert "why: health check failing" in human.stdout
     assert "127.0.0.1:" in human.stdout  # -v lists tasks with host:port
+
+
+def test_a_task_that_always_exits_restarts_only_as_the_backoff_allows(world: World) -> None:
+    """instances: 1 whose task exits after 1 s: every task is dead, so the plan creates; the
+    backoff (1 s doubling: 1, 2, 4, 8 s) holds that create back, and corpses stay bounded."""
+    fields = json.loads(instance_yaml(instances=1, cmd="sleep 1; exit 3"))["main"]
+    del fields["healthcheck_mode"], fields["healthcheck_uri"]
+    world.write_service(json.dumps({"main": fields}))
+    world.start_deployd()
+    seen: set[str] = set()
+    most_exited = 0
+    deadline = time.monotonic() + 20.0
+    while time.monotonic() < deadline:
+        tasks = [t for av in world.versions() for t in av.tasks]
+        seen.update(t.task_id for t in tasks)
+        most_exited = max(most_exited, sum(1 for t in tasks if t.state in ("exited", "dead")))
+        time.sleep(0.2)
+    # restarted every ~1.5 s without the backoff (~13 tasks in 20 s); with it about 5
+    assert 3 <= len(seen) <= 7, len(seen)
+    assert most_exited <= 2, most_exited
+    assert world.events is not None
+    crashes = world.events.query(service="web", instance="main", kinds=["crash"])
+    assert crashes and all(e.data.get("exit_code") == 3 for e in crashes)
+    assert any(e.data.get("crash_loop") is not None for e in crashes)
