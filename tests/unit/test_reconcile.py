@@ -332,3 +332,19 @@ def test_an_instance_whose_every_task_dies_restarts_only_as_the_backoff_allows()
     # 2 s backoff doubling per restart (2, 4, 8, 16, 32, ...): a handful of restarts, not 60
     assert 4 <= len(starts) <= 8, starts
     assert all(later >= earlier for earlier, later in itertools.pairwise(gaps[1:])), gaps
+
+
+def test_a_crash_quotes_its_last_lines_with_secrets_redacted() -> None:
+    w = World()
+    config = cfg(env={"DATABASE_URL": "postgres://app:pw@db/app"})
+    w.converge(config, dep())
+    victim = w.engine.live()[0]
+    w.engine.log_lines[victim.task_id] = [
+        "DB_PASSWORD=hunter22",
+        "panic: cannot reach postgres://app:pw@db/app",
+    ]
+    w.engine.crash(victim.task_id, exit_code=1)
+    w.step(config, dep())
+    (crash,) = [e for e in w.events.events if e.kind == "crash"]
+    assert crash.data["last_lines"] == ["DB_PASSWORD=***", "panic: cannot reach ***"]
+    assert "hunter22" not in crash.message and "app:pw" not in crash.message

@@ -16,6 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from paasport.config.state_files import private_dir, private_file
 from paasport.errors import PermanentError, UsageError
 
 Level = Literal["debug", "info", "warning", "error", "critical"]
@@ -192,7 +193,7 @@ class EventLog:
         self.path = path
         self._lock = threading.Lock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(private_dir(path.parent) / path.name)
             self._conn = sqlite3.connect(
                 str(path), timeout=10.0, check_same_thread=False, isolation_level=None
             )

@@ -20,6 +20,7 @@ from paasport.deploy.deployments import Deployments, read_deployments
 from paasport.engine.base import Engine
 from paasport.errors import PaasportError
 from paasport.monitoring.events import Event
+from paasport.monitoring.redact import redact
 from paasport.reconcile.diagnosis import (
     DeadTask,
     FailingCheck,
@@ -181,7 +182,7 @@ def _view(
             for tv in task_views
             if tv.is_new and tv.health == "unhealthy"
         ),
-        dead=tuple(_dead(t, recent) for t in dead),
+        dead=tuple(_dead(t, recent, c.env) for t in dead),
         crashes_recently=sum(1 for e in recent if e.kind in ("crash", "oom")),
         bounce=bounce,
         cpus_needed=missing * c.cpus,
@@ -225,13 +226,13 @@ def _capacity(engine: Engine) -> dict[str, float]:
     }
 
 
-def _dead(task: Task, recent: Sequence[Event]) -> DeadTask:
+def _dead(task: Task, recent: Sequence[Event], env: Mapping[str, str]) -> DeadTask:
     last = ""
     for e in reversed(recent):
         if e.kind in ("crash", "oom") and e.data.get("task") in (task.name, task.task_id):
             lines = e.data.get("last_lines")
             if isinstance(lines, list) and lines:
-                last = str(lines[-1])
+                last = redact(str(lines[-1]), env)  # events older than redaction too
             break
     return DeadTask(task.name or task.task_id[:12], task.exit_code, task.oom_killed, last)
 

@@ -14,6 +14,7 @@ from paasport.bounce.actions import Action, CreateAppVersion, DrainTask, KillTas
 from paasport.bounce.backoff import DEFAULT_POLICY, BackoffPolicy, decide, recent, record_restart
 from paasport.bounce.plan import FAILED_HEALTH_REASON
 from paasport.monitoring.events import CrashData, EventKind, Level, UnhealthyData
+from paasport.monitoring.redact import redact_all
 from paasport.types import AppSpec, InstanceConfig, Task
 
 DEAD_STATES = ("exited", "dead")
@@ -35,6 +36,7 @@ class StepPolicy:
     mem: float = 0.0
     max_consecutive_failures: int = 30
     backoff: BackoffPolicy = DEFAULT_POLICY
+    env: Mapping[str, str] = field(default_factory=dict)  # its values are redacted from logs
 
 
 def policy_for(config: InstanceConfig | None, removed_drain_timeout: float) -> StepPolicy:
@@ -46,6 +48,7 @@ def policy_for(config: InstanceConfig | None, removed_drain_timeout: float) -> S
         drain_timeout_seconds=config.drain_timeout_seconds,
         mem=config.mem,
         max_consecutive_failures=config.healthcheck.max_consecutive_failures,
+        env=config.env,
     )
 
 
@@ -104,8 +107,9 @@ def _newest(tasks: Sequence[Task], n: int) -> set[str]:
 
 
 def _crash_event(
-    task: Task, lines: Sequence[str], restarts: int, loop: bool, policy: StepPolicy
+    task: Task, raw: Sequence[str], restarts: int, loop: bool, policy: StepPolicy
 ) -> PendingEvent:
+    lines = redact_all(list(raw), policy.env)  # the event log must not keep a task's secrets
     data = CrashData(
         task=_name(task),
         task_id=task.task_id,
