@@ -42,7 +42,8 @@ def instance_done(view: InstanceView, commit: str) -> tuple[bool, str]:
         av for av in view.versions if view.desired and av.config_hash != view.desired.config_hash
     ]
     f = view.facts
-    if f.healthy >= f.expected and not any(av.tasks for av in others):
+    # f.dead: a corpse kept because the instance crash-loops; its brief healthy runs are no deploy
+    if f.healthy >= f.expected and not f.dead and not any(av.tasks for av in others):
         return True, "done"
     return False, view.verdict.why or f"{f.healthy} of {f.expected} tasks healthy"
 
