@@ -170,7 +170,12 @@ def reconcile_instance(
         if desired.replicas == 0:  # a stop (its tag changes the config hash): not a bounce
             ctx.event("info", "bounce", f"{status.waiting_on or 'stopping'} (desired_state stop)")
         else:
-            ctx.event("info", "bounce", f"{method} bounce to {desired_id(desired)} started")
+            ctx.event(
+                "info",
+                EventKind.BOUNCE,
+                f"{method} bounce to {desired_id(desired)} started",
+                BounceData(method=method, target=desired.config_hash).to_json(),
+            )
             metrics.bounces_total.labels(result="started").inc()
 
     performed, waiting = _perform(step, observed, memory, policy, ctx)
@@ -181,7 +186,12 @@ def reconcile_instance(
         if desired.replicas == 0:
             ctx.event("info", "bounce", "stopped: no task left (desired_state stop)")
         else:
-            ctx.event("info", "bounce", f"bounce to {desired_id(desired)} finished")
+            ctx.event(
+                "info",
+                EventKind.BOUNCE,
+                f"bounce to {desired_id(desired)} finished",
+                BounceData(method=method, target=desired.config_hash).to_json(),
+            )
             metrics.bounces_total.labels(result="finished").inc()
     if desired is None and not performed and not observed:
         memory.bouncing = False
