@@ -42,3 +42,29 @@ def test_a_shared_sticky_folder_is_never_tightened(tmp_path: Path) -> None:
     shared.chmod(0o1777)
     private_dir(shared)
     assert mode(shared) == 0o1777
+
+
+def test_tightening_an_open_database_keeps_its_locks(tmp_path: Path) -> None:
+    """Closing any descriptor of a file drops this process's POSIX locks on it: private_file
+    must not open an existing database, or a second EventLog/registry breaks the first."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    path = tmp_path / "db.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    private_file(path)
+    probe = (
+        "import sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1], timeout=0.1)\n"
+        "try:\n    c.execute('INSERT INTO t VALUES (1)'); c.commit(); print('wrote')\n"
+        "except sqlite3.OperationalError:\n    print('locked')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=30
+    )
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert out.stdout.strip() == "locked", out.stderr

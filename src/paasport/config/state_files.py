@@ -7,6 +7,7 @@ existing folders and files from older versions are tightened on the way.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -38,8 +39,10 @@ def private_file(path: Path) -> Path:
     """Create ``path`` empty if missing, and make it 0600 (SQLite gives its -wal/-shm files the
     mode of the database file, so this covers them once the database is private)."""
     path = Path(path)
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE)
-    os.close(fd)
+    # Never open (and close) an existing file: closing any descriptor of a file drops every
+    # POSIX lock this process holds on it, which breaks SQLite connections open on it.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE))
     for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         if each.exists() and _may_tighten(each) and stat.S_IMODE(each.stat().st_mode) != FILE_MODE:
             each.chmod(FILE_MODE)
