@@ -405,3 +405,50 @@ def test_status_says_why_an_instance_is_not_healthy(world: World) -> None:
     assert human.returncode == 1
     assert "why: health check failing" in human.stdout
     assert re.search(r"\b\d+\.\d+\.\d+\.\d+:8888\b", human.stdout)  # -v: tasks as host:port
+
+
+def test_a_task_that_always_exits_restarts_only_as_the_backoff_allows(world: World) -> None:
+    """instances: 1 whose task exits after 1 s: every task is dead, so the plan creates; the
+    backoff (1 s doubling: 1, 2, 4, 8 s) holds that create back, corpses stay bounded, and
+    status reads Crashing throughout, also while a restarted task briefly runs."""
+    fields = json.loads(instance_yaml(instances=1, cmd="sleep 1; exit 3"))["main"]
+    del fields["healthcheck_mode"], fields["healthcheck_uri"]
+    world.write_service(json.dumps({"main": fields}))
+    world.start_deployd()
+    seen: set[str] = set()
+    most_exited = 0
+    states: list[tuple[str, int]] = []  # (status state, live tasks seen just before)
+    deadline = time.monotonic() + 22.0
+    while time.monotonic() < deadline:
+        tasks = [t for av in world.versions() for t in av.tasks]
+        seen.update(t.task_id for t in tasks)
+        most_exited = max(most_exited, sum(1 for t in tasks if t.state in ("exited", "dead")))
+        if len(seen) >= 4:  # two delayed restarts made: the instance crash-loops
+            out = subprocess.run(
+                [*world.cli("status", "-s", "web"), "--json"],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=30,
+            )
+            live = sum(1 for t in tasks if t.state == "running")
+            states.append((json.loads(out.stdout)[0]["state"], live))
+        time.sleep(0.2)
+    # restarted every ~1.5 s without the backoff (~13 tasks in 20 s); with it about 5
+    assert 3 <= len(seen) <= 7, len(seen)
+    assert most_exited <= 2, most_exited
+    assert world.events is not None
+    crashes = world.events.query(service="web", instance="main", kinds=["crash"])
+    assert crashes and all(e.data.get("exit_code") == 3 for e in crashes)
+    assert states and {state for state, _ in states} == {"Crashing"}, states
+    waited = subprocess.run(
+        [*world.cli("wait-for-deployment", "-s", "web", "-l", f"{world.cluster}.main"),
+         "-c", "a" * 40, "--timeout", "2"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )  # fmt: skip
+    assert waited.returncode == 1, waited.stderr
+    failed = world.events.query(service="web", kinds=["deploy"])
+    assert [(e.level, e.data.get("outcome")) for e in failed] == [("error", "timeout")], failed

@@ -49,6 +49,13 @@ CASES: list[tuple[str, InstanceFacts, bool, str, str]] = [
         "crash loop: task web-2 exited with code 3: panic: no db",
     ),
     (
+        "crash loop between two crashes (a kept corpse beside a running replacement)",
+        replace(OK, dead=(DeadTask("web-2", 3, False, "panic: no db"),)),
+        False,
+        "Crashing",
+        "crash loop: task web-2 exited with code 3: panic: no db",
+    ),
+    (
         "crash events",
         replace(OK, healthy=2, crashes_recently=4),
         False,

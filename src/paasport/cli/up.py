@@ -23,6 +23,7 @@ from paasport.cli.options import (
     state_dir_option,
     verbose_logging_option,
 )
+from paasport.config.state_files import private_dir
 from paasport.config.system import SystemConfig, config_path, default_config_text
 from paasport.platform.build import build_platform, load_settings, start_metrics
 
@@ -159,7 +160,7 @@ def up(
     services."""
     setup_logging(verbose)
     system = load_settings(config_file, soa_dir, state_dir)
-    system.state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(system.state_dir)
     _write_default_config(config_file, system)
     platform = build_platform(
         system,

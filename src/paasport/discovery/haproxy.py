@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from paasport.config.state_files import private_dir, private_file
 from paasport.discovery.haproxy_config import (
     MIN_SLOTS,
     ProxyPaths,
@@ -159,15 +160,15 @@ class HAProxyProcess:
             raise ConfigRejected(f"haproxy rejected {config_file}: {detail}")
 
     def _write_candidate(self, state: ProxyState) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.candidate_file.write_text(render_config(state, self.paths))
+        private_dir(self.workdir)
+        private_file(self.candidate_file).write_text(render_config(state, self.paths))
         self.check(self.candidate_file)
 
     def _start(self) -> None:
         """Start a daemonised master (``-D``): it outlives the agent, so an agent restart or
         crash never takes the listeners down."""
         if not self.state_file.exists():
-            self.state_file.write_text("1\n")
+            private_file(self.state_file).write_text("1\n")
         os.replace(self.candidate_file, self.config_file)
         argv = [
             self.binary,
@@ -184,7 +185,7 @@ class HAProxyProcess:
             out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
         except (OSError, subprocess.SubprocessError) as err:
             raise ProxyUnavailable(f"cannot start {self.binary}: {err}") from err
-        with open(self.log_file, "a") as logf:
+        with open(private_file(self.log_file), "a") as logf:
             logf.write(out.stdout + out.stderr)
         if out.returncode != 0:
             alerts = [ln for ln in out.stderr.splitlines() if "ALERT" in ln]
@@ -203,7 +204,7 @@ class HAProxyProcess:
             saved = runtime_command(self.admin_socket, "show servers state")
         except ProxyUnavailable:
             saved = "1\n"
-        self.state_file.write_text(filter_server_state(saved, state))
+        private_file(self.state_file).write_text(filter_server_state(saved, state))
         os.replace(self.candidate_file, self.config_file)
         answer = runtime_command(self.master_socket, "reload")
         if answer.strip() and "fail" in answer.lower():

@@ -94,7 +94,9 @@ def _diagnose_tasks(f: InstanceFacts) -> Verdict:
         return Verdict(True, "Stopped", "")
     healthy_enough = f.healthy >= f.expected
     bouncing = f.bounce is not None and f.bounce.in_progress
-    if healthy_enough and not bouncing:
+    # A corpse of the desired version outlives its replacement only while the instance
+    # crash-loops (the reconciler keeps the newest one): Crashing, even between two crashes.
+    if healthy_enough and not bouncing and not f.dead:
         return Verdict(True, "Running", "")
     if not f.image_exists:
         return Verdict(

@@ -21,6 +21,7 @@ from paasport.deploy.deployments import Deployments, read_deployments
 from paasport.engine.base import Engine
 from paasport.errors import PaasportError
 from paasport.monitoring.events import Event
+from paasport.monitoring.redact import redact
 from paasport.types import (
     AppSpec,
     AppVersion,
@@ -281,7 +282,7 @@ def _view(
             for tv in task_views
             if tv.is_new and tv.health == "unhealthy"
         ),
-        dead=tuple(_dead(t, recent) for t in dead),
+        dead=tuple(_dead(t, recent, c.env) for t in dead),
         crashes_recently=sum(1 for e in recent if e.kind in ("crash", "oom")),
         bounce=bounce,
         cpus_needed=missing * c.cpus,
@@ -328,13 +329,13 @@ def _capacity(engine: Engine) -> tuple[float | None, float | None]:
     )
 
 
-def _dead(task: Task, recent: Sequence[Event]) -> DeadTask:
+def _dead(task: Task, recent: Sequence[Event], env: Mapping[str, str]) -> DeadTask:
     last = ""
     for e in reversed(recent):
         if e.kind in ("crash", "oom") and e.data.get("task") in (task.name, task.task_id):
             lines = e.data.get("last_lines")
             if isinstance(lines, list) and lines:
-                last = str(lines[-1])
+                last = redact(str(lines[-1]), env)  # events older than redaction too
             break
     return DeadTask(task.name or task.task_id[:12], task.exit_code, task.oom_killed, last)
 
