@@ -189,6 +189,7 @@ class Task:
     exit_code: int | None = None
     oom_killed: bool = False
     health: TaskHealth = "unknown"
+    health_detail: str = ""  # the health monitor's last answer ("HTTP 404 from ...")
     draining: bool = False
     name: str = ""
     healthcheck: HealthCheck | None = None  # from the container's paasport.healthcheck label

@@ -327,7 +327,7 @@ class HealthMonitor:
         def fill(task: Task) -> Task:
             state = states.get(task.task_id)
             if state is not None:
-                return replace(task, health=state.health)
+                return replace(task, health=state.health, health_detail=state.detail)
             return replace(
                 task, health="unhealthy" if task.state in ("exited", "dead") else "unknown"
             )

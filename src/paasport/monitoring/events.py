@@ -86,6 +86,7 @@ class UnhealthyData(_Payload):
     task: str
     task_id: str
     restarts: int
+    detail: str = ""  # the last failing check's answer
 
 
 @dataclass(frozen=True)

@@ -165,7 +165,10 @@ def next_step(
                     f"task {_name(task)} failed {policy.max_consecutive_failures} health "
                     f"check(s) in a row; replacing it{loop}",
                     UnhealthyData(
-                        task=_name(task), task_id=task.task_id, restarts=decision.restarts
+                        task=_name(task),
+                        task_id=task.task_id,
+                        restarts=decision.restarts,
+                        detail=task.health_detail,
                     ).to_json(),
                 )
             )

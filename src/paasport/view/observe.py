@@ -262,26 +262,27 @@ def _view(
         for t in all_tasks
     )
     new_live = [t for t in all_tasks if t.config_hash == new_hash and t.state == "running"]
-    dead = [t for t in all_tasks if t.config_hash == new_hash and t.state in ("exited", "dead")]
+    corpses = [t for t in all_tasks if t.config_hash == new_hash and t.state in ("exited", "dead")]
+    # a task paasport stopped because it failed its health checks is no crash (its exit code is
+    # the SIGTERM paasport sent): status names the failing check instead
+    replaced = _replaced_for_health(recent)
+    dead = [t for t in corpses if t.task_id not in replaced]
     bounce = (
         bounce_status(spec, versions, c.bounce_method, c.bounce_margin_factor) if spec else None
     )
     expected = spec.replicas if spec else 0
     missing = max(expected - len(new_live), 0)
+    healthy = sum(1 for t in new_live if is_happy(t))
     free = _capacity(engine) if missing else (None, None)
     facts = InstanceFacts(
         deployed=state is not None,
         desired_state=state.desired_state if state else "start",
         expected=expected,
         running=len(new_live),
-        healthy=sum(1 for t in new_live if is_happy(t)),
+        healthy=healthy,
         image=spec.image if spec else "",
         image_exists=_image_exists(engine, spec) if spec and missing else True,
-        failing=tuple(
-            FailingCheck(tv.task.name or tv.task.task_id[:12], tv.detail)
-            for tv in task_views
-            if tv.is_new and tv.health == "unhealthy"
-        ),
+        failing=_failing(task_views, replaced, c.env, healthy < expected),
         dead=tuple(_dead(t, recent, c.env) for t in dead),
         crashes_recently=sum(1 for e in recent if e.kind in ("crash", "oom")),
         bounce=bounce,
@@ -327,6 +328,41 @@ def _capacity(engine: Engine) -> tuple[float | None, float | None]:
         max(n.cpus - n.cpus_reserved for n in nodes),
         max(n.mem_mb - n.mem_reserved_mb for n in nodes),
     )
+
+
+def _replaced_for_health(recent: Sequence[Event]) -> dict[str, tuple[str, str]]:
+    """Task id -> (task name, the failing check's answer), for the tasks the reconciler replaced
+    after they failed their health checks (oldest first)."""
+    out: dict[str, tuple[str, str]] = {}
+    for e in recent:
+        task_id = e.data.get("task_id") if e.kind == "unhealthy" else None
+        if isinstance(task_id, str):
+            detail = e.data.get("detail")
+            out[task_id] = (
+                str(e.data.get("task") or task_id[:12]),
+                detail if isinstance(detail, str) and detail else "failed its health checks",
+            )
+    return out
+
+
+def _failing(
+    task_views: Sequence[TaskView],
+    replaced: Mapping[str, tuple[str, str]],
+    env: Mapping[str, str],
+    short: bool,
+) -> tuple[FailingCheck, ...]:
+    """The new tasks failing their checks; while the instance is short of healthy tasks and
+    none is failing right now (a replacement still starting), the last task replaced for
+    failing them: a liveness replacement is a failing check, not a crash."""
+    live = tuple(
+        FailingCheck(tv.task.name or tv.task.task_id[:12], tv.detail)
+        for tv in task_views
+        if tv.is_new and tv.health == "unhealthy" and tv.task.state == "running"
+    )
+    if live or not short or not replaced:
+        return live
+    name, detail = list(replaced.values())[-1]
+    return (FailingCheck(name, f"{redact(detail, env)} (replaced after failing its checks)"),)
 
 
 def _dead(task: Task, recent: Sequence[Event], env: Mapping[str, str]) -> DeadTask:
