@@ -68,18 +68,23 @@ def test_a_problem_without_a_file_has_no_leading_colon(problem: ConfigProblem, t
     [
         (
             b"\x7fELF\x02\x01",
-            "f.yaml: not YAML: expected a text file, found #x7f at offset 0 "
-            "(control characters are not allowed)",
+            "f.yaml:1: not YAML: expected a text file, found control character \\x7f (column 1)",
         ),
         (
             b"\x00\x00garbage",
-            "f.yaml: not YAML: expected a text file, found #x00 at offset 0 "
-            "(control characters are not allowed)",
+            "f.yaml:1: not YAML: expected a text file, found control character \\x00 (column 1)",
         ),
         (
             b"a: \xff\xfe\xc3",
-            "f.yaml: not YAML: expected UTF-8 text, found #xff at offset 3 "
-            "(invalid leading UTF-8 octet)",
+            "f.yaml:1: not YAML: expected UTF-8 text, found byte \\xff (column 4)",
+        ),
+        (
+            b'main:\n  cmd: run\n  env: {A: "caf\xe9"}\n',
+            "f.yaml:3: not YAML: expected UTF-8 text, found byte \\xe9 (column 16)",
+        ),
+        (
+            b"main:\n  cmd: run\x01\n",
+            "f.yaml:2: not YAML: expected a text file, found control character \\x01 (column 11)",
         ),
     ],
 )
@@ -124,7 +129,7 @@ def _dir_instead_of_deployments(soa: Path) -> Path:
     [
         (_dir_instead_of_file, "a directory"),
         (_dir_instead_of_service_yaml, "a directory"),
-        (_dangling_link, "a broken link or a special file"),
+        (_dangling_link, "a link that cannot be followed (No such file or directory)"),
         (_dir_instead_of_deployments, "a directory"),
     ],
 )

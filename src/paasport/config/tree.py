@@ -204,7 +204,13 @@ def _load_deployments_json(path: Path, file: str, out: _Problems) -> None:
     except json.JSONDecodeError as err:
         out.add(file, err.lineno, "", "", f"invalid JSON: {err.msg}")
         return
-    except (OSError, UnicodeDecodeError) as err:
+    except RecursionError:
+        out.add(file, 1, "", "", "invalid JSON: nested too deeply")
+        return
+    except OSError as err:
+        out.add(file, 0, "", "", f"cannot read: {err.strerror or err}")
+        return
+    except UnicodeDecodeError as err:
         out.add(file, 0, "", "", f"cannot read: {err}")
         return
     if not isinstance(data, dict):
@@ -297,6 +303,11 @@ def _load_service(
             out.items.extend(doc.problems)
             complete = False
             continue
+        if doc.data is None:
+            # a truncating save or `: >` must not read as "stop everything": {} says it on purpose
+            out.add(file, 1, "", "", "empty file: write {} to mean no instances")
+            complete = False
+            continue
         if cluster not in system.clusters:
             out.add(
                 file,
@@ -307,7 +318,7 @@ def _load_service(
                 "not deployed from this host",
                 "note",
             )
-        data = doc.data if doc.data is not None else {}
+        data = doc.data
         if not isinstance(data, dict):
             out.add(file, 1, "", "", "expected a mapping of instance names to instances")
             complete = False
@@ -409,6 +420,14 @@ _KNOWN_FILES = frozenset(
 )
 
 
+def _not_a_file(path: str) -> str:
+    try:
+        os.stat(path)
+    except OSError as err:  # a dangling link or a loop: say which
+        return f"a link that cannot be followed ({err.strerror or err})"
+    return "a special file"
+
+
 def _list_files(path: Path, shown: str) -> tuple[list[str], list[ConfigProblem]]:
     """The files of one service folder, and errors for what cannot be read: an unreadable folder
     or a soa-configs file name that is not a file. Either makes the service incomplete, so the
@@ -429,7 +448,7 @@ def _list_files(path: Path, shown: str) -> tuple[list[str], list[ConfigProblem]]
         if is_file:
             files.append(entry.name)
         elif entry.name in _KNOWN_FILES or INSTANCE_FILE.fullmatch(entry.name):
-            found = "a directory" if is_dir else "a broken link or a special file"
+            found = "a directory" if is_dir else _not_a_file(entry.path)
             problems.append(
                 ConfigProblem(
                     os.path.join(shown, entry.name), 0, "", "", f"expected a file, found {found}"
@@ -465,10 +484,13 @@ def load_tree(
 
     files_of: dict[str, list[str]] = {}
     unreadable: set[str] = set()
+    broken_smartstack: set[str] = set()
     for name in all_dirs:
         files_of[name], listing_problems = _list_files(soa_dir / name, str(soa_dir / name))
         if listing_problems:
             unreadable.add(name)
+            if any(p.file.endswith("/smartstack.yaml") for p in listing_problems):
+                broken_smartstack.add(name)
             if name in chosen:
                 out.items.extend(listing_problems)
 
@@ -480,6 +502,8 @@ def load_tree(
         namespaces.update(ss.namespaces)
         for full, line in ss.lines.items():
             ns_where[full] = (ss.file, line)
+        if not ss.ok:
+            broken_smartstack.add(name)
         if name in chosen:
             out.items.extend(ss.problems)
 
@@ -531,6 +555,12 @@ def load_tree(
         svc, mon, insts, rej, complete = _load_service(
             soa_dir, name, files, system, namespaces, out
         )
+        if name in broken_smartstack:
+            # built without the broken file's namespace defaults they would differ from what
+            # runs: leave them all out, so every consumer keeps the last good config
+            rej |= {(c.service, c.cluster, c.instance) for c in insts}
+            insts = []
+            complete = False
         svc_configs[name] = svc
         monitoring[name] = mon
         instances.extend(insts)

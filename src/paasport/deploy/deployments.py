@@ -67,6 +67,10 @@ def parse_deployments(service: str, raw: bytes, source: str) -> Deployments:
         ) from None
     except ValueError as err:  # not UTF-8
         raise ConfigError(_problem(source, f"not a JSON text file: {err} {regenerate}")) from None
+    except RecursionError:
+        raise ConfigError(
+            _problem(source, f"invalid JSON: nested too deeply {regenerate}", line=1)
+        ) from None
     v2 = doc.get("v2") if isinstance(doc, dict) else None
     if not isinstance(v2, dict):
         raise ConfigError(_problem(source, f'expected a "v2" object, found none {regenerate}'))
