@@ -3,7 +3,8 @@
 Each case starts from a small valid service ``svc`` (BASE below), overrides or deletes files
 (null deletes; ``raw_files`` are written as latin-1 bytes, ``links`` as symlinks) and lists
 every problem expected, in order, as the CLI prints it (paths relative to the soa dir,
-``[warning]``/``[note]`` suffixes). ``instances`` checks merged field values.
+``[warning]``/``[note]`` suffixes). ``instances`` checks merged field values. The system config's
+``allowed_host_paths`` and ``allow_host_network`` can be set per case.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ def test_config_case(case: dict[str, Any], tmp_path: Path) -> None:
         soa_dir=root,
         state_dir=tmp_path,
         instance_defaults=defaults,
+        allowed_host_paths=tuple(case.get("allowed_host_paths", ())),
+        allow_host_network=case.get("allow_host_network", False),
     )
     tree = load_tree(root, case.get("services"), system=system)
     assert [_render(p, root) for p in tree.problems] == case.get("problems", [])

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from paasport.config.fields import BUILD_STEPS
+from paasport.config.host_access import host_access_issues
 from paasport.config.spec import Issue
 from paasport.types import HealthCheck, InstanceConfig, MonitoringConfig, Namespace, Volume
 
@@ -147,15 +148,19 @@ def build_instance(
     source_file: str = "",
     source_line: int = 0,
     build: bool = True,
+    allowed_host_paths: Sequence[str] = (),
+    allow_host_network: bool = False,
 ) -> tuple[InstanceConfig | None, list[Issue]]:
     """Merge the layers (system defaults, service.yaml, instance) and apply the instance rules.
 
     ``deploy_groups`` None means the service has no (valid) deploy.yaml. Returns the config, or
     None when any rule failed, and the issues (paths relative to the instance). ``build`` False:
     only check the rules (the layers already failed field validation and may miss keys).
+    ``allowed_host_paths``/``allow_host_network``: the system config's host access policy.
     """
     issues: list[Issue] = []
     merged = deep_merge(*layers)
+    issues.extend(host_access_issues(merged, allowed_host_paths, allow_host_network))
 
     if merged.get("cmd") is not None and merged.get("args") is not None:
         issues.append(Issue(("cmd",), "expected either cmd or args, found both"))

@@ -365,6 +365,8 @@ def _load_service(
                 source_file=file,
                 source_line=line,
                 build=fields_ok and svc_ok,
+                allowed_host_paths=system.allowed_host_paths,
+                allow_host_network=system.allow_host_network,
             )
             for issue in rule_issues:
                 where, at = _locate(issue.path, doc, instance, svc_doc)
