@@ -207,11 +207,14 @@ def _load_deployments_json(path: Path, file: str, out: _Problems) -> None:
     except RecursionError:
         out.add(file, 1, "", "", "invalid JSON: nested too deeply")
         return
-    except OSError as err:
-        out.add(file, 0, "", "", f"cannot read: {err.strerror or err}")
-        return
     except UnicodeDecodeError as err:
         out.add(file, 0, "", "", f"cannot read: {err}")
+        return
+    except ValueError as err:  # e.g. an integer of thousands of digits
+        out.add(file, 1, "", "", f"invalid JSON: {err}")
+        return
+    except OSError as err:
+        out.add(file, 0, "", "", f"cannot read: {err.strerror or err}")
         return
     if not isinstance(data, dict):
         out.add(file, 1, "", "", "expected a JSON object (deployments.json v2)")

@@ -65,8 +65,10 @@ def parse_deployments(service: str, raw: bytes, source: str) -> Deployments:
         raise ConfigError(
             _problem(source, f"invalid JSON: {err.msg} {regenerate}", line=err.lineno)
         ) from None
-    except ValueError as err:  # not UTF-8
+    except UnicodeDecodeError as err:
         raise ConfigError(_problem(source, f"not a JSON text file: {err} {regenerate}")) from None
+    except ValueError as err:  # e.g. an integer of thousands of digits
+        raise ConfigError(_problem(source, f"invalid JSON: {err} {regenerate}", line=1)) from None
     except RecursionError:
         raise ConfigError(
             _problem(source, f"invalid JSON: nested too deeply {regenerate}", line=1)
