@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from paasport.config import fields as F
+from paasport.config.facts_cache import SmartstackCache, cache_path, file_key
 from paasport.config.merge import (
     build_instance,
     deep_merge,
@@ -180,6 +182,26 @@ def _load_smartstack(soa_dir: Path, service: str, present: bool) -> _Smartstack:
         lines[full] = doc.line_of((name, "proxy_port"))
     ok = not any(p.severity == "error" for p in out.items)
     return _Smartstack(namespaces, lines, file, out.items, ok)
+
+
+def _other_smartstack(soa_dir: Path, service: str, cache: SmartstackCache | None) -> _Smartstack:
+    """An unselected service's namespaces: from the cache while its file is unchanged."""
+    file = _shown(soa_dir, service, "smartstack.yaml")
+    try:
+        st = os.stat(file)
+    except OSError:
+        return _Smartstack({}, {}, file, [], True)  # none (or a broken link): no namespaces
+    if not stat.S_ISREG(st.st_mode):
+        return _Smartstack({}, {}, file, [], True)
+    if cache is None:
+        return _load_smartstack(soa_dir, service, True)
+    key = file_key(st)
+    hit = cache.get(service, key)
+    if hit is not None:
+        return _Smartstack(hit[0], hit[1], file, [], hit[2])
+    ss = _load_smartstack(soa_dir, service, True)
+    cache.put(service, key, ss.namespaces, ss.lines, ss.ok)
+    return ss
 
 
 def _locate(
@@ -490,7 +512,7 @@ def load_tree(
     files_of: dict[str, list[str]] = {}
     unreadable: set[str] = set()
     broken_smartstack: set[str] = set()
-    for name in all_dirs:
+    for name in selected:
         files_of[name], listing_problems = _list_files(soa_dir / name, str(soa_dir / name))
         if listing_problems:
             unreadable.add(name)
@@ -502,8 +524,13 @@ def load_tree(
     # phase 1: every namespace of the tree
     namespaces: dict[str, Namespace] = {}
     ns_where: dict[str, tuple[str, int]] = {}
+    # the other services' facts come from a cache when only some services are loaded
+    cache = SmartstackCache(cache_path(soa_dir, system.state_dir)) if services is not None else None
     for name in all_dirs:
-        ss = _load_smartstack(soa_dir, name, "smartstack.yaml" in files_of[name])
+        if name in chosen:
+            ss = _load_smartstack(soa_dir, name, "smartstack.yaml" in files_of[name])
+        else:
+            ss = _other_smartstack(soa_dir, name, cache)
         namespaces.update(ss.namespaces)
         for full, line in ss.lines.items():
             ns_where[full] = (ss.file, line)
@@ -511,6 +538,9 @@ def load_tree(
             broken_smartstack.add(name)
         if name in chosen:
             out.items.extend(ss.problems)
+
+    if cache is not None:
+        cache.save()
 
     # proxy ports unique across the whole tree
     by_port: dict[int, list[str]] = {}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -141,6 +140,8 @@ def write_deployments(soa_dir: Path, service: str, document: Mapping[str, object
         pass
     except OSError as err:
         raise ConfigError(_problem(str(path), f"cannot read: {err.strerror}")) from err
+    import tempfile  # here: `validate` reads these files on every run and never writes them
+
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{FILENAME}.", dir=path.parent)
     except OSError as err:
