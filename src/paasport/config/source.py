@@ -65,20 +65,24 @@ class _Converter:
     def __init__(self, doc: YamlDoc) -> None:
         self.doc = doc
         self.active: set[int] = set()
-        self.seen: set[int] = set()  # nodes converted once; meeting one again is an expansion
-        self.produced = 0
-        self.expanded = 0
+        self.seen: set[int] = set()  # collections converted once; meeting one again: an alias
+        self.produced = 1  # values produced (the root and every item), expansions included
+        self.own = 1  # values the document writes itself
+        self.expanded = 0  # values produced again through aliases
 
     def count(self, node: Node) -> None:
-        self.produced += 1
+        """Account for a collection's items; scalars are counted as items of their parent."""
+        size = len(node.value)
+        self.produced += size
         if self.produced > MAX_NODES:
             raise _Unsupported(node, f"too many values: expected at most {MAX_NODES:,} in a file")
         key = id(node)
         if key not in self.seen:
             self.seen.add(key)
+            self.own += size
             return
-        self.expanded += 1
-        budget = max(MIN_ALIAS_BUDGET, 10 * len(self.seen))
+        self.expanded += size
+        budget = max(MIN_ALIAS_BUDGET, 10 * self.own)
         if self.expanded > budget:
             raise _Unsupported(
                 node,
@@ -87,13 +91,13 @@ class _Converter:
             )
 
     def value(self, node: Node, path: Path_) -> object:
-        self.count(node)
         if isinstance(node, ScalarNode):
             return self.scalar(node, path)
         if len(path) >= MAX_DEPTH:
             raise _Unsupported(node, f"nested too deeply: expected at most {MAX_DEPTH} levels")
         if id(node) in self.active:
             raise _Unsupported(node, "a recursive alias is not supported")
+        self.count(node)
         self.active.add(id(node))
         try:
             if isinstance(node, SequenceNode):
@@ -286,8 +290,9 @@ def load_yaml(path: Path, file: str | None = None) -> YamlDoc:
     try:
         with path.open("rb") as fh:
             size = os.fstat(fh.fileno()).st_size
-            # read one byte past the cap: a file that grows while read is caught all the same
-            raw = fh.read(MAX_FILE_BYTES + 1) if size <= MAX_FILE_BYTES else b""
+            raw = fh.read(size + 1) if size <= MAX_FILE_BYTES else b""
+            if len(raw) > size:  # it grew while read: up to one byte past the cap, no more
+                raw += fh.read(MAX_FILE_BYTES + 1 - len(raw))
     except OSError as err:
         doc = YamlDoc(file=shown, data=None)
         why = err.strerror or str(err)
