@@ -133,7 +133,23 @@ def _service_dirs(soa_dir: Path) -> list[str]:
         raise ConfigError(
             f"{soa_dir}: cannot read the soa-configs directory: {err.strerror}"
         ) from None
-    return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith((".", "_")))
+    return sorted(
+        e.name for e in entries if not e.name.startswith((".", "_")) and _is_service_dir(e)
+    )
+
+
+def _is_service_dir(entry: os.DirEntry[str]) -> bool:
+    """A folder, or a link that cannot be followed to a file: a service whose folder is a
+    dangling link or a loop is unreadable (incomplete), not gone with all its instances."""
+    try:
+        if entry.is_dir():
+            return True
+        if not entry.is_symlink():
+            return False
+        os.stat(entry.path)
+    except OSError:
+        return True
+    return False
 
 
 @dataclass
