@@ -94,6 +94,27 @@ def test_binary_garbage_is_one_line(raw: bytes, message: str) -> None:
     assert doc.data is None
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "main: " + "[" * 10_000 + "]" * 10_000 + "\n",
+            "f.yaml:1: YAML syntax error: exceeded maximum nesting depth "
+            "(while increasing flow level)",
+        ),
+        (
+            "".join(" " * i + "a:\n" for i in range(150)),
+            "f.yaml:101: nested too deeply: expected at most 100 levels",
+        ),
+        ("mem: 1" + "0" * 400 + "\n", "f.yaml:1: mem: expected a number of at most 100 digits"),
+    ],
+)
+def test_deep_or_huge_yaml_is_one_line(text: str, message: str) -> None:
+    doc = parse_yaml(text, "f.yaml")
+    assert len(doc.problems) == 1 and str(doc.problems[0]).startswith(message), doc.problems
+    assert doc.data is None
+
+
 # --- a soa-configs tree with something other than a file where a file should be ------------
 
 
