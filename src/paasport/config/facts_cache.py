@@ -2,8 +2,8 @@
 
 Called by ``config.tree.load_tree`` when it loads only some services: the tree-wide rules
 (registrations, unique proxy ports) need every namespace, not a parse of every other service's
-file. Entries are keyed by the file's (mtime_ns, size, inode); a cache that cannot be read or
-written is simply not used, so loading never fails because of it.
+file. Entries are keyed by the file's (mtime_ns, size, inode, device); a cache that cannot be
+read or written is simply not used, so loading never fails because of it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from paasport.types import Namespace
 
-FileKey = tuple[int, int, int]
+FileKey = tuple[int, int, int, int]
 VERSION = 1
 # a file changed twice within the filesystem's timestamp tick keeps its key: such recent
 # entries are not stored, so the next load parses the file again (git's "racy" rule)
@@ -33,7 +33,7 @@ _DEFAULTS: dict[str, object] = {
 
 
 def file_key(st: os.stat_result) -> FileKey:
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
+    return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
 
 
 def cache_path(soa_dir: Path, state_dir: Path) -> Path:
@@ -47,15 +47,21 @@ def cache_path(soa_dir: Path, state_dir: Path) -> Path:
 class SmartstackCache:
     """Facts per service: ``get`` a hit for an unchanged file, ``put`` a parse, ``save`` once."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, soa_dir: Path) -> None:
         self.path = path
+        self.soa_dir = os.path.abspath(soa_dir)
         self.entries: dict[str, Any] = {}
         self.dirty = False
         try:
             doc = json.loads(path.read_bytes())
         except (OSError, ValueError, RecursionError):
             return
-        if isinstance(doc, dict) and doc.get("version") == VERSION:
+        # another tree whose path hashes alike starts from nothing (and then owns the file)
+        if (
+            isinstance(doc, dict)
+            and doc.get("version") == VERSION
+            and doc.get("soa_dir") == self.soa_dir
+        ):
             entries = doc.get("services")
             if isinstance(entries, dict):
                 self.entries = entries
@@ -101,7 +107,8 @@ class SmartstackCache:
             return
         import tempfile  # only when writing: a warm `validate -s` never needs it
 
-        data = json.dumps({"version": VERSION, "services": self.entries}, separators=(",", ":"))
+        doc = {"version": VERSION, "soa_dir": self.soa_dir, "services": self.entries}
+        data = json.dumps(doc, separators=(",", ":"))
         try:
             self.path.parent.mkdir(mode=0o700, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".smartstack.", dir=self.path.parent)

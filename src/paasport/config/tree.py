@@ -541,7 +541,9 @@ def load_tree(
     namespaces: dict[str, Namespace] = {}
     ns_where: dict[str, tuple[str, int]] = {}
     # the other services' facts come from a cache when only some services are loaded
-    cache = SmartstackCache(cache_path(soa_dir, system.state_dir)) if services is not None else None
+    cache = None
+    if services is not None:
+        cache = SmartstackCache(cache_path(soa_dir, system.state_dir), soa_dir)
     for name in all_dirs:
         if name in chosen:
             ss = _load_smartstack(soa_dir, name, "smartstack.yaml" in files_of[name])
