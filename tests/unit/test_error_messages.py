@@ -16,7 +16,7 @@ import pytest
 
 from paasport.cli import main as cli_main
 from paasport.cli.status import config_errors
-from paasport.config.source import parse_yaml
+from paasport.config.source import load_yaml, parse_yaml
 from paasport.config.system import ClusterConfig, SystemConfig
 from paasport.config.tree import load_tree
 from paasport.errors import ConfigError, ConfigProblem
@@ -380,3 +380,10 @@ def test_os_reason_digs_out_the_innermost_os_error(err: BaseException, reason: s
     from paasport.errors import os_reason
 
     assert os_reason(err) == reason
+
+
+def test_a_fifo_where_a_yaml_file_should_be_never_hangs(tmp_path: Path) -> None:
+    fifo = tmp_path / "paasport.yaml"
+    os.mkfifo(fifo)
+    doc = load_yaml(fifo)
+    assert [str(p) for p in doc.problems] == [f"{fifo}: expected a file"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,8 +289,14 @@ def load_yaml(path: Path, file: str | None = None) -> YamlDoc:
     """Read and parse ``path``; ``file`` is how the path is shown in messages."""
     shown = file if file is not None else str(path)
     try:
-        with path.open("rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
+        # non-blocking: a FIFO where a file should be must not hang the loader
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                doc = YamlDoc(file=shown, data=None)
+                doc.problems.append(ConfigProblem(shown, 0, "", "", "expected a file"))
+                return doc
+            size = st.st_size
             raw = fh.read(size + 1) if size <= MAX_FILE_BYTES else b""
             if len(raw) > size:  # it grew while read: up to one byte past the cap, no more
                 raw += fh.read(MAX_FILE_BYTES + 1 - len(raw))
