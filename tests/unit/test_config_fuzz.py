@@ -248,8 +248,11 @@ def _check_tree(soa: Path, system: SystemConfig, what: str) -> None:
 
 def _check_cli(soa: Path, what: str) -> None:
     service = ["-s", "hello"] if len(what) % 2 else []
+    as_json = ["--json"] if len(what) % 3 == 0 else []
     result = CliRunner().invoke(
-        cli_main.cli, ["validate", "--soa-dir", str(soa), *service], standalone_mode=False
+        cli_main.cli,
+        ["validate", "--soa-dir", str(soa), *service, *as_json],
+        standalone_mode=False,
     )
     if result.exception is not None and not isinstance(result.exception, PaasportError):
         pytest.fail(
@@ -257,6 +260,8 @@ def _check_cli(soa: Path, what: str) -> None:
         )
     assert "Traceback" not in result.output, what
     assert result.return_value in (0, 1) or result.exception is not None, what
+    if as_json and result.exception is None:
+        json.loads(result.output)  # one JSON document, whatever the files held
 
 
 @pytest.mark.parametrize("seed", range(ROUNDS))
