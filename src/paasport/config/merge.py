@@ -9,7 +9,7 @@ lists replace. Monitoring: service.yaml < monitoring.yaml < instance ``monitorin
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from paasport.config.fields import BUILD_STEPS
@@ -150,6 +150,7 @@ def build_instance(
     build: bool = True,
     allowed_host_paths: Sequence[str] = (),
     allow_host_network: bool = False,
+    broken_smartstack: Collection[str] = (),
 ) -> tuple[InstanceConfig | None, list[Issue]]:
     """Merge the layers (system defaults, service.yaml, instance) and apply the instance rules.
 
@@ -157,6 +158,8 @@ def build_instance(
     None when any rule failed, and the issues (paths relative to the instance). ``build`` False:
     only check the rules (the layers already failed field validation and may miss keys).
     ``allowed_host_paths``/``allow_host_network``: the system config's host access policy.
+    ``broken_smartstack``: services whose smartstack.yaml has errors (their namespaces are
+    unknown, so a registration naming one says so).
     """
     issues: list[Issue] = []
     merged = deep_merge(*layers)
@@ -200,11 +203,17 @@ def build_instance(
         registrations = tuple(r for r in explicit if r is not None)  # None: already reported
         for i, name in enumerate(explicit):
             if name is not None and name not in namespaces:
+                owner = name.split(".", 1)[0]
+                why = (
+                    f" ({owner}/smartstack.yaml has errors: fix it first)"
+                    if owner in broken_smartstack
+                    else ""
+                )
                 issues.append(
                     Issue(
                         ("registrations", i),
                         "expected a namespace defined in some service's smartstack.yaml, "
-                        f'found "{name}"',
+                        f'found "{name}"{why}',
                     )
                 )
     else:

@@ -11,7 +11,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -265,6 +265,7 @@ def _load_service(
     system: SystemConfig,
     namespaces: Mapping[str, Namespace],
     out: _Problems,
+    broken_smartstack: Collection[str] = (),
 ) -> tuple[ServiceConfig, MonitoringConfig, list[InstanceConfig], set[tuple[str, str, str]], bool]:
     """Load one service folder; returns (service, monitoring, instances, rejected, complete)."""
     complete = True
@@ -408,6 +409,7 @@ def _load_service(
                 build=fields_ok and svc_ok,
                 allowed_host_paths=system.allowed_host_paths,
                 allow_host_network=system.allow_host_network,
+                broken_smartstack=broken_smartstack,
             )
             for issue in rule_issues:
                 where, at = _locate(issue.path, doc, instance, svc_doc)
@@ -606,7 +608,7 @@ def load_tree(
             continue
         _classify_files(soa_dir, name, files, out)
         svc, mon, insts, rej, complete = _load_service(
-            soa_dir, name, files, system, namespaces, out
+            soa_dir, name, files, system, namespaces, out, broken_smartstack
         )
         if name in broken_smartstack:
             # built without the broken file's namespace defaults they would differ from what
