@@ -2,13 +2,15 @@
 
 Usage: ``.venv/bin/python bench/config_load.py [N]`` (default 2000). Generates N services x 3
 clusters in a temporary directory with its own generator, then prints services/second for
-``load_tree`` over the whole tree and the wall time of a fresh ``paasport validate -s`` process.
-Targets (2 cores): 2,000 services in under 5 s; one service as a fresh process under 0.3 s.
+``load_tree`` over the whole tree and the wall time of a fresh ``paasport validate -s`` process,
+with a cold and a warm smartstack facts cache (config.facts_cache). Targets (2 cores): 2,000
+services in under 5 s; one service as a fresh process 10x faster than paasta-tools (1.47 s).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -100,6 +102,11 @@ def generate(root: Path, n: int) -> None:
         )
         for c in CLUSTERS:
             (d / f"instances-{c}.yaml").write_text(INSTANCES_YAML.format(n=1 + i % 5, name=name))
+    # a checkout's files are older than the 2 s in which the facts cache does not trust a key
+    past = time.time_ns() - 3600 * 10**9
+    for path in root.rglob("*"):
+        if path.is_file():
+            os.utime(path, ns=(past, past))
 
 
 def main() -> int:
@@ -131,22 +138,32 @@ def main() -> int:
             f"-> {n / best:,.0f} services/s (target: {n} in < 5 s)"
         )
         config = Path(tmp) / "paasport.yaml"
-        config.write_text("clusters:\n" + "".join(f"  {c}: {{engine: docker}}\n" for c in CLUSTERS))
+        state = Path(tmp) / "state"
+        state.mkdir()
+        config.write_text(
+            "clusters:\n"
+            + "".join(f"  {c}: {{engine: docker}}\n" for c in CLUSTERS)
+            + f"state_dir: {state}\n"
+        )
         paasport = Path(sys.executable).with_name("paasport")
         cmd = [str(paasport), "validate", "-s", "svc00007", "--soa-dir", str(root)]
         env = {**os.environ, "PAASPORT_CONFIG": str(config)}
-        walls = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-            walls.append(time.perf_counter() - t0)
-            if out.returncode != 0:
-                print(out.stdout, out.stderr)
-                return 1
-        print(
-            f"paasport validate -s ONE (fresh process, tree of {n}): median "
-            f"{statistics.median(walls):.3f} s, best {min(walls):.3f} s (target < 0.3 s)"
-        )
+        for label, cold in (("cold cache", True), ("warm cache", False)):
+            walls = []
+            for _ in range(7):
+                if cold:
+                    shutil.rmtree(state / ".paasport-cache", ignore_errors=True)
+                t0 = time.perf_counter()
+                out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+                walls.append(time.perf_counter() - t0)
+                if out.returncode != 0:
+                    print(out.stdout, out.stderr)
+                    return 1
+            print(
+                f"paasport validate -s ONE (fresh process, tree of {n}, {label}): median "
+                f"{statistics.median(walls):.3f} s, best {min(walls):.3f} s "
+                f"(paasta-tools 1.47 s; target <= 0.147 s, 10x)"
+            )
     return 0
 
 

@@ -1,8 +1,10 @@
 """soa-configs case tables (tests/cases/config/*.yaml): a tree of files -> problems and values.
 
 Each case starts from a small valid service ``svc`` (BASE below), overrides or deletes files
-(null deletes) and lists every problem expected, in order, as the CLI prints it (paths relative
-to the soa dir, ``[warning]``/``[note]`` suffixes). ``instances`` checks merged field values.
+(null deletes; ``raw_files`` are written as latin-1 bytes, ``links`` as symlinks) and lists
+every problem expected, in order, as the CLI prints it (paths relative to the soa dir,
+``[warning]``/``[note]`` suffixes). ``instances`` checks merged field values. The system config's
+``allowed_host_paths`` and ``allow_host_network`` can be set per case.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ def _write(root: Path, case: dict[str, Any]) -> None:
         target = root / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
+    for name, text in (case.get("raw_files") or {}).items():
+        (root / name).write_bytes(text.encode("latin-1"))  # bytes that are not UTF-8
+    for name, target in (case.get("links") or {}).items():
+        (root / name).unlink(missing_ok=True)
+        (root / name).symlink_to(target)
 
 
 def _render(p: Any, root: Path) -> str:
@@ -64,6 +71,8 @@ def test_config_case(case: dict[str, Any], tmp_path: Path) -> None:
         soa_dir=root,
         state_dir=tmp_path,
         instance_defaults=defaults,
+        allowed_host_paths=tuple(case.get("allowed_host_paths", ())),
+        allow_host_network=case.get("allow_host_network", False),
     )
     tree = load_tree(root, case.get("services"), system=system)
     assert [_render(p, root) for p in tree.problems] == case.get("problems", [])
@@ -84,3 +93,5 @@ def test_config_case(case: dict[str, Any], tmp_path: Path) -> None:
             assert got == value, f"{key} {field}"
     if "rejected" in case:
         assert sorted(".".join(r) for r in tree.rejected_instances) == case["rejected"]
+    if "incomplete" in case:
+        assert sorted(tree.incomplete_services) == case["incomplete"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -157,3 +159,21 @@ def test_examples_pass_their_schema(path: Path) -> None:
 def test_schema_rejects_what_validate_rejects(kind: str, doc: object) -> None:
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(doc, json_schema(kind))
+
+
+def test_validate_imports_nothing_heavy(soa: Path) -> None:
+    """A fresh `validate -s` pays for every import (issue 10): no SDK, HTTP or table library."""
+    code = (
+        "import sys\n"
+        "from paasport.cli import main\n"
+        "try:\n"
+        f"    main.main(['validate', '-s', 'hello', '--soa-dir', {str(soa)!r}])\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        "heavy = ('docker', 'rich', 'pydantic', 'httpx', 'kazoo', 'requests', 'jsonschema')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -215,6 +215,22 @@ def test_default_config_written_by_up_loads_back(
     assert (system.soa_dir, system.state_dir) == (soa, state)
     assert {n: c.engine for n, c in system.clusters.items()} == {"local": "docker"}
     assert system.problems == ()
+    assert (system.allowed_host_paths, system.allow_host_network) == ((), False)
+
+
+def test_host_access_settings_load_and_are_checked(tmp_path: Path) -> None:
+    config = tmp_path / "paasport.yaml"
+    config.write_text("allowed_host_paths: [/srv/data, /var/log]\nallow_host_network: true\n")
+    system = load_system_config(config)
+    assert system.allowed_host_paths == ("/srv/data", "/var/log")
+    assert system.allow_host_network is True
+    config.write_text("allowed_host_paths: [srv]\nallow_host_network: yes please\n")
+    with pytest.raises(ConfigError) as exc:
+        load_system_config(config)
+    assert [str(p) for p in exc.value.problems] == [
+        f'{config}:1: allowed_host_paths[0]: expected an absolute path, found "srv"',
+        f'{config}:2: allow_host_network: expected true or false, found "yes please"',
+    ]
 
 
 def test_system_config_errors_name_file_and_line(tmp_path: Path) -> None:

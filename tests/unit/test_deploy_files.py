@@ -107,6 +107,8 @@ def test_read_is_cached_until_the_file_changes(soa: Path) -> None:
             "generate-deployments -s web)",
         ),
         (b"\x80abc", "not a JSON text file"),
+        (b"[" * 100_000, ":1: invalid JSON: nested too deeply"),
+        (b'{"v2": ' + b"1" * 5000 + b"}", ":1: invalid JSON: Exceeds the limit"),
     ],
 )
 def test_malformed_file_names_the_file(soa: Path, content: bytes, message: str) -> None:

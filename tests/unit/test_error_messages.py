@@ -16,7 +16,7 @@ import pytest
 
 from paasport.cli import main as cli_main
 from paasport.cli.status import config_errors
-from paasport.config.source import parse_yaml
+from paasport.config.source import load_yaml, parse_yaml
 from paasport.config.system import ClusterConfig, SystemConfig
 from paasport.config.tree import load_tree
 from paasport.errors import ConfigError, ConfigProblem
@@ -68,24 +68,50 @@ def test_a_problem_without_a_file_has_no_leading_colon(problem: ConfigProblem, t
     [
         (
             b"\x7fELF\x02\x01",
-            "f.yaml: not YAML: expected a text file, found #x7f at offset 0 "
-            "(control characters are not allowed)",
+            "f.yaml:1: not YAML: expected a text file, found control character \\x7f (column 1)",
         ),
         (
             b"\x00\x00garbage",
-            "f.yaml: not YAML: expected a text file, found #x00 at offset 0 "
-            "(control characters are not allowed)",
+            "f.yaml:1: not YAML: expected a text file, found control character \\x00 (column 1)",
         ),
         (
             b"a: \xff\xfe\xc3",
-            "f.yaml: not YAML: expected UTF-8 text, found #xff at offset 3 "
-            "(invalid leading UTF-8 octet)",
+            "f.yaml:1: not YAML: expected UTF-8 text, found byte \\xff (column 4)",
+        ),
+        (
+            b'main:\n  cmd: run\n  env: {A: "caf\xe9"}\n',
+            "f.yaml:3: not YAML: expected UTF-8 text, found byte \\xe9 (column 16)",
+        ),
+        (
+            b"main:\n  cmd: run\x01\n",
+            "f.yaml:2: not YAML: expected a text file, found control character \\x01 (column 11)",
         ),
     ],
 )
 def test_binary_garbage_is_one_line(raw: bytes, message: str) -> None:
     doc = parse_yaml(raw, "f.yaml")
     assert [str(p) for p in doc.problems] == [message]
+    assert doc.data is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "main: " + "[" * 10_000 + "]" * 10_000 + "\n",
+            "f.yaml:1: YAML syntax error: exceeded maximum nesting depth "
+            "(while increasing flow level)",
+        ),
+        (
+            "".join(" " * i + "a:\n" for i in range(150)),
+            "f.yaml:101: nested too deeply: expected at most 100 levels",
+        ),
+        ("mem: 1" + "0" * 400 + "\n", "f.yaml:1: mem: expected a number of at most 100 digits"),
+    ],
+)
+def test_deep_or_huge_yaml_is_one_line(text: str, message: str) -> None:
+    doc = parse_yaml(text, "f.yaml")
+    assert len(doc.problems) == 1 and str(doc.problems[0]).startswith(message), doc.problems
     assert doc.data is None
 
 
@@ -124,7 +150,7 @@ def _dir_instead_of_deployments(soa: Path) -> Path:
     [
         (_dir_instead_of_file, "a directory"),
         (_dir_instead_of_service_yaml, "a directory"),
-        (_dangling_link, "a broken link or a special file"),
+        (_dangling_link, "a link that cannot be followed (No such file or directory)"),
         (_dir_instead_of_deployments, "a directory"),
     ],
 )
@@ -354,3 +380,10 @@ def test_os_reason_digs_out_the_innermost_os_error(err: BaseException, reason: s
     from paasport.errors import os_reason
 
     assert os_reason(err) == reason
+
+
+def test_a_fifo_where_a_yaml_file_should_be_never_hangs(tmp_path: Path) -> None:
+    fifo = tmp_path / "paasport.yaml"
+    os.mkfifo(fifo)
+    doc = load_yaml(fifo)
+    assert [str(p) for p in doc.problems] == [f"{fifo}: expected a file"]

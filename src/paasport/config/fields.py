@@ -386,6 +386,12 @@ SYSTEM = Obj(
         "state_dir": Str(description="where paasport keeps its state"),
         "docker_registry": Nullable(Str(description="host:port of the image registry")),
         "instance_defaults": INSTANCE,
+        "allowed_host_paths": ListOf(
+            Str(r"/.*", "an absolute path"),
+            description="host path prefixes extra_volumes may mount (/ and the Docker socket: "
+            "only when listed exactly); default none",
+        ),
+        "allow_host_network": Bool(description="allow net: host (default false)"),
         "discovery": Obj(
             {
                 "registry": Enum(("sqlite", "zookeeper")),

@@ -9,10 +9,11 @@ lists replace. Monitoring: service.yaml < monitoring.yaml < instance ``monitorin
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from paasport.config.fields import BUILD_STEPS
+from paasport.config.host_access import host_access_issues
 from paasport.config.spec import Issue
 from paasport.types import HealthCheck, InstanceConfig, MonitoringConfig, Namespace, Volume
 
@@ -147,15 +148,22 @@ def build_instance(
     source_file: str = "",
     source_line: int = 0,
     build: bool = True,
+    allowed_host_paths: Sequence[str] = (),
+    allow_host_network: bool = False,
+    broken_smartstack: Collection[str] = (),
 ) -> tuple[InstanceConfig | None, list[Issue]]:
     """Merge the layers (system defaults, service.yaml, instance) and apply the instance rules.
 
     ``deploy_groups`` None means the service has no (valid) deploy.yaml. Returns the config, or
     None when any rule failed, and the issues (paths relative to the instance). ``build`` False:
     only check the rules (the layers already failed field validation and may miss keys).
+    ``allowed_host_paths``/``allow_host_network``: the system config's host access policy.
+    ``broken_smartstack``: services whose smartstack.yaml has errors (their namespaces are
+    unknown, so a registration naming one says so).
     """
     issues: list[Issue] = []
     merged = deep_merge(*layers)
+    issues.extend(host_access_issues(merged, allowed_host_paths, allow_host_network))
 
     if merged.get("cmd") is not None and merged.get("args") is not None:
         issues.append(Issue(("cmd",), "expected either cmd or args, found both"))
@@ -195,11 +203,17 @@ def build_instance(
         registrations = tuple(r for r in explicit if r is not None)  # None: already reported
         for i, name in enumerate(explicit):
             if name is not None and name not in namespaces:
+                owner = name.split(".", 1)[0]
+                why = (
+                    f" ({owner}/smartstack.yaml has errors: fix it first)"
+                    if owner in broken_smartstack
+                    else ""
+                )
                 issues.append(
                     Issue(
                         ("registrations", i),
                         "expected a namespace defined in some service's smartstack.yaml, "
-                        f'found "{name}"',
+                        f'found "{name}"{why}',
                     )
                 )
     else:

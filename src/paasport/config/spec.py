@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -33,6 +34,8 @@ def describe(value: object) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int) and value.bit_length() > 10_000:
+        return "a number too large"  # repr of thousands of digits raises, and reads badly
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
@@ -119,6 +122,14 @@ def _range_text(lo: float | None, hi: float | None, lo_exclusive: bool) -> str:
     return (" " + " and ".join(parts)) if parts else ""
 
 
+def _finite(value: float) -> bool:
+    """Not NaN, not infinite, and representable as a float (an int of 400 digits is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 @dataclass
 class Num(Spec):
     """A number (int or float, never a bool) in an optional range; normalized to float."""
@@ -139,7 +150,7 @@ class Num(Spec):
             self.fail(value, path, out)
             return None
         assert isinstance(value, int | float)
-        if value != value or (  # NaN
+        if not _finite(value) or (
             self.lo is not None and (value <= self.lo if self.lo_exclusive else value < self.lo)
         ):
             self.fail(value, path, out)
@@ -253,7 +264,12 @@ class Duration(Spec):
     expected: str = 'a duration (seconds, or text like "30s", "5m", "1h")'
 
     def check(self, value: object, path: IssuePath, out: list[Issue]) -> object:
-        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        if (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and value >= 0
+            and _finite(value)
+        ):
             return float(value)
         if isinstance(value, str):
             seconds = parse_duration(value.strip())

@@ -66,6 +66,9 @@ class SystemConfig:
     instance_defaults: Mapping[str, object] = field(default_factory=dict)
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     monitoring: MonitoringSinksConfig = field(default_factory=MonitoringSinksConfig)
+    # host access: extra_volumes hostPath prefixes instances may mount, and net: host
+    allowed_host_paths: tuple[str, ...] = ()
+    allow_host_network: bool = False
     source_file: str = ""  # "" when no file was found (all defaults)
     problems: tuple[ConfigProblem, ...] = ()  # warnings found while loading (errors raise)
 
@@ -128,6 +131,7 @@ def system_config_from(
         k: (tuple(v) if isinstance(v, list) else v) for k, v in disc.items()
     }
     defaults = data.get("instance_defaults")
+    allowed = data.get("allowed_host_paths")
     return SystemConfig(
         clusters=clusters,
         local_cluster=str(data.get("local_cluster") or "local"),
@@ -137,6 +141,10 @@ def system_config_from(
         instance_defaults=defaults if isinstance(defaults, dict) else {},
         discovery=DiscoveryConfig(**disc_args),
         monitoring=MonitoringSinksConfig(**mon),
+        allowed_host_paths=tuple(p for p in allowed if isinstance(p, str))
+        if isinstance(allowed, list)
+        else (),
+        allow_host_network=data.get("allow_host_network") is True,
         source_file=source_file,
         problems=problems,
     )
@@ -161,6 +169,10 @@ def default_config_text(soa_dir: Path, state_dir: Path) -> str:
         "    engine: docker\n"
         f"soa_dir: {json.dumps(str(soa_dir))}\n"
         f"state_dir: {json.dumps(str(state_dir))}\n"
+        "# Host access, refused unless listed here: host path prefixes extra_volumes may mount\n"
+        "# (/ and the Docker socket only when listed exactly), and net: host.\n"
+        "allowed_host_paths: []\n"
+        "allow_host_network: false\n"
     )
 
 

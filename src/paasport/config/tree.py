@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+import stat
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from paasport.config import fields as F
+from paasport.config.facts_cache import SmartstackCache, cache_path, file_key
 from paasport.config.merge import (
     build_instance,
     deep_merge,
@@ -131,7 +133,23 @@ def _service_dirs(soa_dir: Path) -> list[str]:
         raise ConfigError(
             f"{soa_dir}: cannot read the soa-configs directory: {err.strerror}"
         ) from None
-    return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith((".", "_")))
+    return sorted(
+        e.name for e in entries if not e.name.startswith((".", "_")) and _is_service_dir(e)
+    )
+
+
+def _is_service_dir(entry: os.DirEntry[str]) -> bool:
+    """A folder, or a link that cannot be followed to a file: a service whose folder is a
+    dangling link or a loop is unreadable (incomplete), not gone with all its instances."""
+    try:
+        if entry.is_dir():
+            return True
+        if not entry.is_symlink():
+            return False
+        os.stat(entry.path)
+    except OSError:
+        return True
+    return False
 
 
 @dataclass
@@ -182,6 +200,26 @@ def _load_smartstack(soa_dir: Path, service: str, present: bool) -> _Smartstack:
     return _Smartstack(namespaces, lines, file, out.items, ok)
 
 
+def _other_smartstack(soa_dir: Path, service: str, cache: SmartstackCache | None) -> _Smartstack:
+    """An unselected service's namespaces: from the cache while its file is unchanged."""
+    file = _shown(soa_dir, service, "smartstack.yaml")
+    try:
+        st = os.stat(file)
+    except OSError:
+        return _Smartstack({}, {}, file, [], True)  # none (or a broken link): no namespaces
+    if not stat.S_ISREG(st.st_mode):
+        return _Smartstack({}, {}, file, [], True)
+    if cache is None:
+        return _load_smartstack(soa_dir, service, True)
+    key = file_key(st)
+    hit = cache.get(service, key)
+    if hit is not None:
+        return _Smartstack(hit[0], hit[1], file, [], hit[2])
+    ss = _load_smartstack(soa_dir, service, True)
+    cache.put(service, key, ss.namespaces, ss.lines, ss.ok)
+    return ss
+
+
 def _locate(
     path: tuple[str | int, ...],
     inst_doc: YamlDoc,
@@ -204,8 +242,17 @@ def _load_deployments_json(path: Path, file: str, out: _Problems) -> None:
     except json.JSONDecodeError as err:
         out.add(file, err.lineno, "", "", f"invalid JSON: {err.msg}")
         return
-    except (OSError, UnicodeDecodeError) as err:
+    except RecursionError:
+        out.add(file, 1, "", "", "invalid JSON: nested too deeply")
+        return
+    except UnicodeDecodeError as err:
         out.add(file, 0, "", "", f"cannot read: {err}")
+        return
+    except ValueError as err:  # e.g. an integer of thousands of digits
+        out.add(file, 1, "", "", f"invalid JSON: {err}")
+        return
+    except OSError as err:
+        out.add(file, 0, "", "", f"cannot read: {err.strerror or err}")
         return
     if not isinstance(data, dict):
         out.add(file, 1, "", "", "expected a JSON object (deployments.json v2)")
@@ -218,6 +265,7 @@ def _load_service(
     system: SystemConfig,
     namespaces: Mapping[str, Namespace],
     out: _Problems,
+    broken_smartstack: Collection[str] = (),
 ) -> tuple[ServiceConfig, MonitoringConfig, list[InstanceConfig], set[tuple[str, str, str]], bool]:
     """Load one service folder; returns (service, monitoring, instances, rejected, complete)."""
     complete = True
@@ -297,6 +345,11 @@ def _load_service(
             out.items.extend(doc.problems)
             complete = False
             continue
+        if doc.data is None:
+            # a truncating save or `: >` must not read as "stop everything": {} says it on purpose
+            out.add(file, 1, "", "", "empty file: write {} to mean no instances")
+            complete = False
+            continue
         if cluster not in system.clusters:
             out.add(
                 file,
@@ -307,7 +360,7 @@ def _load_service(
                 "not deployed from this host",
                 "note",
             )
-        data = doc.data if doc.data is not None else {}
+        data = doc.data
         if not isinstance(data, dict):
             out.add(file, 1, "", "", "expected a mapping of instance names to instances")
             complete = False
@@ -354,6 +407,9 @@ def _load_service(
                 source_file=file,
                 source_line=line,
                 build=fields_ok and svc_ok,
+                allowed_host_paths=system.allowed_host_paths,
+                allow_host_network=system.allow_host_network,
+                broken_smartstack=broken_smartstack,
             )
             for issue in rule_issues:
                 where, at = _locate(issue.path, doc, instance, svc_doc)
@@ -409,6 +465,14 @@ _KNOWN_FILES = frozenset(
 )
 
 
+def _not_a_file(path: str) -> str:
+    try:
+        os.stat(path)
+    except OSError as err:  # a dangling link or a loop: say which
+        return f"a link that cannot be followed ({err.strerror or err})"
+    return "a special file"
+
+
 def _list_files(path: Path, shown: str) -> tuple[list[str], list[ConfigProblem]]:
     """The files of one service folder, and errors for what cannot be read: an unreadable folder
     or a soa-configs file name that is not a file. Either makes the service incomplete, so the
@@ -429,7 +493,7 @@ def _list_files(path: Path, shown: str) -> tuple[list[str], list[ConfigProblem]]
         if is_file:
             files.append(entry.name)
         elif entry.name in _KNOWN_FILES or INSTANCE_FILE.fullmatch(entry.name):
-            found = "a directory" if is_dir else "a broken link or a special file"
+            found = "a directory" if is_dir else _not_a_file(entry.path)
             problems.append(
                 ConfigProblem(
                     os.path.join(shown, entry.name), 0, "", "", f"expected a file, found {found}"
@@ -465,23 +529,38 @@ def load_tree(
 
     files_of: dict[str, list[str]] = {}
     unreadable: set[str] = set()
-    for name in all_dirs:
+    broken_smartstack: set[str] = set()
+    for name in selected:
         files_of[name], listing_problems = _list_files(soa_dir / name, str(soa_dir / name))
         if listing_problems:
             unreadable.add(name)
+            if any(p.file.endswith("/smartstack.yaml") for p in listing_problems):
+                broken_smartstack.add(name)
             if name in chosen:
                 out.items.extend(listing_problems)
 
     # phase 1: every namespace of the tree
     namespaces: dict[str, Namespace] = {}
     ns_where: dict[str, tuple[str, int]] = {}
+    # the other services' facts come from a cache when only some services are loaded
+    cache = None
+    if services is not None:
+        cache = SmartstackCache(cache_path(soa_dir, system.state_dir), soa_dir)
     for name in all_dirs:
-        ss = _load_smartstack(soa_dir, name, "smartstack.yaml" in files_of[name])
+        if name in chosen:
+            ss = _load_smartstack(soa_dir, name, "smartstack.yaml" in files_of[name])
+        else:
+            ss = _other_smartstack(soa_dir, name, cache)
         namespaces.update(ss.namespaces)
         for full, line in ss.lines.items():
             ns_where[full] = (ss.file, line)
+        if not ss.ok:
+            broken_smartstack.add(name)
         if name in chosen:
             out.items.extend(ss.problems)
+
+    if cache is not None:
+        cache.save()
 
     # proxy ports unique across the whole tree
     by_port: dict[int, list[str]] = {}
@@ -529,8 +608,14 @@ def load_tree(
             continue
         _classify_files(soa_dir, name, files, out)
         svc, mon, insts, rej, complete = _load_service(
-            soa_dir, name, files, system, namespaces, out
+            soa_dir, name, files, system, namespaces, out, broken_smartstack
         )
+        if name in broken_smartstack:
+            # built without the broken file's namespace defaults they would differ from what
+            # runs: leave them all out, so every consumer keeps the last good config
+            rej |= {(c.service, c.cluster, c.instance) for c in insts}
+            insts = []
+            complete = False
         svc_configs[name] = svc
         monitoring[name] = mon
         instances.extend(insts)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -65,8 +64,14 @@ def parse_deployments(service: str, raw: bytes, source: str) -> Deployments:
         raise ConfigError(
             _problem(source, f"invalid JSON: {err.msg} {regenerate}", line=err.lineno)
         ) from None
-    except ValueError as err:  # not UTF-8
+    except UnicodeDecodeError as err:
         raise ConfigError(_problem(source, f"not a JSON text file: {err} {regenerate}")) from None
+    except ValueError as err:  # e.g. an integer of thousands of digits
+        raise ConfigError(_problem(source, f"invalid JSON: {err} {regenerate}", line=1)) from None
+    except RecursionError:
+        raise ConfigError(
+            _problem(source, f"invalid JSON: nested too deeply {regenerate}", line=1)
+        ) from None
     v2 = doc.get("v2") if isinstance(doc, dict) else None
     if not isinstance(v2, dict):
         raise ConfigError(_problem(source, f'expected a "v2" object, found none {regenerate}'))
@@ -135,6 +140,8 @@ def write_deployments(soa_dir: Path, service: str, document: Mapping[str, object
         pass
     except OSError as err:
         raise ConfigError(_problem(str(path), f"cannot read: {err.strerror}")) from err
+    import tempfile  # here: `validate` reads these files on every run and never writes them
+
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{FILENAME}.", dir=path.parent)
     except OSError as err:
