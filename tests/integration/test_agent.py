@@ -3,7 +3,10 @@ real HAProxy; the engine is a stand-in listing tasks that are tiny local HTTP se
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +32,8 @@ class Host:
     port: int
     dir: Path
 
+    events: list[tuple[str, str]]
+
     def agent(self, interval: float = 0.1) -> Agent:
         namespaces = {"web.main": Namespace("web", "main", self.port, healthcheck_timeout_s=0.5)}
         return Agent(
@@ -39,6 +44,7 @@ class Host:
             agent_id="host-1",
             interval=interval,
             check_interval=0.1,
+            on_event=lambda level, message: self.events.append((level, message)),
         )
 
 
@@ -50,6 +56,7 @@ def host(tmp_dir: Path) -> Iterator[Host]:
         HAProxyProcess(tmp_dir / "haproxy"),
         free_port(),
         tmp_dir,
+        [],
     )
     yield h
     h.proxy.stop()
@@ -99,7 +106,7 @@ def test_agent_restart_keeps_traffic_flowing(host: Host) -> None:
             thread.start()
             wait_for(lambda: load.ok > 50)
             stop.set()
-            thread.join()
+            thread.join(timeout=10)
             wait_for(lambda: load.ok > 150)  # no agent at all for a while
             host.proxy = HAProxyProcess(host.dir / "haproxy")  # a new agent process
             second = host.agent()
@@ -131,3 +138,43 @@ def test_drain_by_acknowledgement(host: Host) -> None:
         agent.run_once()
         assert [x.task_id for x in host.registry.backends()] == ["task-b"]
         assert host.registry.drain_marks() == ()
+
+
+def answers(port: int) -> bool:
+    try:
+        return get(port, timeout=0.5)[0] == 200
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("victim", ["worker", "master", "both"])
+def test_a_killed_haproxy_is_restarted_within_two_seconds(host: Host, victim: str) -> None:
+    """kill -9 of HAProxy's worker, master or both: the agent notices on its next pass and the
+    port answers again within 2 s, with the server state kept and an event saying so."""
+    with backends("a", "b") as (a, b):
+        host.engine.tasks = [task_for(a), task_for(b)]
+        agent = host.agent(interval=0.3)  # the agent's default cadence
+        assert run_until(agent, lambda: len(host.registry.backends()) == 2)
+        assert seen(host.port) == {"a", "b"}
+        master, worker = host.proxy.master_pid(), host.proxy.worker_pid()
+        assert master is not None and worker is not None
+        stop = threading.Event()
+        thread = threading.Thread(target=agent.run_forever, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            pids = {"worker": [worker], "master": [master], "both": [master, worker]}[victim]
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+            killed = time.monotonic()
+            assert wait_for(lambda: not answers(host.port), timeout=2, interval=0.01)
+            assert wait_for(lambda: answers(host.port), timeout=2, interval=0.02)
+            back = time.monotonic() - killed
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+        assert back < 2.0
+        assert seen(host.port) == {"a", "b"}
+        assert host.proxy.master_pid() not in (None, master)
+        assert host.proxy.restarts == 1
+        assert [level for level, _ in host.events] == ["warning"]
+        assert "restarted" in host.events[0][1]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from paasport.config.system import SystemConfig
 from paasport.discovery import metrics
-from paasport.discovery.haproxy import HAProxyProcess
+from paasport.discovery.haproxy import HAProxyProcess, ProxyConflict
 from paasport.discovery.registry import Backend, Registry, Snapshot, session_key
 from paasport.engine.base import Engine
 from paasport.engine.health import HealthMonitor
@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 InstanceKey = tuple[str, str]  # (service, instance)
 ConfigSource = Callable[[], tuple[Mapping[str, Namespace], Sequence[InstanceConfig]]]
+# on_event(level, message): what the agent did that people should see (the composition root
+# records it in the event log; discovery may not import monitoring)
+EventHook = Callable[[str, str], None]
 
 
 # -- pure decisions ------------------------------------------------------------------------
@@ -196,6 +199,8 @@ class PassReport:
     reloaded: bool = False
     commands: int = 0
     errors: list[str] = field(default_factory=list)
+    restarted: str = ""  # HAProxy was dead or silent and was restarted: what happened
+    conflict: str = ""  # another agent serves our proxy ports: nothing was started
 
 
 def default_agent_id(cluster: str) -> str:
@@ -217,6 +222,7 @@ class Agent:
         interval: float = 0.3,
         check_interval: float = 0.5,
         clock: Callable[[], float] = time.time,
+        on_event: EventHook | None = None,
     ) -> None:
         self.engine = engine
         self.registry = registry
@@ -234,6 +240,8 @@ class Agent:
         self._namespaces: Mapping[str, Namespace] | None = None  # last config read
         self._last_ack: tuple[int, dict[str, int]] | None = None
         self._last_ack_time = 0.0
+        self.on_event = on_event
+        self._last_proxy_error = ""
 
     def _check_for(
         self, namespaces: Mapping[str, Namespace], regs: Mapping[InstanceKey, tuple[str, ...]]
@@ -322,11 +330,40 @@ class Agent:
             self.registry.ack(self.agent_id, snap.version, now, sessions)
             self._last_ack, self._last_ack_time = ack, now
 
+    def _event(self, level: str, message: str) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(level, message)
+        except Exception:  # a failing event log must not stop routing
+            log.exception("discovery agent: could not record an event")
+
+    def _supervise(self, report: PassReport) -> None:
+        """First thing in a pass, whatever the registry does: a dead or silent HAProxy is
+        restarted from the last config it had (traffic back within one pass)."""
+        if self.proxy is None:
+            return
+        try:
+            restarted = self.proxy.supervise()
+        except PaasportError as err:
+            message = f"HAProxy is down and could not be restarted: {err}"
+            report.errors.append(f"proxy: {message}")
+            if message != self._last_proxy_error:
+                self._last_proxy_error = message
+                self._event("error", message)
+            return
+        if restarted:
+            self._last_proxy_error = ""
+            report.restarted = restarted
+            log.warning("discovery agent %s: %s", self.agent_id, restarted)
+            self._event("warning", restarted)
+
     def run_once(self) -> PassReport:
         """One pass; errors are reported, never raised (the next pass retries)."""
         with self._lock:
             now = self.clock()
             report = PassReport()
+            self._supervise(report)
             namespaces = self._namespaces
             snap: Snapshot | None = None
             try:
@@ -342,6 +379,9 @@ class Agent:
             try:
                 if namespaces is not None:  # never route "no listeners" for a config we lack
                     self._route(namespaces, snap, now, report)
+            except ProxyConflict as err:
+                report.conflict = str(err)
+                report.errors.append(f"proxy: {err}")
             except PaasportError as err:
                 report.errors.append(f"proxy: {err}")
             for error in report.errors:
