@@ -19,7 +19,16 @@ from paasport.discovery.haproxy import HAProxyProcess
 from paasport.discovery.sqlite_registry import SqliteRegistry
 from paasport.types import InstanceConfig, Namespace
 
-from discovery_support import Load, StaticEngine, backends, free_port, get, task_for, wait_for
+from discovery_support import (
+    Load,
+    StaticEngine,
+    backends,
+    free_port,
+    free_proxy_port,
+    get,
+    task_for,
+    wait_for,
+)
 
 CONFIG = InstanceConfig("web", "local", "main", "local.main", registrations=("web.main",))
 
@@ -178,3 +187,46 @@ def test_a_killed_haproxy_is_restarted_within_two_seconds(host: Host, victim: st
         assert host.proxy.restarts == 1
         assert [level for level, _ in host.events] == ["warning"]
         assert "restarted" in host.events[0][1]
+
+
+def test_a_second_paasport_agent_on_the_same_ports_refuses(tmp_dir: Path) -> None:
+    """Two `paasport agent` with their own state dirs on one host: the second says who serves
+    the port and exits 1, never starting a second HAProxy; the first proxy keeps its port."""
+    import subprocess
+    import sys
+    import uuid
+
+    port = free_proxy_port()
+    soa = tmp_dir / "soa"
+    (soa / "web").mkdir(parents=True)
+    (soa / "web" / "service.yaml").write_text("description: lock test\n")
+    (soa / "web" / "smartstack.yaml").write_text(f"main:\n  proxy_port: {port}\n")
+    cluster = f"lock-{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAASPORT_")}
+    paasport = str(Path(sys.executable).parent / "paasport")
+
+    def agent(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+        cfg = tmp_dir / f"{name}.yaml"
+        cfg.write_text(
+            f"local_cluster: {cluster}\nclusters:\n  {cluster}:\n    engine: docker\n"
+            f"soa_dir: {soa}\nstate_dir: {tmp_dir / name}\n"
+        )
+        argv = [paasport, "agent", "--config", str(cfg), *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=15, env=env)
+
+    first = HAProxyProcess(tmp_dir / "first" / "haproxy")
+    try:
+        assert agent("first", "--once").returncode == 0, "the first agent starts HAProxy"
+        master = first.master_pid()
+        assert master is not None and answers(port) is False  # listening, no backend: 503
+        assert first.stats()[0].proxy == "web.main"
+        second = agent("second")  # not --once: it would run forever if it did not refuse
+        assert second.returncode == 1
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in second.stderr
+        assert f"HAProxy pid {master} of {tmp_dir / 'first' / 'haproxy'}" in lines[0]
+        assert not (tmp_dir / "second" / "haproxy" / "haproxy.pid").exists()
+        assert first.master_pid() == master and first.running()
+    finally:
+        first.stop()
+        HAProxyProcess(tmp_dir / "second" / "haproxy").stop()

@@ -3,12 +3,19 @@ rejected renders, adoption after an agent restart. Backends are tiny HTTP server
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from paasport.discovery.haproxy import ConfigRejected, HAProxyProcess, read_stats
+from paasport.discovery.haproxy import (
+    ConfigRejected,
+    HAProxyProcess,
+    ProxyConflict,
+    ProxyUnavailable,
+    read_stats,
+)
 from paasport.discovery.haproxy_config import ProxyPaths, plan_proxy, render_config
 from paasport.discovery.registry import Backend
 from paasport.types import Namespace
@@ -124,6 +131,46 @@ def test_health_checks_take_a_dead_server_out(proxy: HAProxyProcess) -> None:
             timeout=5,
         )
         assert names_seen(port) == {"a"}
+
+
+def test_a_second_proxy_on_the_same_port_is_refused(proxy: HAProxyProcess, tmp_dir: Path) -> None:
+    """Another agent (another state dir) routing the same port is refused with a line naming
+    the first; the first keeps serving every request (no SO_REUSEPORT split)."""
+    port = free_port()
+    with backends("a", "b") as (a, b):
+        proxy.apply([ns(port)], [be("a", a.port)])
+        other = HAProxyProcess(tmp_dir / "other-state" / "haproxy")
+        try:
+            with Load(port) as load:
+                with pytest.raises(ProxyConflict, match=f"pid {os.getpid()}.*{proxy.workdir}"):
+                    other.apply([ns(port)], [be("b", b.port)])
+                proxy.locks.release()  # the first agent is gone; its HAProxy still serves
+                with pytest.raises(ProxyConflict, match=f"HAProxy pid {proxy.master_pid()}"):
+                    other.apply([ns(port)], [be("b", b.port)])
+                wait_for(lambda: load.ok > 100)
+            assert other.master_pid() is None
+            assert not other.config_file.exists()
+            assert load.failures == [] and set(load.seen) == {"a"}
+        finally:
+            other.stop()
+
+
+def test_noreuseport_makes_a_second_haproxy_fail_to_bind(
+    proxy: HAProxyProcess, tmp_dir: Path
+) -> None:
+    """Even past the lock (another lock folder), HAProxy itself refuses to share the port."""
+    port = free_port()
+    with backends("a", "b") as (a, b):
+        proxy.apply([ns(port)], [be("a", a.port)])
+        other = HAProxyProcess(tmp_dir / "other" / "haproxy", lock_dir=tmp_dir / "locks")
+        try:
+            with Load(port) as load:
+                with pytest.raises(ProxyUnavailable, match="did not start"):
+                    other.apply([ns(port)], [be("b", b.port)])
+                wait_for(lambda: load.ok > 100)
+            assert load.failures == [] and set(load.seen) == {"a"}
+        finally:
+            other.stop()
 
 
 @pytest.mark.parametrize("case", sorted(CASES.glob("*.yaml")), ids=lambda p: p.stem)

@@ -199,9 +199,12 @@ class HAProxyProcess:
         os.replace(name, self.state_file)
 
     def _claim(self, state: ProxyState) -> None:
-        """Hold the host-wide lock of every listener port (ProxyConflict when another has it)."""
-        ports = [ns.proxy_port for ns in state.listeners if ns.proxy_port]
-        self.locks.hold(ports, _proxy_of)
+        self.claim(state.listeners)
+
+    def claim(self, namespaces: Sequence[Namespace]) -> None:
+        """Hold the host-wide lock of every proxy port of ``namespaces``; ProxyConflict names
+        the agent or HAProxy that serves one of them already (``paasport agent`` asks first)."""
+        self.locks.hold([ns.proxy_port for ns in namespaces if ns.proxy_port], _proxy_of)
 
     def _start(self) -> None:
         """Start a daemonised master (``-D``): it outlives the agent, so an agent restart or
