@@ -68,17 +68,28 @@ def monitor(
     as_json: bool,
 ) -> None:
     """Run the monitoring checks of this host's cluster and send alerts to the configured sinks."""
+    from paasport.discovery.wiring import BackendsUp, haproxy_dir
     from paasport.engine.factory import engine_for
     from paasport.monitoring.metrics import serve_metrics
     from paasport.monitoring.sources import build_monitor
 
     system = settings_from(ctx)
     engine = engine_for(system.local)
-    mon = build_monitor(system, engine=engine, with_health=health_for(engine), interval=interval)
+    # replication also counts the tasks up in this host's proxy, once an agent ran here
+    backends_up = BackendsUp(system) if (haproxy_dir(system) / "haproxy.cfg").exists() else None
+    mon = build_monitor(
+        system,
+        engine=engine,
+        with_health=health_for(engine),
+        interval=interval,
+        backends_up=backends_up,
+    )
     if once:
         report = mon.run_once()
         mon.wait_sinks(30)
         mon.close()
+        if backends_up is not None:
+            backends_up.close()
         rows = [
             {"check": r.check, "service": r.service, "instance": r.instance, "status": r.status,
              "message": r.message}
@@ -109,5 +120,7 @@ def monitor(
         stop.set()
     finally:
         mon.close()
+        if backends_up is not None:
+            backends_up.close()
         if server is not None:
             server.close()

@@ -181,6 +181,7 @@ def _start_monitoring(platform: Platform, stop: threading.Event, metrics_listen:
         from paasport.discovery.wiring import BackendsUp
 
         backends_up = BackendsUp(platform.system)
+        platform.closers.append(backends_up.close)  # its one registry client
     monitor = build_monitor(
         platform.system,
         engine=platform.engine,
