@@ -15,6 +15,7 @@ from paasport.discovery.haproxy import (
     ProxyConflict,
     ProxyUnavailable,
     read_stats,
+    runtime_command,
 )
 from paasport.discovery.haproxy_config import ProxyPaths, plan_proxy, render_config
 from paasport.discovery.registry import Backend
@@ -187,3 +188,40 @@ def test_golden_configs_pass_haproxy_check(case: Path, tmp_dir: Path) -> None:
     cfg = tmp_dir / "haproxy.cfg"
     cfg.write_text(render_config(state, ProxyPaths(str(tmp_dir / "a.sock"), str(tmp_dir / "s"))))
     HAProxyProcess(tmp_dir).check(cfg)
+
+
+def test_a_socket_that_trickles_its_answer_hits_one_deadline(tmp_dir: Path) -> None:
+    """A wedged HAProxy that answers a byte at a time cannot hold a pass past the deadline."""
+    import socket
+    import threading
+    import time
+
+    path = tmp_dir / "slow.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    done = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        with conn:
+            for _ in range(25):  # 5 s at most, then the answer ends
+                if done.is_set():
+                    return
+                try:
+                    conn.sendall(b".")
+                except OSError:
+                    return
+                done.wait(0.2)
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(ProxyUnavailable, match=r"timed out|within 1s"):
+            runtime_command(path, "show info", timeout=1.0)
+        assert time.monotonic() - started < 1.5
+    finally:
+        done.set()
+        server.close()
+        thread.join(timeout=5)
