@@ -3,6 +3,7 @@ real HAProxy; the engine is a stand-in listing tasks that are tiny local HTTP se
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -230,3 +231,26 @@ def test_a_second_paasport_agent_on_the_same_ports_refuses(tmp_dir: Path) -> Non
     finally:
         first.stop()
         HAProxyProcess(tmp_dir / "second" / "haproxy").stop()
+
+
+def test_a_wedged_worker_is_restarted_after_two_silent_probes(host: Host) -> None:
+    """SIGSTOP of the worker (master alive, socket silent): one slow probe is forgiven, two in
+    a row restart HAProxy; the stopped worker cannot keep the port (noreuseport)."""
+    with backends("a") as (a,):
+        host.engine.tasks = [task_for(a)]
+        agent = host.agent(interval=0.3)
+        assert run_until(agent, lambda: len(host.registry.backends()) == 1)
+        worker = host.proxy.worker_pid()
+        assert worker is not None
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            first = agent.run_once()
+            assert first.restarted == "" and host.proxy.restarts == 0  # forgiven once
+            second = agent.run_once()
+            assert "worker does not answer" in second.restarted
+            assert answers(host.port)
+            assert host.proxy.worker_pid() not in (None, worker)
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # killed by the restart, normally
+                os.kill(worker, signal.SIGCONT)
+        assert [level for level, _ in host.events] == ["warning"]

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 __all__ = ["ApplyResult", "ConfigRejected", "HAProxyProcess", "ProxyConflict", "ProxyUnavailable"]
 PROBE_TIMEOUT = 1.0  # a worker that takes longer to answer one runtime command is not serving
 STATE_SAVE_EVERY = 1.0  # seconds between dumps of the live server state (for a restart)
+SLOW_PROBES_BEFORE_RESTART = 2  # a live master whose worker times out this many passes in a row
 
 
 class ProxyUnavailable(TemporaryError):
@@ -122,6 +123,7 @@ class HAProxyProcess:
         self.restarts = 0
         self.locks = PortLocks(lock_dir, self.workdir)
         self._saved_at = float("-inf")
+        self._slow_probes = 0
 
     # -- process -------------------------------------------------------------------------
     def running(self) -> bool:
@@ -206,11 +208,14 @@ class HAProxyProcess:
         the agent or HAProxy that serves one of them already (``paasport agent`` asks first)."""
         self.locks.hold([ns.proxy_port for ns in namespaces if ns.proxy_port], _proxy_of)
 
-    def _start(self) -> None:
+    def _start(self, state: ProxyState) -> None:
         """Start a daemonised master (``-D``): it outlives the agent, so an agent restart or
         crash never takes the listeners down."""
-        if not self.state_file.exists():
-            self._write_state_file("1\n")
+        try:  # the state the probes saved, for the slots the new layout keeps
+            saved = self.state_file.read_text()
+        except OSError:
+            saved = "1\n"
+        self._write_state_file(filter_server_state(saved, state))
         self._install()
         self._launch()
 
@@ -291,7 +296,15 @@ class HAProxyProcess:
         try:
             saved = runtime_command(self.admin_socket, "show servers state", PROBE_TIMEOUT)
         except ProxyUnavailable as err:
-            return f"worker does not answer: {err}"
+            # no listener on the socket: the worker is gone. A slow answer on a busy host gets
+            # a second chance: a needless restart costs the requests in flight.
+            self._slow_probes += 1
+            gone = isinstance(err.__cause__, (ConnectionRefusedError, FileNotFoundError))
+            if gone or self._slow_probes >= SLOW_PROBES_BEFORE_RESTART:
+                return f"worker does not answer: {err}"
+            log.warning("haproxy in %s was slow to answer (%s); probing again", self.workdir, err)
+            return None
+        self._slow_probes = 0
         now = time.monotonic()
         if self.state is not None and now - self._saved_at >= STATE_SAVE_EVERY:
             self._saved_at = now
@@ -317,6 +330,7 @@ class HAProxyProcess:
         except (ConfigRejected, OSError) as err:
             log.warning("haproxy restart: rendering failed (%s); using %s", err, self.config_file)
         self._launch()
+        self._slow_probes = 0
         self.send(drain_commands(self.state))
         self.restarts += 1
         return (
@@ -365,7 +379,7 @@ class HAProxyProcess:
             if self.running():
                 self._reload(plan.state)
             else:
-                self._start()
+                self._start(plan.state)
                 started = True
             self.state = plan.state
         try:
