@@ -254,3 +254,43 @@ def test_a_wedged_worker_is_restarted_after_two_silent_probes(host: Host) -> Non
             with contextlib.suppress(ProcessLookupError):  # killed by the restart, normally
                 os.kill(worker, signal.SIGCONT)
         assert [level for level, _ in host.events] == ["warning"]
+
+
+def test_backends_up_counts_through_the_real_proxy_and_says_when_it_is_dead(
+    tmp_dir: Path,
+) -> None:
+    """The monitor's BackendsUp against this host's real HAProxy and registry: the count while
+    it serves, why it does not answer once killed (replication CRIT), one registry client."""
+    from paasport.config.system import SystemConfig
+    from paasport.discovery.wiring import BackendsUp, haproxy_dir, registry_file
+    from paasport.types import AppVersion
+
+    system = SystemConfig(soa_dir=tmp_dir / "soa", state_dir=tmp_dir / "state")
+    host = Host(
+        StaticEngine(),
+        SqliteRegistry(registry_file(system)),
+        HAProxyProcess(haproxy_dir(system)),
+        free_port(),
+        tmp_dir,
+        [],
+    )
+    up = BackendsUp(system, max_age=0.0)
+    try:
+        with backends("a", "b") as (a, b):
+            tasks = (task_for(a), task_for(b))
+            host.engine.tasks = list(tasks)
+            assert run_until(host.agent(), lambda: len(host.registry.backends()) == 2)
+            versions = [AppVersion("web", "main", "local", "h", "sha", "img", tasks)]  # type: ignore[arg-type]
+            assert up(CONFIG, versions) == 2
+            client = up._registry
+            master = host.proxy.master_pid()
+            assert master is not None
+            os.kill(master, signal.SIGKILL)
+            assert wait_for(lambda: isinstance(up(CONFIG, versions), str), timeout=5)
+            answer = up(CONFIG, versions)
+            assert isinstance(answer, str) and "HAProxy does not answer" in answer
+            assert up._registry is client
+    finally:
+        up.close()
+        host.proxy.stop()
+        host.registry.close()
