@@ -157,10 +157,11 @@ def build_platform(
         except ImportError as err:  # discovery is optional on this host
             log.warning("discovery not available (%s): draining is a no-op", err)
         else:
-            from paasport.cli.agent import event_hook
+            from paasport.cli.agent import claim_proxy_ports, event_hook
 
             drainer = build_drainer(system)
             agent = build_agent(system, engine, on_event=event_hook(events, system.local_cluster))
+            claim_proxy_ports(agent)  # another agent serves these ports: one line, exit 1
     deployd = Deployd(store, engine, health, drainer, events, settings)
     platform = Platform(system, engine, health, events, deployd)
     platform.closers.append(events.close)

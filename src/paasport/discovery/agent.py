@@ -242,6 +242,7 @@ class Agent:
         self._last_ack_time = 0.0
         self.on_event = on_event
         self._last_proxy_error = ""
+        self._last_conflict = ""
 
     def _check_for(
         self, namespaces: Mapping[str, Namespace], regs: Mapping[InstanceKey, tuple[str, ...]]
@@ -381,9 +382,12 @@ class Agent:
                     self._route(namespaces, snap, now, report)
             except ProxyConflict as err:
                 report.conflict = str(err)
-                report.errors.append(f"proxy: {err}")
+                if report.conflict != self._last_conflict:  # said once, not every 0.3 s
+                    report.errors.append(f"proxy: {err}")
+                    self._event("error", report.conflict)
             except PaasportError as err:
                 report.errors.append(f"proxy: {err}")
+            self._last_conflict = report.conflict
             for error in report.errors:
                 log.warning("discovery agent %s: %s", self.agent_id, error)
             return report
