@@ -294,3 +294,27 @@ def test_backends_up_counts_through_the_real_proxy_and_says_when_it_is_dead(
         up.close()
         host.proxy.stop()
         host.registry.close()
+
+
+def test_a_dead_master_is_restarted_without_waiting_for_the_next_pass(host: Host) -> None:
+    """Between passes the agent watches the master's pid: with passes 10 s apart a kill -9 is
+    still answered within 2 s."""
+    with backends("a") as (a,):
+        host.engine.tasks = [task_for(a)]
+        agent = host.agent(interval=10.0)
+        assert run_until(agent, lambda: len(host.registry.backends()) == 1)
+        stop = threading.Event()
+        thread = threading.Thread(target=agent.run_forever, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            time.sleep(0.5)  # the first pass of run_forever is over: the next is 10 s away
+            master = host.proxy.master_pid()
+            assert master is not None
+            os.kill(master, signal.SIGKILL)
+            killed = time.monotonic()
+            assert wait_for(lambda: answers(host.port), timeout=2, interval=0.02)
+            assert time.monotonic() - killed < 2.0
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+        assert host.proxy.restarts == 1

@@ -31,6 +31,7 @@ ConfigSource = Callable[[], tuple[Mapping[str, Namespace], Sequence[InstanceConf
 # on_event(level, message): what the agent did that people should see (the composition root
 # records it in the event log; discovery may not import monitoring)
 EventHook = Callable[[str, str], None]
+WATCH_SECONDS = 0.05  # between passes, how often the agent looks whether HAProxy's master lives
 
 
 # -- pure decisions ------------------------------------------------------------------------
@@ -400,7 +401,18 @@ class Agent:
                 self.run_once()
             except Exception:  # a bug in one pass must not stop routing for the host
                 log.exception("discovery agent pass failed")
-            stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+            self._wait(stop, started + self.interval)
+
+    def _wait(self, stop: threading.Event, until: float) -> None:
+        """Until the next pass, or until the HAProxy this agent runs dies (a cheap pid check
+        every WATCH_SECONDS): its restart need not wait for the next full pass."""
+        while not stop.is_set():
+            left = until - time.monotonic()
+            if left <= 0 or stop.wait(min(left, WATCH_SECONDS)):
+                return
+            proxy = self.proxy
+            if proxy is not None and proxy.state is not None and not proxy.master_alive():
+                return
 
     def close(self, stop_proxy: bool = False) -> None:
         """Leave HAProxy running by default: traffic keeps flowing across agent restarts."""

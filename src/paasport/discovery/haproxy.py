@@ -138,6 +138,11 @@ class HAProxyProcess:
         except (OSError, ValueError, IndexError):
             return None
 
+    def master_alive(self) -> bool:
+        """Whether the master of the pid file lives (no socket call: cheap enough to poll)."""
+        pid = self.master_pid()
+        return pid is not None and _alive(pid)
+
     def worker_pid(self) -> int | None:
         try:
             info = runtime_command(self.admin_socket, "show info", timeout=1.0)
