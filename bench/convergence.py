@@ -62,8 +62,8 @@ def main(kills: int) -> None:
                     if t.state == "running"
                 ]
                 victim = tasks[i % len(tasks)]
-                known = {t.port for t in tasks}
-                addr = f"127.0.0.1:{victim.port}"
+                known = {t.task_id for t in tasks}
+                addr = f"{victim.host}:{victim.port}"
                 t0 = time.monotonic()
                 subprocess.run(
                     ["docker", "kill", "-s", "KILL", victim.task_id],
@@ -73,20 +73,20 @@ def main(kills: int) -> None:
                 while addr in world.up_servers():
                     time.sleep(0.005)
                 unroutable.append(time.monotonic() - t0)
-                new_port = None
+                new_task = None
                 deadline = time.monotonic() + 60
-                while new_port is None and time.monotonic() < deadline:
+                while new_task is None and time.monotonic() < deadline:
                     for av in world.engine.list_app_versions("web", "main"):
                         for t in av.tasks:
-                            if t.state == "running" and t.port and t.port not in known:
-                                new_port = t.port
+                            if t.state == "running" and t.port and t.task_id not in known:
+                                new_task = t
                     time.sleep(0.02)
-                if new_port is None:
+                if new_task is None:
                     raise RuntimeError("no replacement task started")
-                while not answers(new_port, timeout=0.3):
+                while not answers(new_task.port, timeout=0.3, host=new_task.host):
                     time.sleep(0.01)
                 passed = time.monotonic()
-                new_addr = f"127.0.0.1:{new_port}"
+                new_addr = f"{new_task.host}:{new_task.port}"
                 while not any(s.addr == new_addr and s.stot > 0 for s in world.stats()):
                     time.sleep(0.005)
                 routable.append(max(0.0, time.monotonic() - passed))

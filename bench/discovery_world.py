@@ -54,7 +54,9 @@ def free_port() -> int:
 
 
 class World:
-    def __init__(self, root: Path, bounce_method: str, drain_method: str) -> None:
+    def __init__(
+        self, root: Path, bounce_method: str, drain_method: str, docker_host: str | None = None
+    ) -> None:
         self.root = root
         self.cluster = f"bench-{uuid.uuid4().hex[:8]}"
         self.image = build_busybox_image()
@@ -65,7 +67,7 @@ class World:
         self.soa = root / "soa"
         self.state = root / "state"
         self.state.mkdir(parents=True, exist_ok=True)
-        self.engine = DockerEngine(self.cluster)
+        self.engine = DockerEngine(self.cluster, docker_host)  # None: the shared local engine
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
         self.deployd: DeploydThread | None = None
@@ -179,7 +181,7 @@ class World:
         if len(hashes) != 1 or next(iter(hashes.values())) != 3:
             return False
         ports = {
-            f"127.0.0.1:{t.port}"
+            f"{t.host}:{t.port}"
             for av in self.engine.list_app_versions("web", "main")
             for t in av.tasks
             if t.state == "running"

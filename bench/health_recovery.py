@@ -48,7 +48,7 @@ def instances_like_hello(world: World) -> None:
 
 def running_ports(world: World) -> set[str]:
     return {
-        f"127.0.0.1:{t.port}"
+        f"{t.host}:{t.port}"
         for av in world.engine.list_app_versions("web", "main")
         for t in av.tasks
         if t.state == "running"

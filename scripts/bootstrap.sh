@@ -37,14 +37,37 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
     echo "$want" >"$stamp"
 fi
 
-# A Docker engine: use the running one, else start dockerd in the background.
-if ! docker info >/dev/null 2>&1; then
-    log "starting dockerd (log: $RUN_DIR/dockerd.log)"
-    setsid dockerd --pidfile "$RUN_DIR/dockerd.pid" >"$RUN_DIR/dockerd.log" 2>&1 < /dev/null &
+# PaaSTA's own code, for the interop test (tests/integration/test_paasta_interop.py) only: its
+# generator imports ~50 distributions (kubernetes, boto3, ...) through paasta_tools.cli.utils,
+# so it gets a venv of its own instead of paasport's dev extras. dulwich<0.22: newer dulwich
+# calls determine_wants(refs, depth), which paasta_tools.remote_git.list_remote_refs rejects.
+PAASTA_PINS="paasta-tools==1.64.0 dulwich<0.22"
+if [ ! -x .venv-paasta/bin/python ] || [ "$(cat .venv-paasta/.pins 2>/dev/null)" != "$PAASTA_PINS" ]; then
+    log "creating .venv-paasta with $PAASTA_PINS (PaaSTA interop test)"
+    [ -x .venv-paasta/bin/python ] || "$PY" -m venv .venv-paasta
+    # shellcheck disable=SC2086  # the pins are words
+    .venv-paasta/bin/pip install -q $PAASTA_PINS 2>&1 | { grep -v "^WARNING: Location" || true; } >&2
+    echo "$PAASTA_PINS" >.venv-paasta/.pins
+fi
+
+# A Docker engine: use the running one, else start dockerd in the background. --live-restore
+# keeps containers running while dockerd restarts (and paasport routes to the containers' own
+# addresses, not to docker-proxy, which dies with dockerd): a dockerd restart is no outage.
+if ! timeout 10 docker info >/dev/null 2>&1; then
+    log "starting dockerd with --live-restore (log: $RUN_DIR/dockerd.log)"
+    # a pidfile left by a killed dockerd makes the new one refuse to start
+    pid=$(cat "$RUN_DIR/dockerd.pid" 2>/dev/null || true)
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then rm -f "$RUN_DIR/dockerd.pid"; fi
+    setsid dockerd --live-restore --pidfile "$RUN_DIR/dockerd.pid" \
+        >"$RUN_DIR/dockerd.log" 2>&1 < /dev/null &
     for _ in $(seq 1 150); do
-        docker info >/dev/null 2>&1 && break
+        timeout 5 docker info >/dev/null 2>&1 && break
         sleep 0.2
     done
-    docker info >/dev/null 2>&1 || { tail -30 "$RUN_DIR/dockerd.log" >&2; log "dockerd did not start"; exit 1; }
+    timeout 10 docker info >/dev/null 2>&1 || { tail -30 "$RUN_DIR/dockerd.log" >&2; log "dockerd did not start"; exit 1; }
+elif [ "$(timeout 10 docker info --format '{{.LiveRestoreEnabled}}' 2>/dev/null)" != "true" ]; then
+    # Someone else's daemon: say so, never restart it.
+    log "note: the running dockerd has live-restore off: restarting it stops every task" \
+        "(start it with --live-restore or set \"live-restore\": true in /etc/docker/daemon.json)"
 fi
 log "ready"

@@ -10,8 +10,9 @@
     │     ├── ImageError               build / push / missing image
     │     └── EngineError              the engine refused a request
     └── TemporaryError(delay)          retryable: the reconciler retries after ``delay`` seconds
+          │     (``backoff``: longer each time in a row, or every ``delay`` for cheap probes)
           ├── EngineUnavailable        the engine did not answer
-          └── RegistryUnavailable      the discovery registry did not answer
+          └── RegistryUnavailable      the discovery registry did not answer (no backoff)
 
 Library code never calls ``sys.exit``: exit codes are decided in ``paasport.cli.main`` only,
 HTTP status codes in ``paasport.api`` only.
@@ -82,9 +83,16 @@ class EngineError(PermanentError):
 
 
 class TemporaryError(PaasportError):
-    def __init__(self, message: str, delay: float = 1.0) -> None:
+    """Retry after ``delay`` seconds; with ``backoff`` the reconciler waits longer after each
+    failure in a row (an overloaded engine), without it every ``delay`` (a cheap probe)."""
+
+    backoff = True
+
+    def __init__(self, message: str, delay: float = 1.0, backoff: bool | None = None) -> None:
         super().__init__(message)
         self.delay = delay
+        if backoff is not None:
+            self.backoff = backoff
 
 
 class EngineUnavailable(TemporaryError):
@@ -92,7 +100,10 @@ class EngineUnavailable(TemporaryError):
 
 
 class RegistryUnavailable(TemporaryError):
-    pass
+    """Asking the registry again is cheap, and a bounce waiting on it should resume as soon as
+    it answers: retried every ``delay`` (1 s), never backed off."""
+
+    backoff = False
 
 
 def os_reason(err: BaseException) -> str:

@@ -24,7 +24,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def _docker(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(["docker", *args], input=stdin, capture_output=True, check=False)
+    return subprocess.run(
+        ["docker", *args], input=stdin, capture_output=True, check=False, timeout=300
+    )
 
 
 def build_busybox_image(tag: str = BUSYBOX_IMAGE) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import random
+import select
 import socket
 import threading
 import time
@@ -153,13 +154,15 @@ class Load:
 
 
 class Relay:
-    """A TCP relay 127.0.0.1:port -> target that a test can cut (closing every connection) and
-    restore, to make a real server unreachable without stopping it."""
+    """A TCP relay 127.0.0.1:port -> target that a test can cut (closing every connection),
+    freeze (forwarding nothing, closing nothing: a peer that went silent) and restore, to make a
+    real server unreachable without stopping it."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.port = free_port()
         self._conns: list[socket.socket] = []
+        self._flowing = threading.Event()
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -181,19 +184,29 @@ class Relay:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while True:
+                if src.fileno() < 0:  # cut while frozen
+                    break
+                if not self._flowing.wait(0.02):
+                    continue
+                readable, _, _ = select.select([src], [], [], 0.02)
+                if not readable or not self._flowing.is_set():
+                    continue
                 data = src.recv(65536)
                 if not data:
                     break
                 dst.sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: select on a socket cut meanwhile
             pass
         for s in (src, dst):
             with suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
+
+    def freeze(self) -> None:
+        """Stop forwarding in both directions (new connections are accepted and held too)."""
+        self._flowing.clear()
 
     def cut(self) -> None:
         if self._listener is not None:
@@ -209,6 +222,10 @@ class Relay:
             s.close()
 
     def restore(self) -> None:
+        """Forward again: thaw a freeze, listen again after a cut."""
+        self._flowing.set()
+        if self._listener is not None:
+            return
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))

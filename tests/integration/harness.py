@@ -27,12 +27,12 @@ from paasport.reconcile.reconciler import ReconcilerSettings
 from paasport.reconcile.refresh import targets
 
 
-def answers(port: int | None, timeout: float = 0.5) -> bool:
-    """Whether 127.0.0.1:``port`` answers ``GET /status`` with 200."""
+def answers(port: int | None, timeout: float = 0.5, host: str = "127.0.0.1") -> bool:
+    """Whether ``host``:``port`` (a task's Task.host/Task.port) answers ``GET /status`` with 200."""
     if port is None:
         return False
     try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
         conn.request("GET", "/status")
         ok = conn.getresponse().status == 200
         conn.close()
@@ -57,6 +57,7 @@ def git(repo: Path, *args: str) -> str:
         check=True,
         capture_output=True,
         text=True,
+        timeout=120,
     ).stdout.strip()
 
 
@@ -78,7 +79,7 @@ def commit_version(repo: Path, n: int) -> str:
 def tag_image(image: str, service: str, sha: str) -> str:
     """Tag ``image`` as the build of ``service`` at ``sha`` (what deployments.json names)."""
     name = f"services-{service}:paasta-{sha}"
-    subprocess.run(["docker", "tag", image, name], check=True)
+    subprocess.run(["docker", "tag", image, name], check=True, timeout=120)
     return name
 
 
@@ -96,6 +97,7 @@ def cluster_containers(cluster: str) -> list[str]:
         capture_output=True,
         text=True,
         check=False,
+        timeout=120,
     ).stdout.split()
 
 
@@ -103,7 +105,7 @@ def remove_cluster(cluster: str) -> None:
     """Remove every container labelled with ``cluster`` (only ours: clusters are unique)."""
     ids = cluster_containers(cluster)
     if ids:
-        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
+        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False, timeout=120)
 
 
 def cluster_system(cluster: str, soa_dir: Path, state_dir: Path) -> SystemConfig:

@@ -112,11 +112,12 @@ def test_agent_restart_keeps_traffic_flowing(host: Host) -> None:
         worker = host.proxy.worker_pid()
         with Load(host.port) as load:
             stop = threading.Event()
-            thread = threading.Thread(target=first.run_forever, args=(stop,))
+            thread = threading.Thread(target=first.run_forever, args=(stop,), daemon=True)
             thread.start()
             wait_for(lambda: load.ok > 50)
             stop.set()
-            thread.join(timeout=10)
+            thread.join(timeout=15)
+            assert not thread.is_alive(), "the agent did not stop within 15 s"
             wait_for(lambda: load.ok > 150)  # no agent at all for a while
             host.proxy = HAProxyProcess(host.dir / "haproxy")  # a new agent process
             second = host.agent()

@@ -26,7 +26,9 @@ TEST_LABEL = "paasport.test-owner"
 
 
 def _docker(*args: str) -> str:
-    out = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, check=False, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 

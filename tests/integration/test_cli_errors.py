@@ -27,9 +27,9 @@ def world(tmp_dir: Path) -> Path:
     repo.mkdir()
     (repo / "Dockerfile").write_text("FROM scratch\n")
     git = ["git", "-C", str(repo), "-c", "user.email=t@example.com", "-c", "user.name=t"]
-    subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "Dockerfile"], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    subprocess.run([*git, "init", "-q"], check=True, timeout=120)
+    subprocess.run([*git, "add", "Dockerfile"], check=True, timeout=120)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True, timeout=120)
     service_yaml = soa / "hello" / "service.yaml"
     service_yaml.write_text(
         service_yaml.read_text().replace("git_url: ../../repos/hello", f"git_url: {repo}")

@@ -13,11 +13,12 @@ import pytest
 
 from paasport.cli import main as cli_main
 from paasport.deploy.images import LABEL_BUILD_SERVICE
+from paasport.monitoring.events import EventLog, events_path
 
 
 def git(repo: Path, *args: str) -> str:
     out = subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, timeout=120
     )
     return out.stdout.strip()
 
@@ -50,7 +51,7 @@ class Cli:
 def tree(tmp_path: Path) -> tuple[Path, Path, str]:
     service = f"t{uuid.uuid4().hex[:8]}"
     repo = tmp_path / "repos" / service
-    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True, timeout=120)
     svc = tmp_path / "soa" / service
     svc.mkdir(parents=True)
     (svc / "service.yaml").write_text(f"description: test\ngit_url: ../../repos/{service}\n")
@@ -66,9 +67,22 @@ def tree(tmp_path: Path) -> tuple[Path, Path, str]:
 
 
 @pytest.fixture
-def cli(tree: tuple[Path, Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
+def cli(
+    tree: tuple[Path, Path, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Cli:
     config = tmp_path / "paasport.yaml"  # the one-host defaults, written out
-    config.write_text("local_cluster: local\nclusters:\n  local:\n    engine: docker\n")
+    config.write_text(
+        "local_cluster: local\nclusters:\n  local:\n    engine: docker\n"
+        f"state_dir: {tmp_path / 'state'}\n"
+    )
+    gitconfig = tmp_path / "gitconfig"  # who tags: git's user.name
+    gitconfig.write_text("[user]\n\tname = Alice Tester\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.chdir(tmp_path)
     return Cli(tree[0], config, capsys)
 
 
@@ -121,6 +135,9 @@ def test_deploy_workflow_through_the_cli(tree: tuple[Path, Path, str], cli: Cli)
     assert controls == [("start", "local.main", b), ("stop", "local.worker", b)]
     out, _ = cli("deploy-history", "-s", s)
     assert "local.worker" in out and "stop" in out
+    # Tags are lightweight (git says nothing of who): the event log does.
+    assert {h["tagger"] for h in history} == {"Alice Tester"}
+    assert all(git(repo, "cat-file", "-t", h["tag"]) == "commit" for h in history)
 
     before = (soa / s / "deployments.json").read_bytes()
     (soa / s / "deployments.json").unlink()
@@ -129,6 +146,20 @@ def test_deploy_workflow_through_the_cli(tree: tuple[Path, Path, str], cli: Cli)
     assert (soa / s / "deployments.json").read_bytes() == before
     out, _ = cli("generate-deployments", "--all")
     assert "unchanged" in out
+    git(repo, "tag", "paasta-prod-20300101T000000-deploy", b)  # another tool's tag
+    out, _ = cli("deploy-history", "-s", s, "-n", "2")
+    newest, second = out.splitlines()[1:3]
+    assert "2030-01-01" in newest and newest.rstrip().endswith("-")
+    assert second.rstrip().endswith("Alice Tester")
+    with EventLog(events_path(soa.parent / "state")) as log:
+        marks = log.query(service=s, kinds=("mark",))
+    assert [(e.data["action"], e.data["user"]) for e in marks][-3:] == [
+        ("stop", "Alice Tester"),
+        ("restart", "Alice Tester"),
+        ("rollback", "Alice Tester"),
+    ]
+    assert marks[-1].data["git_sha"] == a and marks[-1].data["deploy_group"] == "prod"
+    assert str(marks[-1].data["rollback_tag"]).endswith("-rollback")
 
 
 @pytest.mark.parametrize(
@@ -174,6 +205,16 @@ def test_deploy_workflow_through_the_cli(tree: tuple[Path, Path, str], cli: Cli)
         (["rollback", "-s", "{s}", "-l", "prod", "-c", "HEAD"], 1, "was never deployed to 'prod'"),
         (["get-latest-deployment", "-s", "{s}", "-l", "local.canary"], 1, "never marked"),
         (["generate-deployments"], 2, "either --service/-s or --all"),
+        (
+            ["mark-for-deployment", "-s", "{s}", "-l", "prod", "-c", "HEAD", "--git-url", "-u"],
+            2,
+            "--git-url: git url '-u' must not start with '-'",
+        ),
+        (
+            ["cook-image", "-s", "{s}", "-c", "HEAD", "--git-url", "ext::sh -c x"],
+            2,
+            "--git-url: git url 'ext::sh -c x': <transport>::<address> URLs",
+        ),
         (["cook-image", "-s", "{s}", "-c", "HEAD"], 1, "no Dockerfile"),
         (["push-to-registry", "-s", "{s}", "-c", "HEAD"], 2, "no docker registry configured"),
     ],
@@ -214,9 +255,12 @@ def cooked_service(tree: tuple[Path, Path, str]) -> Iterator[str]:
         capture_output=True,
         text=True,
         check=True,
+        timeout=120,
     )
     for image_id in sorted(set(out.stdout.split())):
-        subprocess.run(["docker", "image", "rm", "-f", image_id], capture_output=True, check=False)
+        subprocess.run(
+            ["docker", "image", "rm", "-f", image_id], capture_output=True, check=False, timeout=120
+        )
 
 
 def test_cook_and_push_through_the_cli(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from paasport.deploy import workflow
+from paasport.deploy import tags, workflow
 from paasport.deploy.deployments import read_deployments
 from paasport.deploy.git import GitRepo
 from paasport.errors import GitError, NotFoundError, PermanentError, UsageError
@@ -18,7 +20,7 @@ NOW = 1704164645.0  # 2024-01-02T03:04:05Z
 
 def git(repo: Path, *args: str) -> str:
     out = subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, timeout=120
     )
     return out.stdout.strip()
 
@@ -33,7 +35,7 @@ def commit(repo: Path, name: str) -> str:
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     path = tmp_path / "repo"
-    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True, timeout=120)
     return path
 
 
@@ -64,8 +66,9 @@ def test_mark_tags_the_commit_and_writes_deployments(repo: Path, soa: Path) -> N
         result = workflow.mark_for_deployment(target(soa, str(repo)), r, "prod", first[:7], now=NOW)
     assert result.tag == "paasta-prod-20240102T030405-deploy"
     assert result.sha == first
-    assert git(repo, "cat-file", "-t", result.tag) == "tag"  # annotated
-    assert git(repo, "rev-parse", f"{result.tag}^{{commit}}") == first
+    # Lightweight, as PaaSTA's own push writes them: the ref names the commit itself.
+    assert git(repo, "cat-file", "-t", result.tag) == "commit"
+    assert git(repo, "rev-parse", f"refs/tags/{result.tag}") == first
     state = read_deployments(soa, "web")
     assert state is not None
     got = state.state_for("local", "main", "prod")
@@ -129,16 +132,16 @@ def test_remote_url_is_tagged_without_a_clone(repo: Path, soa: Path, tmp_path: P
     first = commit(repo, "a")
     second = commit(repo, "b")
     bare = tmp_path / "remote.git"
-    subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True, timeout=120)
     url = f"file://{bare}"
     t = target(soa, url)
     with GitRepo(url) as r:
         one = workflow.mark_for_deployment(t, r, "prod", first, now=NOW)
         two = workflow.mark_for_deployment(t, r, "prod", second[:8], now=NOW)
         three = workflow.mark_for_deployment(t, r, "canary", "main", now=NOW)
-    assert git(bare, "cat-file", "-t", one.tag) == "tag"
-    assert git(bare, "rev-parse", f"{one.tag}^{{commit}}") == first
-    assert git(bare, "rev-parse", f"{two.tag}^{{commit}}") == second
+    assert git(bare, "cat-file", "-t", one.tag) == "commit"
+    assert git(bare, "rev-parse", f"refs/tags/{one.tag}") == first
+    assert git(bare, "rev-parse", f"refs/tags/{two.tag}") == second
     assert two.tag > one.tag and three.sha == second
     doc = json.loads((soa / "web" / "deployments.json").read_text())
     assert doc["v2"]["deployments"]["prod"]["git_sha"] == second
@@ -210,7 +213,14 @@ def test_rollback_and_history(repo: Path, soa: Path) -> None:
         ("deploy", "prod", a),
     ]
     assert len(everything) == 6 and everything[1].target == "canary"
-    assert all(e.tagger and "@" in e.tagger for e in everything)
+    assert all(e.tagger is None for e in everything)  # lightweight: the event log says who
+    # PaaSTA's marker on the sha each rollback left
+    assert [t for t in tags_of(repo) if t.endswith("-rollback")] == [
+        "paasta-canary-20240102T030705-rollback",
+        "paasta-prod-20240102T030605-rollback",
+    ]
+    assert git(repo, "rev-parse", "refs/tags/paasta-prod-20240102T030605-rollback") == b
+    assert git(repo, "rev-parse", "refs/tags/paasta-canary-20240102T030705-rollback") == never
     assert prod[0].as_json()["time"] == "2024-01-02T03:07:25+00:00"
 
 
@@ -259,3 +269,56 @@ def test_mark_with_an_image_version(repo: Path, soa: Path) -> None:
     assert got is not None and got.image_version == "rebuild1"
     assert got.docker_image == f"services-web:paasta-{sha}-rebuild1"
     assert len(tags_of(repo)) == 2
+
+
+def test_git_allow_protocol_is_set_whatever_the_caller_allows(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commit(repo, "a")
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("GIT_ALLOW_PROTOCOL", "ext:file")  # the caller's env would allow ext::
+    with GitRepo(str(repo)) as r:
+        assert r.ls_remote() == {}  # a plain repo still works
+        r.url = f"ext::sh -c touch% {marker}"  # past check_git_url: git itself must refuse
+        with pytest.raises(GitError, match="cannot read refs"):
+            r.ls_remote()
+    assert not marker.exists()
+
+
+def test_concurrent_marks_stay_in_the_present_and_the_newest_wins(repo: Path, soa: Path) -> None:
+    shas = [commit(repo, f"c{i}") for i in range(6)]
+    results: dict[int, tuple[str, float]] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(shas))
+
+    def mark(i: int) -> None:
+        try:
+            start.wait(timeout=10)
+            with GitRepo(str(repo)) as r:
+                res = workflow.mark_for_deployment(
+                    target(soa, str(repo)), r, "prod", shas[i], now=time.time()
+                )
+            results[i] = (res.tag, time.time())
+        except BaseException as err:  # reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=mark, args=(i,)) for i in range(len(shas))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads) and errors == []
+    made = sorted(tag for tag, _ in results.values())
+    assert len(set(made)) == len(shas) and sorted(tags_of(repo)) == made
+    for tag, returned in results.values():
+        stamp = tags.parse_deploy_tag(tags.TAG_PREFIX + tag, "")
+        assert stamp is not None
+        # never in the future: another tool tagging "now" cannot collide with these
+        assert tags.parse_timestamp(stamp.timestamp).timestamp() <= returned + 1.0
+    newest_sha = git(repo, "rev-parse", f"refs/tags/{made[-1]}")
+    with GitRepo(str(repo)) as r:
+        workflow.generate(target(soa, str(repo)), r)
+    state = read_deployments(soa, "web")
+    assert state is not None
+    got = state.state_for("local", "main", "prod")
+    assert got is not None and got.git_sha == newest_sha

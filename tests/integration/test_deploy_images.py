@@ -28,13 +28,15 @@ CMD ["/bin/busybox", "httpd", "-f", "-p", "8888", "-h", "/src"]
 
 def git(repo: Path, *args: str) -> str:
     out = subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, timeout=120
     )
     return out.stdout.strip()
 
 
 def docker(*args: str, check: bool = True) -> str:
-    out = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, check=False, timeout=120
+    )
     if check and out.returncode != 0:
         raise AssertionError(f"docker {' '.join(args)}: {out.stderr}")
     return out.stdout.strip()
@@ -51,7 +53,7 @@ def service() -> Iterator[str]:
 
 def make_repo(tmp_path: Path, dockerfile: str | None = DOCKERFILE) -> tuple[Path, str]:
     repo = tmp_path / "repo"
-    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True, timeout=120)
     shutil.copy(BUSYBOX, repo / "busybox")
     (repo / "committed.txt").write_text("ok\n")
     if dockerfile is not None:
@@ -93,7 +95,7 @@ def test_cook_push_and_pull_back_by_digest(
 def test_cook_from_a_remote_url_without_registry(tmp_path: Path, service: str) -> None:
     repo, sha = make_repo(tmp_path)
     bare = tmp_path / "remote.git"
-    subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True, timeout=120)
     with GitRepo(f"file://{bare}") as r:
         name = cook_image(r, service, sha, None)
     assert name == f"services-{service}:paasta-{sha}"

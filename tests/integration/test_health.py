@@ -87,7 +87,7 @@ def container(busybox_image: str) -> Iterator[Container]:
             time.sleep(0.05)
         yield box
     finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False, timeout=120)
 
 
 def free_port() -> int:
@@ -214,7 +214,7 @@ def status_server() -> Iterator[int]:
     finally:
         server.shutdown()
         server.server_close()
-        thread.join()
+        thread.join(timeout=10)
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -140,8 +141,8 @@ class World:
         versions = self.live()
         old = [t for av in versions if av.config_hash in old_hashes for t in av.tasks]
         new = [t for av in versions if av.config_hash not in old_hashes for t in av.tasks]
-        new_serving = sum(1 for t in new if answers(t.port))
-        serving = new_serving + sum(1 for t in old if answers(t.port))
+        new_serving = sum(1 for t in new if answers(t.port, host=t.host))
+        serving = new_serving + sum(1 for t in old if answers(t.port, host=t.host))
         return Sample(
             len(old), len(new), new_serving, serving, len([v for v in versions if v.tasks])
         )
@@ -162,7 +163,7 @@ class World:
             len(all_versions) == 1
             and len(tasks) == n
             and len(all_versions[0].tasks) == n
-            and all(answers(t.port) for t in tasks)
+            and all(answers(t.port, host=t.host) for t in tasks)
         )
 
     def cli(self, verb: str, *args: str) -> list[str]:
@@ -217,7 +218,7 @@ def test_a_three_task_service_deploys_and_serves(world: World) -> None:
     assert len(world.versions()) == 1
     av = world.versions()[0]
     assert {t.cluster for t in av.tasks} == {world.cluster}
-    assert len({t.port for t in av.tasks}) == 3
+    assert len({(t.host, t.port) for t in av.tasks}) == 3
 
 
 def test_crossover_bounce_never_drops_below_the_margin(world: World) -> None:
@@ -249,7 +250,7 @@ def test_brutal_kills_old_tasks_without_waiting_for_new_ones(world: World) -> No
 def test_a_killed_task_is_replaced_and_recorded(world: World) -> None:
     world.deploy(instance_yaml())
     victim = world.versions()[0].tasks[0]
-    subprocess.run(["docker", "kill", victim.task_id], capture_output=True, check=True)
+    subprocess.run(["docker", "kill", victim.task_id], capture_output=True, check=True, timeout=120)
     world.wait_for(
         "a replacement",
         lambda: (
@@ -267,7 +268,10 @@ def test_a_task_that_keeps_failing_its_health_check_is_replaced(world: World) ->
     victim = world.versions()[0].tasks[0]
     # the task keeps running but its /status is gone: only its health check can tell
     subprocess.run(
-        ["docker", "exec", victim.task_id, "rm", "/www/status"], capture_output=True, check=True
+        ["docker", "exec", victim.task_id, "rm", "/www/status"],
+        capture_output=True,
+        check=True,
+        timeout=120,
     )
     world.wait_for(
         "a replacement",
@@ -378,11 +382,15 @@ def test_status_says_why_an_instance_is_not_healthy(world: World) -> None:
     world.wait_for(
         "main and broken to serve",
         lambda: all(
-            answers(t.port) for av in world.engine.list_app_versions("web") for t in av.tasks
+            answers(t.port, host=t.host)
+            for av in world.engine.list_app_versions("web")
+            for t in av.tasks
         ),
     )
     args = world.cli("status", "-s", "web")
-    out = subprocess.run([*args, "--json"], capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [*args, "--json"], capture_output=True, text=True, check=False, timeout=120
+    )
     assert out.returncode == 1, out.stderr
     by_instance = {v["instance"]: v for v in json.loads(out.stdout)}
     assert by_instance["main"]["ok"], by_instance["main"]
@@ -393,7 +401,54 @@ def test_status_says_why_an_instance_is_not_healthy(world: World) -> None:
     assert "404" in by_instance["broken"]["why"]
     assert not by_instance["missing"]["ok"]
     assert "image paasport-test-nope:latest does not exist" in by_instance["missing"]["why"]
-    human = subprocess.run([*args, "-v"], capture_output=True, text=True, check=False)
+    human = subprocess.run([*args, "-v"], capture_output=True, text=True, check=False, timeout=120)
     assert human.returncode == 1
     assert "why: health check failing" in human.stdout
-    assert "127.0.0.1:" in human.stdout  # -v lists tasks with host:port
+    assert re.search(r"\b\d+\.\d+\.\d+\.\d+:8888\b", human.stdout)  # -v: tasks as host:port
+
+
+def test_a_task_that_always_exits_restarts_only_as_the_backoff_allows(world: World) -> None:
+    """instances: 1 whose task exits after 1 s: every task is dead, so the plan creates; the
+    backoff (1 s doubling: 1, 2, 4, 8 s) holds that create back, corpses stay bounded, and
+    status reads Crashing throughout, also while a restarted task briefly runs."""
+    fields = json.loads(instance_yaml(instances=1, cmd="sleep 1; exit 3"))["main"]
+    del fields["healthcheck_mode"], fields["healthcheck_uri"]
+    world.write_service(json.dumps({"main": fields}))
+    world.start_deployd()
+    seen: set[str] = set()
+    most_exited = 0
+    states: list[tuple[str, int]] = []  # (status state, live tasks seen just before)
+    deadline = time.monotonic() + 22.0
+    while time.monotonic() < deadline:
+        tasks = [t for av in world.versions() for t in av.tasks]
+        seen.update(t.task_id for t in tasks)
+        most_exited = max(most_exited, sum(1 for t in tasks if t.state in ("exited", "dead")))
+        if len(seen) >= 4:  # two delayed restarts made: the instance crash-loops
+            out = subprocess.run(
+                [*world.cli("status", "-s", "web"), "--json"],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=30,
+            )
+            live = sum(1 for t in tasks if t.state == "running")
+            states.append((json.loads(out.stdout)[0]["state"], live))
+        time.sleep(0.2)
+    # restarted every ~1.5 s without the backoff (~13 tasks in 20 s); with it about 5
+    assert 3 <= len(seen) <= 7, len(seen)
+    assert most_exited <= 2, most_exited
+    assert world.events is not None
+    crashes = world.events.query(service="web", instance="main", kinds=["crash"])
+    assert crashes and all(e.data.get("exit_code") == 3 for e in crashes)
+    assert states and {state for state, _ in states} == {"Crashing"}, states
+    waited = subprocess.run(
+        [*world.cli("wait-for-deployment", "-s", "web", "-l", f"{world.cluster}.main"),
+         "-c", "a" * 40, "--timeout", "2"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )  # fmt: skip
+    assert waited.returncode == 1, waited.stderr
+    failed = world.events.query(service="web", kinds=["deploy"])
+    assert [(e.level, e.data.get("outcome")) for e in failed] == [("error", "timeout")], failed

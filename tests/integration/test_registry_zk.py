@@ -1,12 +1,14 @@
 """ZookeeperRegistry against the real ZooKeeper (scripts/services.sh): semantics, ephemerals,
-session loss, and a 30 s outage (through a relay the test cuts) while HAProxy keeps routing."""
+session loss, calls that meet their deadline while a relay cuts and freezes the connection
+mid-call, and a 30 s outage while HAProxy keeps routing."""
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -131,7 +133,7 @@ def test_zookeeper_outage_keeps_routing_to_last_known_backends(
             engine.tasks = [task_for(a), task_for(b)]
             agent = _agent(engine, reg, proxy, proxy_port)
             assert wait_for(lambda: agent.run_once() and len(reg.backends()) == 2)
-            thread = threading.Thread(target=agent.run_forever, args=(stop,))
+            thread = threading.Thread(target=agent.run_forever, args=(stop,), daemon=True)
             thread.start()
             with Load(proxy_port) as load:
                 wait_for(lambda: load.ok > 20)
@@ -151,13 +153,117 @@ def test_zookeeper_outage_keeps_routing_to_last_known_backends(
 
                 assert wait_for(back, timeout=20)
             stop.set()
-            thread.join()
+            thread.join(timeout=15)
+            assert not thread.is_alive(), "the agent did not stop within 15 s"
         assert load.failures == []
         assert during > 100 and set(load.seen) == {"a", "b"}
     finally:
         stop.set()
         if thread is not None:
-            thread.join()  # before stopping the proxy, or a last pass would start it again
+            thread.join(timeout=15)  # before stopping the proxy, or a last pass starts it again
         proxy.stop()
+        reg.close()
+        relay.close()
+
+
+class CallStream:
+    """Registry calls back to back in threads, each timed: the longest, the last success."""
+
+    def __init__(self, reg: ZookeeperRegistry, threads: int = 2) -> None:
+        self.reg = reg
+        self.longest = (0.0, "")
+        self.last_ok = 0.0
+        self.calls = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(threads)
+        ]
+
+    def _ops(self, n: int) -> list[tuple[str, Callable[[], object]]]:
+        reg, mine = self.reg, Backend("web.main", f"stream-{n}", "127.0.0.1", 2000 + n, "h1")
+        return [
+            ("snapshot", reg.snapshot),  # get_children per namespace, then a get per node
+            ("register", lambda: reg.register(mine)),
+            ("reports", reg.reports),
+            ("set_draining", lambda: reg.set_draining("web.main", mine.task_id, True, 1.0)),
+            ("ack", lambda: reg.ack(f"h{n}", 1, 1.0)),
+            ("backends", reg.backends),
+            ("undrain", lambda: reg.set_draining("web.main", mine.task_id, False, 2.0)),
+            ("version", reg.version),
+        ]
+
+    def _run(self, n: int) -> None:
+        ops = self._ops(n)
+        i = 0
+        while not self._stop.is_set():
+            name, op = ops[i % len(ops)]
+            i += 1
+            start = time.monotonic()
+            ok = True
+            try:
+                op()
+            except RegistryUnavailable:
+                ok = False
+                time.sleep(0.01)  # a caller's retry; not connected fails at once
+            took = time.monotonic() - start
+            with self._lock:
+                self.calls += 1
+                if took > self.longest[0]:
+                    self.longest = (took, name)
+                if ok:
+                    self.last_ok = time.monotonic()
+
+    def __enter__(self) -> CallStream:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=10)
+
+    def alive(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+
+def test_every_call_meets_its_deadline_through_50_cuts_and_freezes(
+    zk_hosts: str, zk_path: str
+) -> None:
+    host, port = zk_hosts.split(":")
+    relay = Relay(host, int(port))
+    deadline = 1.0
+    reg = ZookeeperRegistry(
+        f"127.0.0.1:{relay.port}", zk_path, timeout=4.0, connect_timeout=1.0, call_timeout=deadline
+    )
+    rng = random.Random(9)
+    recoveries: list[float] = []
+    try:
+        for i in range(40):  # a snapshot is dozens of calls: cuts land inside get_children
+            reg.register(Backend(f"ns{i % 8}.main", f"t{i}", "127.0.0.1", 3000 + i, "h1"))
+        with CallStream(reg) as stream:
+            assert wait_for(lambda: stream.calls > 50, timeout=10)
+            for n in range(50):
+                time.sleep(rng.uniform(0.0, 0.3))  # a random point in the stream of calls
+                mode = "freeze" if n % 2 == 0 else "cut"
+                relay.freeze() if mode == "freeze" else relay.cut()
+                time.sleep(rng.uniform(0.05, 1.5))  # shorter and longer than the deadline
+                relay.restore()
+                restored = time.monotonic()
+                assert wait_for(lambda t=restored: stream.last_ok > t, timeout=15), (
+                    f"cut {n} ({mode}): no call succeeded within 15 s of the restore"
+                )
+                recoveries.append(stream.last_ok - restored)
+                assert stream.longest[0] <= deadline + 0.5, (
+                    f"cut {n} ({mode}): {stream.longest[1]} took {stream.longest[0]:.1f}s"
+                )
+        assert not stream.alive()
+        print(
+            f"\n{stream.calls} calls, longest {stream.longest[0]:.2f}s ({stream.longest[1]}), "
+            f"back after restore: median {sorted(recoveries)[25]:.2f}s, "
+            f"max {max(recoveries):.2f}s, clients abandoned {reg.clients_abandoned}"
+        )
+    finally:
         reg.close()
         relay.close()

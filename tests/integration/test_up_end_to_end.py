@@ -173,7 +173,7 @@ class E2E:
 
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, timeout=120
     ).stdout.strip()
 
 
@@ -240,9 +240,12 @@ def stop_everything(world: E2E) -> None:
         capture_output=True,
         text=True,
         check=False,
+        timeout=120,
     ).stdout.split()
     if leftover:
-        subprocess.run(["docker", "rm", "-f", *leftover], capture_output=True, check=False)
+        subprocess.run(
+            ["docker", "rm", "-f", *leftover], capture_output=True, check=False, timeout=120
+        )
 
 
 @pytest.fixture
@@ -257,7 +260,9 @@ def world(tmp_dir: Path) -> Iterator[E2E]:
             sha = git(w.repo, "rev-parse", "HEAD")
             image = f"services-{SERVICE}:paasta-{sha}"
         if image:
-            subprocess.run(["docker", "rmi", "-f", image], capture_output=True, check=False)
+            subprocess.run(
+                ["docker", "rmi", "-f", image], capture_output=True, check=False, timeout=120
+            )
 
 
 def container_hashes(cluster: str) -> list[str]:
@@ -274,6 +279,7 @@ def container_hashes(cluster: str) -> list[str]:
         capture_output=True,
         text=True,
         check=True,
+        timeout=120,
     ).stdout
     return sorted(out.split())
 

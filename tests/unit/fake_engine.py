@@ -123,6 +123,9 @@ class FakeEngine:
     def node_capacity(self) -> Sequence[NodeCapacity]:
         return [NodeCapacity("local", 2, 4096, 0, 0)]
 
+    def close(self) -> None:
+        self.closed = True
+
     def image_exists(self, image: str) -> bool:
         return True
 

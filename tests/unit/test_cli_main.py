@@ -12,7 +12,11 @@ from paasport.cli import main as cli_main
 
 def test_help_lists_registered_verbs() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "paasport", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "paasport", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
     assert "Usage: paasport" in out.stdout
     for verb in cli_main.COMMANDS:

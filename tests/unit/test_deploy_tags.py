@@ -109,19 +109,24 @@ def test_format_round_trips(
 
 # 1704164645 = 2024-01-02T03:04:05Z
 @pytest.mark.parametrize(
-    ("now", "existing", "expect"),
+    ("now", "existing", "stamp", "wait"),
     [
-        (1704164645.9, [], "20240102T030405"),
-        (1704164645, ["20240101T000000"], "20240102T030405"),
-        (1704164645, ["20240102T030405"], "20240102T030406"),  # same second: one later
-        (1704164645, ["20240102T030405", "20240102T030406"], "20240102T030407"),
-        (1704164645, ["20240102T035959"], "20240102T040000"),  # clock behind the repo
-        (1704164645, ["20231231T235959", "garbage"], "20240102T030405"),
-        (1704067199, ["20231231T235959"], "20240101T000000"),  # rolls over the year
+        (1704164645.9, [], "20240102T030405", 0.0),
+        (1704164645, ["20240101T000000"], "20240102T030405", 0.0),
+        (1704164645.25, ["20240102T030405"], None, 0.75),  # same second: wait for the next
+        (1704164645, ["20240102T030405", "20240102T030406"], None, 2.0),
+        (1704164645, ["20240102T035959"], None, 3355.0),  # a tag ahead of this clock
+        (1704164645, ["20231231T235959", "garbage"], "20240102T030405", 0.0),
+        (1704067200, ["20231231T235959"], "20240101T000000", 0.0),  # rolls over the year
     ],
 )
-def test_next_timestamp(now: float, existing: list[str], expect: str) -> None:
-    assert tags.next_timestamp(now, existing) == expect
+def test_choose_timestamp_never_leaves_the_present(
+    now: float, existing: list[str], stamp: str | None, wait: float
+) -> None:
+    choice = tags.choose_timestamp(now, existing)
+    assert (choice.stamp, choice.wait_seconds) == (stamp, pytest.approx(wait))
+    if choice.stamp is not None:
+        assert tags.parse_timestamp(choice.stamp).timestamp() <= now
 
 
 @pytest.mark.parametrize(

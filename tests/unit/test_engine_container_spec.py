@@ -417,3 +417,81 @@ def test_engine_for_docker_builds_a_lazy_docker_engine() -> None:
 def test_engine_for_refuses_engines_it_cannot_run(engine: str, message: str) -> None:
     with pytest.raises(EngineError, match=message):
         engine_for(Cluster("c", engine))
+
+
+PUBLISHED = [{"IP": "127.0.0.1", "PrivatePort": 8888, "PublicPort": 49153, "Type": "tcp"}]
+
+
+def _networks(mode: str, **addresses: str) -> dict[str, Any]:
+    return {
+        "HostConfig": {"NetworkMode": mode},
+        "NetworkSettings": {"Networks": {n: {"IPAddress": ip} for n, ip in addresses.items()}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("state", "net", "extra", "address"),
+    [
+        # bridge: the container's own address, reachable with dockerd (and docker-proxy) down
+        ("running", "bridge", _networks("bridge", bridge="172.17.0.5"), ("172.17.0.5", 8888)),
+        ("created", "bridge", _networks("bridge", bridge="172.17.0.5"), ("172.17.0.5", 8888)),
+        (
+            "running",
+            "bridge",
+            _networks("mynet", bridge="172.17.0.5", mynet="10.1.0.7"),
+            ("10.1.0.7", 8888),
+        ),
+        ("running", "bridge", _networks("default", bridge="172.17.0.5"), ("172.17.0.5", 8888)),
+        # no address (yet): the published port on 127.0.0.1 is the fallback
+        ("running", "bridge", _networks("bridge", bridge=""), ("127.0.0.1", 49153)),
+        ("running", "bridge", {}, ("127.0.0.1", 49153)),
+        ("running", "bridge", {"NetworkSettings": {"Networks": None}}, ("127.0.0.1", 49153)),
+        # a finished task is reached nowhere: no port Docker still publishes for it
+        ("exited", "bridge", _networks("bridge", bridge="172.17.0.5"), ("127.0.0.1", None)),
+        ("running", "host", _networks("host", host=""), ("127.0.0.1", 8888)),
+        ("exited", "host", {}, ("127.0.0.1", None)),
+    ],
+)
+def test_task_address_survives_the_daemon(
+    state: str, net: str, extra: dict[str, Any], address: tuple[str, int | None]
+) -> None:
+    s = summary("c1", state=state, net=net, ports=[] if state == "exited" else PUBLISHED)
+    task = cs.task_from_container({**s, **extra})
+    assert (task.host, task.port) == address
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2023-11-14T22:13:20.25Z", 1700000000.25),
+        ("2023-11-14T22:13:20Z", 1700000000.0),
+        ("2023-11-14T23:13:20.5+01:00", 1700000000.5),
+        ("0001-01-01T00:00:00Z", None),
+        ("", None),
+        (None, None),
+        ("garbage", None),
+    ],
+)
+def test_docker_time(text: object, expected: float | None) -> None:
+    got = cs.docker_time(text)
+    assert got == expected if expected is None or got is None else abs(got - expected) < 1e-6
+
+
+OUTAGE = [(1000.0, 1015.0)]
+
+
+@pytest.mark.parametrize(
+    ("finished_at", "outages", "expected"),
+    [
+        (1000.5, OUTAGE, True),  # stopped by the daemon's shutdown (no live-restore)
+        (1015.4, OUTAGE, True),  # killed by the daemon's restore, just before it answered
+        (999.0, OUTAGE, False),  # crashed before the engine went away
+        (1030.0, OUTAGE, False),  # crashed after it came back: a crash
+        (None, OUTAGE, False),
+        (1005.0, [], False),
+    ],
+)
+def test_exited_during_outage(
+    finished_at: float | None, outages: list[tuple[float, float]], expected: bool
+) -> None:
+    assert cs.exited_during_outage(finished_at, outages) is expected

@@ -48,3 +48,37 @@ def test_events_command_filters_and_prints_json(tmp_path: Path) -> None:
     out = runner.invoke(cli, ["events", "--config", str(config), "-n", "2"])
     assert out.exit_code == 0, out.output
     assert [line.split(": ", 1)[1] for line in out.output.splitlines()] == ["exit 1", "exit 2"]
+
+
+def test_an_unknown_kind_is_a_usage_error_listing_the_kinds(tmp_path: Path) -> None:
+    config = tmp_path / "paasport.yaml"
+    config.write_text(f"state_dir: {tmp_path}\nsoa_dir: {tmp_path}\n")
+    EventLog(events_path(tmp_path)).close()
+    out = CliRunner().invoke(cli, ["events", "--config", str(config), "--kind", "bogus"])
+    assert out.exit_code == 2, out.output
+    assert "'bogus' is not one of" in out.output and "'crash'" in out.output
+    assert "Traceback" not in out.output
+    helped = CliRunner().invoke(cli, ["events", "--help"])
+    assert "bounce|deploy|app_version|crash" in helped.output
+
+
+def test_event_kinds_are_normalised_and_unknown_ones_refused() -> None:
+    from paasport.monitoring.events import EventKind
+
+    event = Event(time=1.0, level="info", kind="bounce")
+    assert event.kind is EventKind.BOUNCE and event.to_json()["kind"] == "bounce"
+    with pytest.raises(ValueError, match="unknown event kind 'bogus': expected one of bounce"):
+        Event(time=1.0, level="info", kind="bogus")
+
+
+def test_a_kind_this_version_does_not_know_reads_back_as_unknown(tmp_path: Path) -> None:
+    import sqlite3
+
+    log = EventLog(events_path(tmp_path))
+    log.record(Event(time=1.0, level="info", kind="check", message="m"))
+    conn = sqlite3.connect(events_path(tmp_path), isolation_level=None)
+    conn.execute("UPDATE events SET kind = 'from_the_future'")
+    conn.close()
+    (event,) = log.query()
+    assert event.kind == "unknown" and event.data["raw_kind"] == "from_the_future"
+    log.close()

@@ -64,7 +64,7 @@ def test_unknown_level_is_a_usage_error(log: EventLog) -> None:
 
 def test_non_json_data_becomes_strings(tmp_path: Path) -> None:
     event_log = EventLog(tmp_path / "e.sqlite")
-    event_log.record(Event(time=1.0, level="info", kind="x", data={"path": Path("/a")}))
+    event_log.record(Event(time=1.0, level="info", kind="check", data={"path": Path("/a")}))
     assert event_log.query()[0].data == {"path": "/a"}
 
 
@@ -77,7 +77,7 @@ def test_follow_yields_backlog_then_new_events(log: EventLog) -> None:
         for event in log.follow(service="web", limit=1, poll_interval=0.01, stop=stop):
             seen.append(event)
             if len(seen) == 1:
-                log.record(Event(time=149.0, level="info", kind="x", service="other"))
+                log.record(Event(time=149.0, level="info", kind="check", service="other"))
                 log.record(new)
             if len(seen) == 2:
                 stop.set()
@@ -95,11 +95,12 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
 
     def write(target: EventLog, n: int) -> None:
         for i in range(n):
-            target.record(Event(time=float(i), level="info", kind="t", message=str(i)))
+            target.record(Event(time=float(i), level="info", kind="check", message=str(i)))
 
     threads = [threading.Thread(target=write, args=(t, 50)) for t in (event_log, event_log, second)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=10)
+    assert not any(t.is_alive() for t in threads)
     assert len(event_log.query()) == 150

@@ -87,12 +87,12 @@ def events(tmp_path: Path) -> EventLog:
 
 def _monitor(events: EventLog, engine: FakeEngine, clock: Clock, **kw: object) -> Monitor:
     configs = kw.pop("configs", [CONFIG])
+    kw.setdefault("load_deployments", lambda cs: {(c.service, c.instance): DEPLOYED for c in cs})
     return Monitor(
         cluster="c1",
         engine=engine,
         events=events,
         load_instances=lambda: configs,  # type: ignore[return-value,arg-type]
-        load_deployments=lambda cs: {(c.service, c.instance): DEPLOYED for c in cs},
         clock=clock,
         metrics=False,
         **kw,  # type: ignore[arg-type]
@@ -270,3 +270,48 @@ def test_a_proxy_that_does_not_answer_makes_replication_crit(events: EventLog) -
     answer[0] = None  # not in discovery / registry unknown: the healthy tasks decide
     clock.now = 1050
     assert [(a.check, a.firing) for a in monitor.run_once().alerts] == [("replication", False)]
+
+
+def test_a_timed_out_wait_pages_deploy_failed_and_a_later_healthy_deploy_clears_it(
+    events: EventLog,
+) -> None:
+    from paasport.cli.wait import deploy_events
+
+    engine, clock, sink = FakeEngine(), Clock(), RecordingSink("team")
+    deployed = {"sha": "a" * 40}
+    monitor = _monitor(
+        events,
+        engine,
+        clock,
+        sinks=[sink],
+        load_deployments=lambda cs: {
+            (c.service, c.instance): DeploymentState(docker_image="img", git_sha=deployed["sha"])
+            for c in cs
+        },
+    )
+    assert {r.check: r.status for r in monitor.run_once().results}["deploy_failed"] == "OK"
+    # the reconciler's own events (tasks started, versions removed) say nothing about a deploy
+    events.record(Event(time=1001, level="info", kind="app_version", service="web",
+                        instance="main", cluster="c1", message="started 2 task(s)"))  # fmt: skip
+    for event in deploy_events(
+        "c1", "web", "c1.main", {"main": ("a" * 40, "0 of 2 healthy")}, 1002
+    ):
+        events.record(event)
+    clock.now = 1003
+    fired = monitor.run_once().alerts
+    assert [(a.check, a.reason) for a in fired] == [("deploy_failed", "new")]
+    assert "timed out" in fired[0].message and fired[0].routing.team == "web-team"
+    events.record(Event(time=1004, level="info", kind="app_version", service="web",
+                        instance="main", cluster="c1", message="removed app version"))  # fmt: skip
+    clock.now = 1005
+    assert monitor.run_once().alerts == ()  # still failing: nothing cleared it
+
+    deployed["sha"] = "b" * 40
+    for event in deploy_events("c1", "web", "c1.main", {"main": ("b" * 40, "")}, 1006):
+        events.record(event)
+    clock.now = 1007
+    resolved = monitor.run_once().alerts
+    assert [(a.check, a.reason) for a in resolved] == [("deploy_failed", "resolved")]
+    monitor.wait_sinks()
+    assert [[a.reason for a in b] for b in sink.batches] == [["new"], ["resolved"]]
+    monitor.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -309,3 +310,41 @@ def test_an_empty_old_version_is_deleted() -> None:
     w.converge(cfg(instances=1, env={"C": "1"}), dep())
     assert w.engine.calls["delete"] == 1
     assert old_task.task_id not in w.engine.tasks
+
+
+def test_an_instance_whose_every_task_dies_restarts_only_as_the_backoff_allows() -> None:
+    """instances: 1 whose task exits after 1 s: the plan creates (nothing is left to scale);
+    that create is held back like a scale, and corpses never pile up."""
+    w = World()
+    config = cfg(instances=1, backoff_seconds=2.0)
+    w.step(config, dep())
+    starts = [w.now]
+    for _ in range(120):  # two simulated minutes, one step per second
+        for task in w.engine.live():  # each task has run about a second: it exits
+            w.engine.crash(task.task_id, exit_code=1)
+        before = w.engine.calls["create"] + w.engine.calls["scale"]
+        w.step(config, dep())
+        if w.engine.calls["create"] + w.engine.calls["scale"] > before:
+            starts.append(w.now)
+        corpses = [t for t in w.engine.tasks.values() if t.state == "exited"]
+        assert len(corpses) <= 1, corpses
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    # 2 s backoff doubling per restart (2, 4, 8, 16, 32, ...): a handful of restarts, not 60
+    assert 4 <= len(starts) <= 8, starts
+    assert all(later >= earlier for earlier, later in itertools.pairwise(gaps[1:])), gaps
+
+
+def test_a_crash_quotes_its_last_lines_with_secrets_redacted() -> None:
+    w = World()
+    config = cfg(env={"DATABASE_URL": "postgres://app:pw@db/app"})
+    w.converge(config, dep())
+    victim = w.engine.live()[0]
+    w.engine.log_lines[victim.task_id] = [
+        "DB_PASSWORD=hunter22",
+        "panic: cannot reach postgres://app:pw@db/app",
+    ]
+    w.engine.crash(victim.task_id, exit_code=1)
+    w.step(config, dep())
+    (crash,) = [e for e in w.events.events if e.kind == "crash"]
+    assert crash.data["last_lines"] == ["DB_PASSWORD=***", "panic: cannot reach ***"]
+    assert "hunter22" not in crash.message and "app:pw" not in crash.message

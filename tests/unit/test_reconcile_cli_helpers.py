@@ -10,9 +10,9 @@ from paasport.bounce.desired import desired_app
 from paasport.cli.logs import parse_since
 from paasport.cli.wait import instance_done
 from paasport.errors import UsageError
-from paasport.reconcile.diagnosis import InstanceFacts, Verdict
-from paasport.reconcile.observe import InstanceView
 from paasport.types import AppVersion, DeploymentState, InstanceConfig, Task
+from paasport.view.diagnosis import InstanceFacts, Verdict
+from paasport.view.observe import InstanceView
 
 NOW = 1_000_000.0
 

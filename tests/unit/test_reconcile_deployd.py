@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from paasport.config.tree import SoaTree
-from paasport.errors import TemporaryError
+from paasport.errors import EngineUnavailable, RegistryUnavailable, TemporaryError
 from paasport.reconcile.deployd import (
     Deployd,
     DeploydSettings,
@@ -21,7 +21,7 @@ from paasport.reconcile.deployd import (
 )
 from paasport.reconcile.reconciler import ReconcilerSettings
 from paasport.reconcile.watch import Change
-from paasport.types import InstanceConfig, ServiceConfig
+from paasport.types import InstanceConfig, ServiceConfig, Task
 
 from fake_engine import FakeDrainer, FakeEngine, FakeEvents, FakeHealth
 
@@ -159,6 +159,77 @@ def test_retry_delay(attempts: int, asked: float, expect: float) -> None:
     assert retry_delay(attempts, asked, cap=60.0) == expect
 
 
+@pytest.mark.parametrize(
+    ("attempts", "asked", "expect"),
+    [
+        (1, 1.0, 1.0),
+        (6, 1.0, 1.0),  # with backoff: 32 s
+        (5000, 1.0, 1.0),
+        (3, 0.0, 0.1),  # never a busy loop
+        (3, 500.0, 60.0),  # capped
+    ],
+)
+def test_retry_delay_without_backoff(attempts: int, asked: float, expect: float) -> None:
+    assert retry_delay(attempts, asked, cap=60.0, backoff=False) == expect
+
+
+def test_registry_errors_retry_without_backoff_engine_errors_with() -> None:
+    assert RegistryUnavailable("zookeeper: not connected").backoff is False
+    assert EngineUnavailable("dockerd: no answer").backoff is True
+    assert TemporaryError("x", backoff=False).backoff is False
+
+
+class _OutageDrainer(FakeDrainer):
+    """A RegistryDrainer stand-in whose registry is down until ``up_at`` on a virtual clock."""
+
+    def __init__(self, up_at: float) -> None:
+        super().__init__()
+        self.now = 0.0
+        self.up_at = up_at
+        self.answered = 0
+
+    def marked(self, tasks: Sequence[Task]) -> dict[str, float]:
+        if self.now < self.up_at:
+            raise RegistryUnavailable("zookeeper 127.0.0.1:2181/paasport: read: not connected")
+        self.answered += 1
+        return super().marked(tasks)
+
+
+@pytest.mark.parametrize("outage", [5.0, 20.0, 33.0, 50.0])
+def test_steps_resume_within_two_seconds_of_the_registry_answering(
+    tmp_path: Path, outage: float
+) -> None:
+    """A bounce begun during a ZooKeeper outage resumed 22-30 s after ZooKeeper returned: the
+    backoff had grown to 32 s. Time is virtual: each retry moves it by the delay deployd chose."""
+    deployd, engine = _world(tmp_path, 1)
+    for _ in range(2):  # deploy, then settle
+        deployd.full_pass()
+        deployd.drain_queue()
+    assert len(engine.live()) == 1
+    deployd.observe()
+    drainer = _OutageDrainer(up_at=outage)
+    deployd.drainer = drainer
+    deployd._memory.clear()  # deployd restarted: it asks the registry for drains begun before
+    key = ("svc", "i000")
+    delays: list[float] = []
+    done = deployd.queue.done
+
+    def record(k: tuple[str, str], again_in: float | None) -> None:
+        delays.append(again_in or 0.0)
+        done(k, again_in)
+
+    deployd.queue.done = record  # type: ignore[method-assign]
+    for _ in range(200):
+        deployd._work(key)
+        if drainer.answered:
+            break
+        drainer.now += delays[-1]
+    assert drainer.answered, f"never resumed: {delays}"
+    lag = drainer.now - outage
+    assert 0 <= lag <= 2.0, f"resumed {lag:.1f}s after the registry answered (delays {delays})"
+    assert max(delays[:-1]) <= 2.0
+
+
 class _FlakyEngine(FakeEngine):
     def list_app_versions(self, service: str | None = None, instance: str | None = None) -> Any:
         raise TemporaryError("engine busy", delay=0.1)
@@ -198,13 +269,14 @@ def test_a_failing_watcher_is_rebuilt_and_changes_still_count(tmp_path: Path) ->
     """A watcher error once ended the watch thread silently: no config change or deploy was
     noticed again until deployd restarted."""
     deployd, _ = _world(tmp_path, 2)
-    deployd.settings = DeploydSettings(sweep_seconds=0.0)
-    stop = deployd._stop = threading.Event()
+    deployd.store.subscribe(deployd._enqueue)
+    deployd.store.retry_seconds = 0.0
+    stop = threading.Event()
     first = _Watcher([OSError("inotify read failed")], stop)
     second = _Watcher([[Change("svc", only_deployments=True)]], stop)
     watchers = [first, second]
-    deployd.watcher_factory = lambda soa_dir: watchers.pop(0)
-    deployd._watch_loop()
+    deployd.store.watcher_factory = lambda soa_dir: watchers.pop(0)
+    deployd.store.run_watcher(stop)
     assert first.closed and second.closed and not watchers
     keys = set()
     while (key := deployd.queue.get(stop=threading.Event(), timeout=0)) is not None:

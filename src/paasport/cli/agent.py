@@ -1,6 +1,7 @@
 """``paasport agent``: run this host's discovery agent (health checks, registry, HAProxy).
 
-``paasport up`` runs the same Agent in a thread; this verb runs it alone in the foreground.
+``paasport up`` runs the same Agent in a thread; this verb runs it alone in the foreground, built
+by ``paasport.platform`` (with its own desired-state store).
 HAProxy keeps running when the agent stops (traffic flows across agent restarts) unless
 ``--stop-proxy`` is given.
 """
@@ -9,10 +10,8 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
 
 import click
 
@@ -23,36 +22,6 @@ from paasport.cli.options import (
     state_dir_option,
     verbose_logging_option,
 )
-
-if TYPE_CHECKING:
-    from paasport.discovery.agent import Agent
-    from paasport.monitoring.events import EventLog
-
-
-def claim_proxy_ports(runner: Agent) -> None:
-    """Lock this host's proxy ports of the tree's namespaces before the first pass."""
-    from paasport.errors import PaasportError
-
-    if runner.proxy is None:
-        return
-    try:
-        namespaces, _ = runner.source()
-    except PaasportError:
-        return  # no config to route yet: the passes say why and claim the ports later
-    runner.proxy.claim(list(namespaces.values()))
-
-
-def event_hook(events: EventLog, cluster: str) -> Callable[[str, str], None]:
-    """The agent's ``on_event(level, message)`` -> the event log (kind ``proxy``)."""
-    import time
-
-    from paasport.monitoring.events import Event
-
-    def record(level: str, message: str) -> None:
-        lvl = level if level in ("debug", "info", "warning", "error", "critical") else "error"
-        events.record(Event(time.time(), lvl, "proxy", cluster=cluster, message=message))  # type: ignore[arg-type]
-
-    return record
 
 
 @click.command("agent")
@@ -83,28 +52,19 @@ def agent(
     """Register this host's healthy tasks and route every namespace through HAProxy."""
     from paasport.cli.up import setup_logging
     from paasport.config.system import load_system_config
-    from paasport.discovery.proxy_lock import ProxyConflict
-    from paasport.discovery.wiring import build_agent
-    from paasport.engine.factory import engine_for
-    from paasport.monitoring.events import EventLog, events_path
+    from paasport.platform.build import build_platform
 
     setup_logging(verbose)  # the same lines as `up`, without kazoo's per-retry chatter
     system = load_system_config(config_file, soa_dir=soa_dir, state_dir=state_dir)
-    engine = engine_for(system.local)
-    events = EventLog(events_path(system.state_dir))
-    runner = build_agent(
-        system, engine, interval=interval, on_event=event_hook(events, system.local_cluster)
-    )
-    try:  # another agent serves these ports: refuse, never start a second proxy
-        claim_proxy_ports(runner)
-    except ProxyConflict as err:
-        runner.close()
-        events.close()
-        raise click.ClickException(str(err)) from None
+    platform = build_platform(system, agent=True, agent_interval=interval, probe_engine=False)
+    runner = platform.agent
+    if runner is None:
+        raise click.ClickException("discovery is not available on this host")
+    if stop_proxy:
+        platform.closers.append(lambda: runner.close(stop_proxy=True))
     if once:
         report = runner.run_once()
-        runner.close(stop_proxy=stop_proxy)
-        events.close()
+        platform.close()
         click.echo(
             f"{report.tasks} tasks, +{report.registered} -{report.deregistered}, "
             f"version {report.version}, reloaded {report.reloaded}"
@@ -124,7 +84,8 @@ def agent(
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
     try:
+        platform.store.start(stop)
         runner.run_forever(stop)
     finally:
-        runner.close(stop_proxy=stop_proxy)
-        events.close()
+        stop.set()
+        platform.close()

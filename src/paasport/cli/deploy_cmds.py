@@ -8,6 +8,7 @@ Registered lazily in ``cli.main.COMMANDS``; each loads the service from soa-conf
 from __future__ import annotations
 
 import getpass
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,12 +25,16 @@ from paasport.cli.options import (
     service_option,
     settings_from,
     soa_dir_option,
+    state_dir_option,
 )
-from paasport.config.system import SystemConfig
+from paasport.config.system import SystemConfig, effective_registry
 from paasport.config.tree import SoaTree, load_tree
 from paasport.deploy import tags, workflow
-from paasport.deploy.git import GitRepo, resolve_git_url
+from paasport.deploy.git import GitRepo, check_git_url, git_user_name, resolve_git_url
 from paasport.errors import ConfigError, PaasportError, UsageError
+
+# The event kind that says who made a tag and why (tags are lightweight: git does not say).
+MARK_EVENT = "mark"
 
 commit_option = click.option(
     "--commit", "-c", "commit", required=True, help="commit: sha, short sha, branch or tag"
@@ -66,25 +71,98 @@ def _target(
         _require_valid(tree, service)
     target = workflow.target_from_tree(tree, service, write=write)
     if git_url:
+        why = check_git_url(git_url)  # before a relative path is made absolute
+        if why is not None:
+            raise UsageError(f"--git-url: {why}")
         target = workflow.ServiceTarget(
             service=target.service,
             git_url=resolve_git_url(git_url, Path.cwd()),
             deploy_groups=target.deploy_groups,
             control_branches=target.control_branches,
             soa_dir=target.soa_dir,
+            git_url_source="--git-url",
         )
     return system, tree, target
 
 
 def _registry(system: SystemConfig, tree: SoaTree, service: str) -> str | None:
-    return tree.services[service].docker_registry or system.docker_registry
+    return effective_registry(tree.services[service], system)
 
 
 def _who() -> str:
+    """Who is tagging: git's ``user.name``, else $USER, else the login name."""
+    name = git_user_name() or os.environ.get("USER")
+    if name:
+        return name
     try:
         return getpass.getuser()
     except (KeyError, OSError):
         return "paasport"
+
+
+def _record_mark(
+    ctx: click.Context,
+    service: str,
+    result: workflow.TagResult,
+    *,
+    action: str,
+    who: str,
+    deploy_group: str | None,
+    cluster: str | None = None,
+    instance: str | None = None,
+) -> None:
+    """Who made the tag and why, in the event log (deploy-history reads it back). The tag is
+    already made: an event log that cannot be written is a warning, not a failure."""
+    from paasport.monitoring.events import Event, EventLog, events_path
+
+    parsed = tags.parse_deploy_tag(tags.TAG_PREFIX + result.tag, result.sha)
+    where = f"{cluster}.{instance}" if cluster and instance else deploy_group
+    message = f"{who}: {action} {service} {where} at {result.sha[:12]} (tag {result.tag})"
+    data: dict[str, object] = {
+        "user": who,
+        "action": action,
+        "git_sha": result.sha,
+        "deploy_group": deploy_group,
+        "tag": result.tag,
+        "image_version": parsed.image_version if parsed else None,
+    }
+    if result.rollback_tag:
+        data["rollback_tag"] = result.rollback_tag
+    event = Event(
+        time=time.time(),
+        level="info",
+        kind=MARK_EVENT,
+        service=service,
+        instance=instance,
+        cluster=cluster,
+        message=message,
+        data=data,
+    )
+    try:
+        system = settings_from(ctx)
+        with EventLog(events_path(system.state_dir)) as log:
+            log.record(event)
+    except PaasportError as err:
+        click.echo(f"warning: tag made, but who made it is not recorded: {err}", err=True)
+
+
+def _who_by_tag(ctx: click.Context, service: str) -> dict[str, str]:
+    """tag name -> who made it, from the event log's mark events (empty when there is none)."""
+    from paasport.monitoring.events import EventLog, events_path
+
+    path = events_path(settings_from(ctx).state_dir)
+    if not path.exists():
+        return {}
+    out: dict[str, str] = {}
+    with EventLog(path) as log:
+        for event in log.query(service=service, kinds=(MARK_EVENT,)):
+            tag, user = event.data.get("tag"), event.data.get("user")
+            if isinstance(tag, str) and isinstance(user, str):
+                out[tag] = user
+            marker = event.data.get("rollback_tag")
+            if isinstance(marker, str) and isinstance(user, str):
+                out[marker] = user
+    return out
 
 
 def _report(result: workflow.TagResult, as_json: bool) -> None:
@@ -113,6 +191,7 @@ def _report(result: workflow.TagResult, as_json: bool) -> None:
 @click.option("--image-version", default=None, help="distinct version of the same commit")
 @soa_dir_option
 @config_option
+@state_dir_option
 @json_option
 @click.pass_context
 def mark_for_deployment(
@@ -131,6 +210,7 @@ def mark_for_deployment(
         raise UsageError("missing --deploy-group/-l")
     service = _service_name(service)
     _, _, target = _target(ctx, service, git_url)
+    who = _who()
     with GitRepo(target.require_git_url()) as repo:
         result = workflow.mark_for_deployment(
             target,
@@ -139,8 +219,9 @@ def mark_for_deployment(
             commit,
             now=time.time(),
             image_version=image_version,
-            who=_who(),
+            who=who,
         )
+    _record_mark(ctx, service, result, action="deploy", who=who, deploy_group=deploy_group)
     _report(result, as_json)
 
 
@@ -151,6 +232,7 @@ def _control_command(name: str, state: tags.ControlState, doc: str) -> click.Com
     @click.option("--instance", "-i", "instance", required=True, help="instance name")
     @soa_dir_option
     @config_option
+    @state_dir_option
     @json_option
     @click.pass_context
     def command(
@@ -164,10 +246,21 @@ def _control_command(name: str, state: tags.ControlState, doc: str) -> click.Com
     ) -> None:
         service = _service_name(service)
         _, _, target = _target(ctx, service)
+        who = _who()
         with GitRepo(target.require_git_url()) as repo:
             result = workflow.set_desired_state(
-                target, repo, cluster, instance, state, now=time.time(), who=_who()
+                target, repo, cluster, instance, state, now=time.time(), who=who
             )
+        _record_mark(
+            ctx,
+            service,
+            result,
+            action=name,
+            who=who,
+            deploy_group=target.control_branches.get(f"{cluster}.{instance}"),
+            cluster=cluster,
+            instance=instance,
+        )
         _report(result, as_json)
 
     return command
@@ -207,7 +300,7 @@ def generate_deployments(
             _require_valid(tree, name)
             target = workflow.target_from_tree(tree, name)
             if target.git_url:
-                with GitRepo(target.git_url) as repo:
+                with GitRepo(target.require_git_url()) as repo:
                     outcome = workflow.generate(target, repo)
             else:
                 outcome = workflow.generate(target, None)
@@ -281,6 +374,7 @@ def get_latest_deployment(
 )
 @soa_dir_option
 @config_option
+@state_dir_option
 @json_option
 @click.pass_context
 def deploy_history(
@@ -296,7 +390,7 @@ def deploy_history(
     service = _service_name(service)
     _, _, target = _target(ctx, service, write=False)
     with GitRepo(target.require_git_url()) as repo:
-        entries = workflow.history(target, repo, deploy_group)
+        entries = workflow.history(target, repo, deploy_group, _who_by_tag(ctx, service))
     entries = entries[:limit] if limit is not None else entries
     if as_json:
         print_json([e.as_json() for e in entries])
@@ -328,6 +422,7 @@ def deploy_history(
 @click.option("--force", "-f", is_flag=True, help="allow a commit never deployed to the group")
 @soa_dir_option
 @config_option
+@state_dir_option
 @json_option
 @click.pass_context
 def rollback(
@@ -350,8 +445,12 @@ def rollback(
         if commit is None:
             before = workflow.deployed_commits(repo.tag_refs(), deploy_group)
         else:
+            who = _who()
             result = workflow.rollback(
-                target, repo, deploy_group, commit, now=time.time(), force=force, who=_who()
+                target, repo, deploy_group, commit, now=time.time(), force=force, who=who
+            )
+            _record_mark(
+                ctx, service, result, action="rollback", who=who, deploy_group=deploy_group
             )
             _report(result, as_json)
             if not as_json:

@@ -24,7 +24,7 @@ from paasport.cli.options import (
     state_dir_option,
 )
 from paasport.errors import UsageError
-from paasport.monitoring.events import LEVELS, Event, EventLog, events_path
+from paasport.monitoring.events import KINDS, LEVELS, Event, EventLog, events_path
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -76,7 +76,13 @@ def _echo(event: Event, as_json: bool) -> None:
 @cluster_option
 @click.option("--since", default=None, help="only events since: 30s, 10m, 2h, 1d, ISO time")
 @click.option("--level", type=click.Choice(LEVELS), default=None, help="only this level and above")
-@click.option("--kind", "kinds", multiple=True, help="only these kinds (bounce, crash, alert, ...)")
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    type=click.Choice(KINDS),
+    help="only these kinds (repeatable)",
+)
 @click.option(
     "-n",
     "--limit",

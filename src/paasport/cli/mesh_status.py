@@ -1,7 +1,7 @@
 """``paasport mesh-status -s SERVICE``: this host's proxy view of the service's namespaces.
 
-Reads HAProxy's stats over its admin socket and the registry (which task is behind each
-address), then prints ``discovery.mesh.mesh_view`` as tables or ``--json``.
+Renders ``view.mesh.load_mesh`` (HAProxy's stats and the registry's backends) as tables or
+``--json``; exits 1 when this host's HAProxy or the registry does not answer.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from paasport.cli.options import (
     soa_dir_option,
     state_dir_option,
 )
-from paasport.errors import NotFoundError
 
 
 @click.command("mesh-status")
@@ -38,36 +37,20 @@ def mesh_status(
     as_json: bool,
 ) -> None:
     """Show the proxy's view of SERVICE's namespaces: backends, state, check, sessions."""
-    from paasport.config.tree import load_tree
-    from paasport.discovery.mesh import mesh_view
-    from paasport.discovery.wiring import read_proxy
+    from paasport.view.mesh import load_mesh
 
     system = settings_from(ctx)
-    tree = load_tree(system.soa_dir, services=[service])
-    if service not in tree.services:
-        raise NotFoundError(f"service {service!r} not found in {system.soa_dir}")
-    namespaces = [ns for ns in tree.namespaces.values() if ns.service == service]
-    if not namespaces:
-        raise NotFoundError(f"service {service} has no namespaces (no smartstack.yaml)")
-    reading = read_proxy(system)
-    proxy_error = reading.error
-    views = mesh_view(namespaces, reading.stats, reading.backends)
+    view = load_mesh(system, service)
     if as_json:
-        print_json(
-            {
-                "service": service,
-                "error": proxy_error or None,
-                "namespaces": [v.to_json() for v in views],
-            }
-        )
-        return
+        print_json(view.to_json())
+        ctx.exit(0 if view.ok else 1)
     from rich.console import Console
     from rich.table import Table
 
     console = Console(width=None if sys.stdout.isatty() else 160)
-    if proxy_error:
-        console.print(f"[yellow]{proxy_error}[/yellow]")
-    for v in views:
+    if view.error:
+        console.print(f"[yellow]{view.error}[/yellow]")
+    for v in view.namespaces:
         port = f"127.0.0.1:{v.proxy_port}" if v.proxy_port else "no proxy_port (discovery only)"
         console.print(f"[bold]{v.namespace}[/bold]  {port}  {v.up}/{len(v.backends)} backends up")
         table = Table("backend", "task", "state", "check", "sessions", "total", "weight")
@@ -83,3 +66,4 @@ def mesh_status(
                 str(b.weight),
             )
         console.print(table)
+    ctx.exit(0 if view.ok else 1)

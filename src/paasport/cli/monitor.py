@@ -1,7 +1,7 @@
 """``paasport monitor``: the checks loop of this host's cluster, with /metrics served.
 
-Builds the Monitor through ``monitoring.sources.build_monitor`` (``paasport up`` runs the same one
-in a thread); ``--once`` runs one pass and prints the check results.
+Builds the Monitor through ``paasport.platform.build_platform`` (``paasport up`` runs the same one
+in a thread, on the same desired-state store); ``--once`` runs one pass and prints the results.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from paasport.cli.options import (
     state_dir_option,
 )
 from paasport.engine.base import Engine
+from paasport.errors import UsageError
 from paasport.monitoring.monitor import HealthFn
 from paasport.types import AppVersion
 
@@ -41,6 +42,21 @@ def health_for(engine: Engine) -> HealthFn | None:
         return result
 
     return with_health
+
+
+def _check_listen(metrics_listen: str) -> None:
+    """A --metrics-listen that is not HOST:PORT is a usage error naming the flag."""
+    from paasport.monitoring.metrics import parse_listen
+
+    if not metrics_listen:
+        return
+    try:
+        parse_listen(metrics_listen)
+    except UsageError:
+        raise UsageError(
+            f"--metrics-listen {metrics_listen!r}: expected HOST:PORT (e.g. 127.0.0.1:9464, "
+            "or '' to not serve)"
+        ) from None
 
 
 @click.command("monitor")
@@ -68,28 +84,19 @@ def monitor(
     as_json: bool,
 ) -> None:
     """Run the monitoring checks of this host's cluster and send alerts to the configured sinks."""
-    from paasport.discovery.wiring import BackendsUp, haproxy_dir
-    from paasport.engine.factory import engine_for
     from paasport.monitoring.metrics import serve_metrics
-    from paasport.monitoring.sources import build_monitor
+    from paasport.platform.build import build_platform
 
+    _check_listen(metrics_listen)  # also with --once, which serves nothing: a typo must show
     system = settings_from(ctx)
-    engine = engine_for(system.local)
-    # replication also counts the tasks up in this host's proxy, once an agent ran here
-    backends_up = BackendsUp(system) if (haproxy_dir(system) / "haproxy.cfg").exists() else None
-    mon = build_monitor(
-        system,
-        engine=engine,
-        with_health=health_for(engine),
-        interval=interval,
-        backends_up=backends_up,
-    )
+    platform = build_platform(system, monitor=True, monitor_interval=interval, probe_engine=False)
+    mon = platform.monitor
     if once:
-        report = mon.run_once()
-        mon.wait_sinks(30)
-        mon.close()
-        if backends_up is not None:
-            backends_up.close()
+        try:
+            report = mon.run_once()
+            mon.wait_sinks(30)
+        finally:
+            platform.close()
         rows = [
             {"check": r.check, "service": r.service, "instance": r.instance, "status": r.status,
              "message": r.message}
@@ -115,12 +122,12 @@ def monitor(
     )
     stop = threading.Event()
     try:
+        platform.store.start(stop)
         mon.run_forever(stop)
     except KeyboardInterrupt:
         stop.set()
     finally:
-        mon.close()
-        if backends_up is not None:
-            backends_up.close()
+        stop.set()
+        platform.close()
         if server is not None:
             server.close()

@@ -1,14 +1,16 @@
 """``paasport wait-for-deployment``: block until every instance of a deploy group runs a commit.
 
-Polls ``reconcile.observe`` (one engine list call and live probes per round) and decides with
+Polls ``view.status.gather`` (one engine list call and live probes per round) and decides with
 ``instance_done``; draws a progress bar per instance; on timeout exits 1 naming each instance
-still waiting and why.
+still waiting and why. Either way it records a ``deploy`` event per instance in the event log,
+which monitoring's deploy_failed check reads (``deploy_events``).
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -20,9 +22,10 @@ from paasport.cli.options import (
     soa_dir_option,
     state_dir_option,
 )
-from paasport.config.system import load_system_config
+from paasport.config.system import SystemConfig, load_system_config
 from paasport.errors import NotFoundError, PaasportError, UsageError
-from paasport.reconcile.observe import InstanceView
+from paasport.monitoring.events import DeployData, Event, EventKind, EventLog, events_path
+from paasport.view.observe import InstanceView
 
 
 def instance_done(view: InstanceView, commit: str) -> tuple[bool, str]:
@@ -39,9 +42,53 @@ def instance_done(view: InstanceView, commit: str) -> tuple[bool, str]:
         av for av in view.versions if view.desired and av.config_hash != view.desired.config_hash
     ]
     f = view.facts
-    if f.healthy >= f.expected and not any(av.tasks for av in others):
+    # f.dead: a corpse kept because the instance crash-loops; its brief healthy runs are no deploy
+    if f.healthy >= f.expected and not f.dead and not any(av.tasks for av in others):
         return True, "done"
     return False, view.verdict.why or f"{f.healthy} of {f.expected} tasks healthy"
+
+
+def deploy_events(
+    cluster: str,
+    service: str,
+    deploy_group: str,
+    outcomes: Mapping[str, tuple[str, str]],
+    now: float,
+) -> list[Event]:
+    """One ``deploy`` event per instance (pure): ``outcomes`` maps an instance to (git sha,
+    why it is not done, "" when it is). An error event raises deploy_failed for that sha."""
+    found: list[Event] = []
+    for instance, (sha, why) in sorted(outcomes.items()):
+        where = f"{service}.{instance}"
+        data = DeployData(deploy_group, sha, "timeout" if why else "ok", why).to_json()
+        message = (
+            f"deploy of {sha[:8]} to {deploy_group} timed out on {where}: {why}"
+            if why
+            else f"{deploy_group} runs {sha[:8]} healthily on {where}"
+        )
+        found.append(
+            Event(
+                time=now,
+                level="error" if why else "info",
+                kind=EventKind.DEPLOY,
+                service=service,
+                instance=instance,
+                cluster=cluster,
+                message=message,
+                data=data,
+            )
+        )
+    return found
+
+
+def _record_outcomes(system: SystemConfig, found: list[Event]) -> None:
+    """Write the deploy events; a log that cannot be written is a warning, not a failure."""
+    try:
+        with EventLog(events_path(system.state_dir)) as log:
+            for event in found:
+                log.record(event)
+    except PaasportError as err:
+        click.echo(f"warning: deploy outcome not recorded: {err}", err=True)
 
 
 @click.command("wait-for-deployment")
@@ -71,7 +118,7 @@ def wait_for_deployment(
     """Wait until every instance of DEPLOY_GROUP runs COMMIT with all tasks healthy."""
     from rich.progress import BarColumn, Progress, TextColumn
 
-    from paasport.cli.status import gather, select_instances
+    from paasport.view.status import gather, select_instances
 
     if not deploy_group:
         raise UsageError("--deploy-group/-l is required")
@@ -100,6 +147,7 @@ def wait_for_deployment(
         )
         for c in configs
     }
+    shas: dict[str, tuple[str, str]] = {}  # view key -> (instance, the full sha when known)
     answered = False  # an engine that never answered is a setup problem: say so at once
     with progress:
         while True:
@@ -111,6 +159,9 @@ def wait_for_deployment(
                     raise
                 views, reasons = [], {k: str(err) for k in bars}
             for view in views:
+                d = view.deployment
+                full = d.git_sha if d is not None and d.git_sha.startswith(commit) else commit
+                shas[view.key] = (view.config.instance, full)
                 done, why = instance_done(view, commit)
                 reasons[view.key] = "" if done else why
                 total = max(view.facts.expected, 1)
@@ -121,6 +172,7 @@ def wait_for_deployment(
                     why="" if done else why[:80],
                 )
             if views and not any(reasons.values()):
+                _record(system, service, deploy_group, commit, shas, reasons)
                 click.echo(
                     f"{service}: {deploy_group} runs {commit[:8]} on every instance", err=True
                 )
@@ -128,7 +180,24 @@ def wait_for_deployment(
             if time.monotonic() >= deadline:
                 break
             time.sleep(1.0)
+    _record(system, service, deploy_group, commit, shas, reasons)
     for key, why in sorted(reasons.items()):
         if why:
             click.echo(f"timed out: {key}: {why}", err=True)
     return 1
+
+
+def _record(
+    system: SystemConfig,
+    service: str,
+    deploy_group: str,
+    commit: str,
+    shas: Mapping[str, tuple[str, str]],
+    reasons: Mapping[str, str],
+) -> None:
+    outcomes = {}
+    for key, why in reasons.items():
+        instance, sha = shas.get(key, (key.split(".", 1)[-1], commit))
+        outcomes[instance] = (sha, why)
+    found = deploy_events(system.local_cluster, service, deploy_group, outcomes, time.time())
+    _record_outcomes(system, found)

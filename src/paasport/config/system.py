@@ -17,6 +17,7 @@ from paasport.config.fields import SYSTEM
 from paasport.config.source import YamlDoc, load_yaml
 from paasport.config.spec import Issue, field_name
 from paasport.errors import ConfigError, ConfigProblem
+from paasport.types import ServiceConfig
 
 DEFAULT_CONFIG_PATH = Path("/etc/paasport/paasport.yaml")
 DEFAULT_SOA_DIR = Path("/etc/paasport/soa-configs")
@@ -211,3 +212,8 @@ def load_system_config(
         state_dir=state_dir,
         problems=tuple(problems),
     )
+
+
+def effective_registry(service: ServiceConfig | None, system: SystemConfig) -> str | None:
+    """The registry of a service's images: service.yaml's docker_registry, else the system's."""
+    return (service.docker_registry if service is not None else None) or system.docker_registry

@@ -7,11 +7,9 @@ Every failure becomes a GitError or NotFoundError naming the repo.
 
 from __future__ import annotations
 
-import getpass
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -22,6 +20,10 @@ from typing import IO, Self
 from paasport.errors import GitError, NotFoundError, UsageError
 
 GIT_TIMEOUT_SECONDS = 60.0
+# The transports paasport supports; set for every git call whatever the caller's environment
+# says, so a git_url like ``ext::sh -c ...`` can never run a command.
+ALLOWED_PROTOCOLS = "file:git:http:https:ssh"
+_HELPER_URL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+.-]*::")
 _FULL_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 _SHORT_SHA_RE = re.compile(r"^[0-9a-fA-F]{4,40}$")
 _SCP_LIKE_RE = re.compile(r"^[^/]+:")
@@ -34,6 +36,15 @@ class Tagger:
     name: str
     email: str
     time: float
+
+
+def check_git_url(url: str) -> str | None:
+    """Why ``url`` cannot be handed to git, or None when it can (pure)."""
+    if url.startswith("-"):
+        return f"git url {url!r} must not start with '-'"
+    if _HELPER_URL_RE.match(url):
+        return f"git url {url!r}: <transport>::<address> URLs (such as ext::) are not supported"
+    return None
 
 
 def is_local_url(url: str) -> bool:
@@ -51,7 +62,14 @@ def resolve_git_url(git_url: str, base_dir: Path) -> str:
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_ASKPASS": "/bin/false"})
+    env.update(
+        {
+            "GIT_TERMINAL_PROMPT": "0",
+            "LC_ALL": "C",
+            "GIT_ASKPASS": "/bin/false",
+            "GIT_ALLOW_PROTOCOL": ALLOWED_PROTOCOLS,
+        }
+    )
     env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
     return env
 
@@ -91,6 +109,9 @@ class GitRepo:
     """One service repo. Use as a context manager: it may own a temporary bare repo."""
 
     def __init__(self, url: str) -> None:
+        why = check_git_url(url)
+        if why is not None:
+            raise UsageError(why)
         self.url = url
         self.local_path: Path | None = Path(url) if is_local_url(url) else None
         self._scratch: Path | None = None
@@ -195,24 +216,21 @@ class GitRepo:
 
     # -- writing -------------------------------------------------------------------------
 
-    def create_tag(self, name: str, sha: str, message: str) -> bool:
-        """Create the annotated tag ``name`` on ``sha``; False when a tag of that name exists."""
+    def create_tag(self, name: str, sha: str, message: str = "") -> bool:
+        """Create the lightweight tag ``name`` on the commit ``sha``, as PaaSTA's own push
+        writes them; False when a tag of that name exists. ``message`` is unused (who tagged
+        and why go to the event log): kept so older callers still work."""
         where = self._objects_for(sha)
-        env = _identity_env(where)
-        proc = _run(["tag", "--no-sign", "-a", "-m", message, "--", name, sha], cwd=where, env=env)
-        if proc.returncode != 0:
-            if "already exists" in proc.stderr.decode(errors="replace"):
-                return False
-            raise GitError(f"cannot create tag {name} in git repo {self.url}: {_why(proc)}")
         if self.local_path is not None:
+            proc = _run(["tag", "--no-sign", "--", name, sha], cwd=where)
+            if proc.returncode != 0:
+                if "already exists" in proc.stderr.decode(errors="replace"):
+                    return False
+                raise GitError(f"cannot create tag {name} in git repo {self.url}: {_why(proc)}")
             self._refs = None
             return True
-        try:
-            push = _run(
-                ["push", "-q", "--", self.url, f"refs/tags/{name}:refs/tags/{name}"], cwd=where
-            )
-        finally:
-            _run(["tag", "-d", name], cwd=where)
+        # A push of ``sha:refs/tags/name`` creates the ref on the remote, never overwriting one.
+        push = _run(["push", "-q", "--", self.url, f"{sha}:refs/tags/{name}"], cwd=where)
         if push.returncode != 0:
             if "already exists" in push.stderr.decode(errors="replace"):
                 return False
@@ -250,12 +268,11 @@ class GitRepo:
             raise GitError(f"cannot fetch {sha} from git repo {self.url}: {why}")
 
 
-def _identity_env(where: Path) -> dict[str, str] | None:
-    """Tagger identity: git's own config, else ``user@host`` so tagging never stops to ask."""
-    if _run(["config", "--get", "user.email"], cwd=where).returncode == 0:
+def git_user_name() -> str | None:
+    """``git config user.name`` as the caller's git sees it (None when unset or no git)."""
+    try:
+        proc = _run(["config", "--get", "user.name"], timeout=10.0)
+    except GitError:
         return None
-    env = _env()
-    user = getpass.getuser()
-    env.setdefault("GIT_COMMITTER_NAME", user)
-    env.setdefault("GIT_COMMITTER_EMAIL", f"{user}@{socket.gethostname()}")
-    return env
+    name = proc.stdout.decode(errors="replace").strip()
+    return name if proc.returncode == 0 and name else None

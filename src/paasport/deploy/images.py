@@ -69,14 +69,18 @@ def base_images(dockerfile: str) -> list[str]:
     return images
 
 
+DOCKER_TIMEOUT_SECONDS = 60  # each dockerd request (the SDK's default, stated)
+BUILD_SILENCE_SECONDS = 900  # a build step may print nothing for long; never forever
+
+
 def _client(base_url: str | None = None) -> Any:
     import docker  # lazy: the CLI must start without the Docker SDK
     import docker.errors
 
     try:
         if base_url:
-            return docker.DockerClient(base_url=base_url)
-        return docker.from_env()
+            return docker.DockerClient(base_url=base_url, timeout=DOCKER_TIMEOUT_SECONDS)
+        return docker.from_env(timeout=DOCKER_TIMEOUT_SECONDS)
     except docker.errors.DockerException as err:
         env = os.environ.get("DOCKER_HOST")
         where = base_url or (f"{env} (DOCKER_HOST)" if env else "the local socket")
@@ -123,6 +127,8 @@ def cook_image(
                 rm=True,
                 forcerm=True,
                 decode=True,
+                # the SDK's build waits forever by default; this bounds each silence of dockerd
+                timeout=BUILD_SILENCE_SECONDS,
             )
             _follow(stream, progress, f"{service}: docker build of {sha[:12]} failed")
         client.images.get(name)

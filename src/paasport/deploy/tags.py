@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Literal
 
 TIMESTAMP_FORMAT = "%Y%m%dT%H%M%S"
@@ -63,17 +63,28 @@ def parse_timestamp(stamp: str) -> datetime:
     return datetime.strptime(stamp, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
 
 
-def next_timestamp(now: float, existing: Iterable[str]) -> str:
-    """The timestamp for a new tag: ``now``, or one second after the newest existing one.
+@dataclass(frozen=True)
+class TimestampChoice:
+    """The timestamp a new tag takes now, or how long to wait for a second that sorts after
+    every existing tag (``stamp`` None). Never a second later than the present."""
 
-    Two marks within the same second (or a clock behind the repo's newest tag) still give
-    distinct tags that sort after every earlier one.
+    stamp: str | None
+    wait_seconds: float = 0.0
+
+
+def choose_timestamp(now: float, existing: Iterable[str]) -> TimestampChoice:
+    """``now``'s second when it sorts after every ``existing`` timestamp of the same kind,
+    else wait until one second after the newest of them.
+
+    Bumping the second instead (as paasport once did) pushed concurrent marks' tags up to
+    32 s into the future, so a tool tagging "now" afterwards collided or lost.
     """
     stamp = format_timestamp(now)
     newest = max((s for s in existing if _is_timestamp(s)), default=None)
-    if newest is not None and newest >= stamp:
-        return (parse_timestamp(newest) + timedelta(seconds=1)).strftime(TIMESTAMP_FORMAT)
-    return stamp
+    if newest is None or stamp > newest:
+        return TimestampChoice(stamp)
+    after = parse_timestamp(newest).timestamp() + 1.0
+    return TimestampChoice(None, wait_seconds=max(after - now, 0.001))
 
 
 def _is_timestamp(stamp: str) -> bool:
@@ -84,6 +95,12 @@ def deploy_tag_name(deploy_group: str, timestamp: str, image_version: str | None
     """``paasta-<group>[+<iv>]-<ts>-deploy`` (without ``refs/tags/``)."""
     version = f"+{image_version}" if image_version else ""
     return f"paasta-{deploy_group}{version}-{timestamp}-deploy"
+
+
+def rollback_tag_name(deploy_group: str, timestamp: str, image_version: str | None = None) -> str:
+    """PaaSTA's rollback marker ``paasta-<group>[+<iv>]-<ts>-rollback`` (on the sha left)."""
+    version = f"+{image_version}" if image_version else ""
+    return f"paasta-{deploy_group}{version}-{timestamp}-rollback"
 
 
 def control_tag_name(cluster: str, instance: str, timestamp: str, state: ControlState) -> str:
@@ -247,7 +264,8 @@ def deployments_from_refs(
         state: ControlState = control.state if control else "start"
         force_bounce = control.timestamp if control else None
         v1[f"{service}:paasta-{branch}"] = {
-            "docker_image": docker_image_ref(service, deployed.sha),
+            # PaaSTA's generator writes the same image, image version included, in v1 and v2.
+            "docker_image": docker_image_ref(service, deployed.sha, deployed.image_version),
             "desired_state": state,
             "force_bounce": force_bounce,
         }

@@ -8,6 +8,7 @@ functions and writes deployments.json through ``deploy.deployments``.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +16,14 @@ from pathlib import Path
 from paasport.config.tree import SoaTree
 from paasport.deploy import tags
 from paasport.deploy.deployments import deployments_path, write_deployments
-from paasport.deploy.git import GitRepo, Tagger
+from paasport.deploy.git import GitRepo, Tagger, check_git_url
 from paasport.errors import ConfigError, NotFoundError, PermanentError, UsageError
 
-# Attempts at a fresh timestamp when another writer took ours between reading and tagging.
-TAG_ATTEMPTS = 5
+# How long a mark may wait for a second of its own (one tag per second per group or instance:
+# N concurrent marks of one group take about N seconds), and how far ahead of this clock an
+# existing tag may be before a mark refuses rather than wait for it.
+TAG_DEADLINE_SECONDS = 60.0
+MAX_AHEAD_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -31,10 +35,15 @@ class ServiceTarget:
     deploy_groups: tuple[str, ...] = ()
     control_branches: Mapping[str, str] = field(default_factory=dict)  # cluster.instance -> group
     soa_dir: Path | None = None  # where <service>/deployments.json lives; None: never write
+    git_url_source: str = ""  # where git_url came from, for errors: "<file>: git_url", "--git-url"
 
     def require_git_url(self) -> str:
+        """The git url, refused (naming where it came from) when git must not be given it."""
         if not self.git_url:
             raise UsageError(f"{self.service}: service.yaml has no git_url (or pass --git-url)")
+        why = check_git_url(self.git_url)
+        if why is not None:
+            raise UsageError(f"{self.git_url_source or self.service + ': git_url'}: {why}")
         return self.git_url
 
     def require_group(self, deploy_group: str) -> None:
@@ -60,6 +69,7 @@ def target_from_tree(tree: SoaTree, service: str, *, write: bool = True) -> Serv
         deploy_groups=config.deploy_groups,
         control_branches=branches,
         soa_dir=tree.soa_dir if write else None,
+        git_url_source=f"{config.source_file or service}: git_url",
     )
 
 
@@ -75,6 +85,23 @@ class TagResult:
     tag: str
     sha: str
     generated: GenerateResult | None
+    rollback_tag: str | None = None  # PaaSTA's marker on the sha a rollback left
+
+
+class Present:
+    """The present as a mark sees it: ``now`` (the caller's clock reading) plus the monotonic
+    time since; lets callers inject ``now`` and still wait for real seconds to pass."""
+
+    def __init__(self, now: float, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._base = now
+        self._start = time.monotonic()
+        self._sleep = sleep
+
+    def __call__(self) -> float:
+        return self._base + (time.monotonic() - self._start)
+
+    def sleep(self, seconds: float) -> None:
+        self._sleep(seconds)
 
 
 @dataclass(frozen=True)
@@ -87,7 +114,7 @@ class HistoryEntry:
     deploy_group: str | None
     sha: str
     image_version: str | None
-    tagger: str | None  # "name <email>" of an annotated tag; None for lightweight tags
+    tagger: str | None  # who, from the event log (or an old annotated tag); None: unknown
     tag: str
 
     def as_json(self) -> dict[str, object]:
@@ -130,20 +157,34 @@ def _check_writable(target: ServiceTarget) -> None:
 def _create_tag(
     repo: GitRepo,
     sha: str,
-    message: str,
     *,
-    now: float,
+    present: Present,
     existing: list[str],
     name_for: Callable[[str], str],
 ) -> str:
-    """Tag ``sha`` at ``now`` or just after the newest ``existing`` timestamp of the same kind."""
-    for _ in range(TAG_ATTEMPTS):
-        stamp = tags.next_timestamp(now, existing)
-        name = name_for(stamp)
-        if repo.create_tag(name, sha, message):
-            return name
-        existing.append(stamp)  # somebody else took this second: go one later
-    raise PermanentError(f"could not create a unique tag in {repo.url} after {TAG_ATTEMPTS} tries")
+    """Tag ``sha`` with the present second, once that sorts after every ``existing`` timestamp
+    of the same kind: when this second is taken, wait for the next one (bounded). A tag is
+    never stamped later than the present, so another tool tagging "now" never collides."""
+    deadline = present() + TAG_DEADLINE_SECONDS
+    while True:
+        now = present()
+        choice = tags.choose_timestamp(now, existing)
+        if choice.stamp is not None:
+            name = name_for(choice.stamp)
+            if repo.create_tag(name, sha):
+                return name
+            existing.append(choice.stamp)  # another writer took this second: the next one
+            continue
+        if choice.wait_seconds > MAX_AHEAD_SECONDS + 1.0:
+            raise PermanentError(
+                f"the newest tag in {repo.url} is {choice.wait_seconds:.0f} s ahead of this "
+                "clock: a tag made now would not be the newest (check the clocks)"
+            )
+        if now + choice.wait_seconds > deadline:
+            raise PermanentError(
+                f"could not create a unique tag in {repo.url} within {TAG_DEADLINE_SECONDS:.0f} s"
+            )
+        present.sleep(choice.wait_seconds)
 
 
 def mark_for_deployment(
@@ -155,8 +196,10 @@ def mark_for_deployment(
     now: float,
     image_version: str | None = None,
     who: str = "paasport",
+    sleep: Callable[[float], None] = time.sleep,
 ) -> TagResult:
-    """Tag ``commit`` as what ``deploy_group`` runs, then regenerate deployments.json."""
+    """Tag ``commit`` as what ``deploy_group`` runs (a lightweight tag), then regenerate
+    deployments.json. ``who`` is not written to git: the caller records it in the event log."""
     target.require_group(deploy_group)
     why = tags.check_deploy_group(deploy_group)
     if why is None and image_version is not None:
@@ -168,12 +211,10 @@ def mark_for_deployment(
     existing = [
         t.timestamp for t in tags.deploy_tags(repo.tag_refs()) if t.deploy_group == deploy_group
     ]
-    message = f"{who}: deploy {target.service} {deploy_group} at {sha}"
     name = _create_tag(
         repo,
         sha,
-        message,
-        now=now,
+        present=Present(now, sleep),
         existing=existing,
         name_for=lambda stamp: tags.deploy_tag_name(deploy_group, stamp, image_version),
     )
@@ -204,6 +245,7 @@ def set_desired_state(
     *,
     now: float,
     who: str = "paasport",
+    sleep: Callable[[float], None] = time.sleep,
 ) -> TagResult:
     """A start/stop tag on the sha the instance's deploy group runs (restart = a new start)."""
     branch = f"{cluster}.{instance}"
@@ -219,12 +261,10 @@ def set_desired_state(
     _check_writable(target)
     current = deployed(target, repo, group)
     existing = [t.timestamp for t in tags.control_tags(repo.tag_refs()) if t.branch == branch]
-    message = f"{who}: {state} {target.service} {branch} at {current.sha}"
     name = _create_tag(
         repo,
         current.sha,
-        message,
-        now=now,
+        present=Present(now, sleep),
         existing=existing,
         name_for=lambda stamp: tags.control_tag_name(cluster, instance, stamp, state),
     )
@@ -251,8 +291,10 @@ def rollback(
     now: float,
     force: bool = False,
     who: str = "paasport",
+    sleep: Callable[[float], None] = time.sleep,
 ) -> TagResult:
-    """Re-mark the group at a sha it ran before (any sha with ``force``)."""
+    """Re-mark the group at a sha it ran before (any sha with ``force``), and put PaaSTA's
+    rollback marker ``paasta-<group>[+<iv>]-<ts>-rollback`` on the sha it leaves."""
     target.require_group(deploy_group)
     sha = repo.resolve_commit(commit)
     if not force:
@@ -262,17 +304,33 @@ def rollback(
                 f"{target.service}: commit {sha[:12]} was never deployed to {deploy_group!r}; "
                 "pass --force to deploy it anyway"
             )
-    return mark_for_deployment(target, repo, deploy_group, sha, now=now, who=f"{who} (rollback)")
+    left = tags.latest_deploy_tags(repo.tag_refs(), [deploy_group]).get(deploy_group)
+    result = mark_for_deployment(target, repo, deploy_group, sha, now=now, who=who, sleep=sleep)
+    if left is None or left.sha == sha:
+        return result
+    stamp = tags.parse_deploy_tag(tags.TAG_PREFIX + result.tag, sha)
+    assert stamp is not None  # we just made it
+    marker = tags.rollback_tag_name(deploy_group, stamp.timestamp, left.image_version)
+    made = repo.create_tag(marker, left.sha)
+    return TagResult(result.tag, result.sha, result.generated, marker if made else None)
 
 
 def history(
-    target: ServiceTarget, repo: GitRepo, deploy_group: str | None = None
+    target: ServiceTarget,
+    repo: GitRepo,
+    deploy_group: str | None = None,
+    who_by_tag: Mapping[str, str] | None = None,
 ) -> list[HistoryEntry]:
-    """Deploy and start/stop tags, newest first; with a group, only that group's instances."""
+    """Deploy and start/stop tags, newest first; with a group, only that group's instances.
+
+    ``who_by_tag``: tag name -> who made it, from the event log (paasport's tags are
+    lightweight); an old annotated tag's tagger is the fallback, other tools' tags have none.
+    """
     if deploy_group is not None:
         target.require_group(deploy_group)
     refs = repo.tag_refs()
-    taggers = repo.taggers()
+    taggers = {ref: who for ref, t in repo.taggers().items() if (who := _who(t)) is not None}
+    taggers.update({tags.TAG_PREFIX + tag: who for tag, who in (who_by_tag or {}).items()})
     entries: list[HistoryEntry] = []
     for d in tags.deploy_tags(refs):
         if deploy_group is None or d.deploy_group == deploy_group:
@@ -284,7 +342,7 @@ def history(
                     d.deploy_group,
                     d.sha,
                     d.image_version,
-                    _who(taggers.get(d.ref)),
+                    taggers.get(d.ref),
                     d.ref.removeprefix(tags.TAG_PREFIX),
                 )
             )
@@ -299,7 +357,7 @@ def history(
                     group,
                     c.sha,
                     None,
-                    _who(taggers.get(c.ref)),
+                    taggers.get(c.ref),
                     c.ref.removeprefix(tags.TAG_PREFIX),
                 )
             )

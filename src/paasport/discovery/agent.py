@@ -332,6 +332,18 @@ class Agent:
             self.registry.ack(self.agent_id, snap.version, now, sessions)
             self._last_ack, self._last_ack_time = ack, now
 
+    def claim_ports(self) -> None:
+        """Lock this host's proxy ports of the current config before the first pass: raises
+        ProxyConflict naming the agent or HAProxy that serves one already (``agent``/``up``
+        then refuse with that one line instead of starting a second HAProxy)."""
+        if self.proxy is None:
+            return
+        try:
+            namespaces, _ = self.source()
+        except PaasportError:
+            return  # no config to route yet: the passes say why and claim the ports later
+        self.proxy.claim(list(namespaces.values()))
+
     def _event(self, level: str, message: str) -> None:
         if self.on_event is None:
             return

@@ -119,8 +119,8 @@ class RegistryDrainer:
             return DrainStatus(True, "")
         names = task_namespaces(self.registry, task, config)
         names |= {m.namespace for m in self.registry.drain_marks() if m.task_id == task.task_id}
-        timeout = config.drain_timeout_seconds if config is not None else None
-        return is_drained(self.registry, task, names, now, timeout)
+        # The reconciler decides the drain timeout (reconcile.step.drain_stops, from one since).
+        return is_drained(self.registry, task, names, now, None)
 
     def forget(self, task: Task) -> None:
         finish_drain(self.registry, task, (), self.clock())

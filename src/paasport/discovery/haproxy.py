@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from paasport.config.state_files import private_dir, private_file
 from paasport.discovery.haproxy_config import (
     MIN_SLOTS,
     ProxyPaths,
@@ -183,8 +184,9 @@ class HAProxyProcess:
 
     def _write_candidate(self, state: ProxyState) -> None:
         """Render and check ``state`` into a temp file of this process only (two writers can
-        never swap each other's half-written files); ``_install`` renames it into place."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        never swap each other's half-written files; mkstemp makes them 0600); ``_install``
+        renames it into place."""
+        private_dir(self.workdir)
         fd, name = tempfile.mkstemp(prefix="haproxy.cfg.", suffix=".new", dir=self.workdir)
         with os.fdopen(fd, "w") as f:
             f.write(render_config(state, self.paths))
@@ -240,7 +242,7 @@ class HAProxyProcess:
             out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
         except (OSError, subprocess.SubprocessError) as err:
             raise ProxyUnavailable(f"cannot start {self.binary}: {err}") from err
-        with open(self.log_file, "a") as logf:
+        with open(private_file(self.log_file), "a") as logf:
             logf.write(out.stdout + out.stderr)
         if out.returncode != 0:
             alerts = [ln for ln in out.stderr.splitlines() if "ALERT" in ln]

@@ -79,7 +79,10 @@ def apply_drains(
 
 
 class Registry(Protocol):
-    """Where agents publish backends and acks; raises RegistryUnavailable when unreachable."""
+    """Where agents publish backends and acks; raises RegistryUnavailable when unreachable.
+
+    Every method returns or raises within the backend's deadline (ZooKeeper: ``call_timeout``,
+    SQLite: its busy timeout), so no agent, deployd or monitor pass waits on it forever."""
 
     def register(self, backend: Backend) -> None:
         """Add or update one backend; the version only moves when the route changed."""

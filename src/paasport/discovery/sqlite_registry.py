@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from paasport.config.state_files import private_dir, private_file
 from paasport.discovery.registry import AgentReport, Backend, DrainMark, Snapshot, apply_drains
 from paasport.errors import RegistryUnavailable
 
@@ -45,7 +46,7 @@ class SqliteRegistry:
         self._clock = clock
         self._lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(private_dir(self.path.parent) / self.path.name)
             self._db = sqlite3.connect(
                 str(self.path), timeout=10.0, isolation_level=None, check_same_thread=False
             )

@@ -12,8 +12,9 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import Mapping
-from typing import Any
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 from urllib.parse import quote, unquote
 
 from paasport.discovery.registry import AgentReport, Backend, DrainMark, Snapshot, apply_drains
@@ -21,13 +22,106 @@ from paasport.errors import RegistryUnavailable
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 def _name(value: str) -> str:
     return quote(value, safe="._-")
 
 
+class _Missed(Exception):
+    """A kazoo call did not answer within the operation's deadline."""
+
+
+class _Calls:
+    """The kazoo calls of one registry operation, each waited on within the operation's one
+    deadline (kazoo's synchronous calls wait forever on a request a dropped connection lost)."""
+
+    def __init__(self, client: Any, deadline: float) -> None:
+        self.client = client
+        self.deadline = deadline
+
+    def wait(self, result: Any) -> Any:
+        from kazoo.handlers.threading import KazooTimeoutError
+
+        try:
+            return result.get(timeout=max(0.0, self.deadline - time.monotonic()))
+        except KazooTimeoutError:
+            if result.ready():  # the call itself failed with a timeout: an ordinary error
+                raise
+            raise _Missed from None
+
+    def exists(self, path: str) -> Any:
+        return self.wait(self.client.exists_async(path))
+
+    def get(self, path: str) -> bytes | None:
+        from kazoo.exceptions import NoNodeError
+
+        try:
+            data, _ = self.wait(self.client.get_async(path))
+        except NoNodeError:
+            return None
+        return bytes(data)
+
+    def children(self, path: str) -> list[str]:
+        return self.children_of([path])[0]
+
+    def children_of(self, paths: Sequence[str]) -> list[list[str]]:
+        """Children of every path, asked all at once ([] for a path that is gone)."""
+        from kazoo.exceptions import NoNodeError
+
+        pending = [self.client.get_children_async(p) for p in paths]
+        out: list[list[str]] = []
+        for result in pending:
+            try:
+                out.append(sorted(self.wait(result)))
+            except NoNodeError:
+                out.append([])
+        return out
+
+    def json_of(self, paths: Sequence[str]) -> list[dict[str, Any] | None]:
+        """The JSON object in every node, read all at once (None: gone or not an object)."""
+        from kazoo.exceptions import NoNodeError
+
+        pending = [self.client.get_async(p) for p in paths]
+        out: list[dict[str, Any] | None] = []
+        for result in pending:
+            try:
+                data, _ = self.wait(result)
+                value = json.loads(data.decode() or "{}")
+            except (NoNodeError, ValueError):
+                value = None
+            out.append(value if isinstance(value, dict) else None)
+        return out
+
+    def create(self, path: str, data: bytes, ephemeral: bool = False) -> None:
+        self.wait(self.client.create_async(path, data, ephemeral=ephemeral, makepath=True))
+
+    def set(self, path: str, data: bytes) -> Any:
+        return self.wait(self.client.set_async(path, data))
+
+    def delete(self, path: str) -> None:
+        self.wait(self.client.delete_async(path))
+
+    def ensure_path(self, path: str) -> None:
+        self.wait(self.client.ensure_path_async(path))
+
+
+def _stop_client(client: Any) -> None:
+    try:
+        client.stop()
+        client.close()
+    except Exception:  # closing is best effort
+        log.debug("closing the zookeeper client failed", exc_info=True)
+
+
 class ZookeeperRegistry:
-    """Registry on ZooKeeper via kazoo; every kazoo error becomes RegistryUnavailable."""
+    """Registry on ZooKeeper via kazoo; every kazoo error becomes RegistryUnavailable.
+
+    Every method returns or raises within ``call_timeout`` seconds (waiting for the lock
+    included). A call that misses it abandons the client (stopped in the background, so its
+    session and ephemeral nodes end) and the next call connects a new one.
+    """
 
     def __init__(
         self,
@@ -35,9 +129,10 @@ class ZookeeperRegistry:
         path: str = "/paasport",
         timeout: float = 10.0,
         connect_timeout: float = 5.0,
+        call_timeout: float = 5.0,
     ) -> None:
         try:
-            from kazoo.client import KazooClient
+            from kazoo.client import KazooClient  # noqa: F401
         except ImportError as err:  # pragma: no cover - depends on the install
             raise RegistryUnavailable(
                 "the zookeeper registry needs kazoo: pip install 'paasport[zookeeper]'"
@@ -49,50 +144,125 @@ class ZookeeperRegistry:
             logging.getLogger("kazoo").addHandler(logging.NullHandler())
         self.hosts = hosts
         self.path = path.rstrip("/") or "/paasport"
+        self.session_timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.call_timeout = call_timeout
         self.sessions_lost = 0
+        self.clients_abandoned = 0
         self._lock = threading.Lock()
-        # reconnect quickly and forever: a registry outage must end as soon as ZooKeeper is back
-        retry = {"max_tries": -1, "delay": 0.1, "backoff": 1.5, "max_delay": 2.0}
-        self._client: Any = KazooClient(hosts=hosts, timeout=timeout, connection_retry=retry)
-        self._client.add_listener(self._on_state)
-        self._guard(lambda: self._client.start(timeout=connect_timeout), "connect", False)
-        self._guard(self._ensure_paths, "create paths")
+        self._stopping: list[threading.Thread] = []
+        self._client: Any = None
+        deadline = time.monotonic() + max(connect_timeout, call_timeout)
+        with self._locked(deadline, "connect"):
+            if not self._connect(deadline).connected:
+                self._abandon(None)
+                raise RegistryUnavailable(
+                    f"zookeeper {self.hosts}{self.path}: connect: not connected within "
+                    f"{connect_timeout:g}s"
+                )
+            self._run(self._ensure_paths, "create paths", deadline)
 
-    def _on_state(self, state: str) -> None:
+    def _on_state(self, client: Any, state: str) -> None:
         # runs in kazoo's thread: record only; the agent's next diff re-registers everything
-        if state == "LOST":
+        if state == "LOST" and client is self._client:
             self.sessions_lost += 1
             log.warning(
                 "zookeeper session lost (%s); backends will be registered again", self.hosts
             )
 
-    def _guard(self, fn: Any, what: str, need_connection: bool = True) -> Any:
+    def _connect(self, deadline: float) -> Any:
+        """A new client, connecting in the background; waits for it until the deadline."""
+        from kazoo.client import KazooClient
+
+        # reconnect quickly and forever: a registry outage must end as soon as ZooKeeper is back
+        retry = {"max_tries": -1, "delay": 0.1, "backoff": 1.5, "max_delay": 2.0}
+        client: Any = KazooClient(
+            hosts=self.hosts, timeout=self.session_timeout, connection_retry=retry
+        )
+        client.add_listener(lambda state: self._on_state(client, state))
+        self._client = client
+        wait = min(self.connect_timeout, deadline - time.monotonic())
+        client.start_async().wait(max(0.0, wait))
+        return client
+
+    def _abandon(self, why: str | None) -> None:
+        """Drop the client, stopped in a thread of its own (kazoo's stop can wait on a socket);
+        ``why`` is logged (None: closing on purpose)."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        if why is not None:
+            self.clients_abandoned += 1
+            log.warning(
+                "zookeeper %s: %s; abandoning the client, the next call reconnects",
+                self.hosts,
+                why,
+            )
+        thread = threading.Thread(target=_stop_client, args=(client,), daemon=True)
+        thread.start()
+        self._stopping = [t for t in self._stopping if t.is_alive()] + [thread]
+
+    @contextlib.contextmanager
+    def _locked(self, deadline: float, what: str) -> Iterator[None]:
+        if not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise RegistryUnavailable(
+                f"zookeeper {self.hosts}{self.path}: {what}: another call held the client "
+                f"past the {self.call_timeout:g}s deadline"
+            )
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def _run(self, fn: Callable[[_Calls], T], what: str, deadline: float) -> T:
+        """``fn`` on the client within ``deadline`` (lock held); kazoo errors -> ours."""
         from kazoo.exceptions import KazooException
         from kazoo.handlers.threading import KazooTimeoutError
 
-        if need_connection and not self._client.connected:  # fail fast, never queue and hang
-            raise RegistryUnavailable(f"zookeeper {self.hosts}{self.path}: {what}: not connected")
+        where = f"zookeeper {self.hosts}{self.path}: {what}"
+        if self._client is None:
+            self._connect(deadline)
+        if not self._client.connected:  # fail fast, never queue and hang
+            raise RegistryUnavailable(f"{where}: not connected")
         try:
-            return fn()
+            return fn(_Calls(self._client, deadline))
+        except _Missed:
+            self._abandon(f"{what} got no answer within {self.call_timeout:g}s")
+            raise RegistryUnavailable(f"{where}: no answer within {self.call_timeout:g}s") from None
         except (KazooException, KazooTimeoutError, OSError) as err:
-            raise RegistryUnavailable(
-                f"zookeeper {self.hosts}{self.path}: {what}: {type(err).__name__} {err}".strip()
-            ) from err
+            raise RegistryUnavailable(f"{where}: {type(err).__name__} {err}".strip()) from err
 
-    def _ensure_paths(self) -> None:
+    def _guard(self, fn: Callable[[_Calls], T], what: str) -> T:
+        deadline = time.monotonic() + self.call_timeout
+        with self._locked(deadline, what):
+            return self._run(fn, what, deadline)
+
+    def _ensure_paths(self, z: _Calls) -> None:
         for sub in ("backends", "draining", "acks"):
-            self._client.ensure_path(f"{self.path}/{sub}")
-        if not self._client.exists(f"{self.path}/version"):
+            z.ensure_path(f"{self.path}/{sub}")
+        if not z.exists(f"{self.path}/version"):
             from kazoo.exceptions import NodeExistsError
 
             with contextlib.suppress(NodeExistsError):
-                self._client.create(f"{self.path}/version", b"", makepath=True)
+                z.create(f"{self.path}/version", b"")
 
-    def _bump(self) -> int:
-        stat = self._client.set(f"{self.path}/version", b"")
+    def _bump(self, z: _Calls) -> int:
+        stat = z.set(f"{self.path}/version", b"")
         return int(stat.version)
 
     # -- writes ----------------------------------------------------------------------------
+    def _take_over(self, z: _Calls, node: str) -> Any:
+        """The node's stat, or None when absent or a previous session's (deleted, to be ours)."""
+        from kazoo.exceptions import NoNodeError
+
+        session = z.client.client_id[0] if z.client.client_id else None
+        stat = z.exists(node)
+        if stat is not None and stat.ephemeralOwner != session:
+            with contextlib.suppress(NoNodeError):
+                z.delete(node)
+            stat = None
+        return stat
+
     def register(self, backend: Backend) -> None:
         node = f"{self.path}/backends/{_name(backend.namespace)}/{_name(backend.task_id)}"
         data = json.dumps(
@@ -107,64 +277,54 @@ class ZookeeperRegistry:
             sort_keys=True,
         ).encode()
 
-        def write() -> None:
-            from kazoo.exceptions import NodeExistsError, NoNodeError
+        def write(z: _Calls) -> None:
+            from kazoo.exceptions import NodeExistsError
 
-            session = self._client.client_id[0] if self._client.client_id else None
-            stat = self._client.exists(node)
-            if stat is not None and stat.ephemeralOwner != session:
-                with contextlib.suppress(NoNodeError):  # a previous session's: take it over
-                    self._client.delete(node)
-                stat = None
-            if stat is None:
+            if self._take_over(z, node) is None:
                 try:
-                    self._client.create(node, data, ephemeral=True, makepath=True)
+                    z.create(node, data, ephemeral=True)
                 except NodeExistsError:
-                    self._client.set(node, data)
+                    z.set(node, data)
             else:
-                self._client.set(node, data)
-            self._bump()
+                z.set(node, data)
+            self._bump(z)
 
-        with self._lock:
-            self._guard(write, f"register {backend.namespace}/{backend.task_id}")
+        self._guard(write, f"register {backend.namespace}/{backend.task_id}")
 
     def deregister(self, namespace: str, task_id: str) -> None:
         node = f"{self.path}/backends/{_name(namespace)}/{_name(task_id)}"
 
-        def delete() -> None:
+        def delete(z: _Calls) -> None:
             from kazoo.exceptions import NoNodeError
 
             try:
-                self._client.delete(node)
+                z.delete(node)
             except NoNodeError:
                 return
-            self._bump()
+            self._bump(z)
 
-        with self._lock:
-            self._guard(delete, f"deregister {namespace}/{task_id}")
+        self._guard(delete, f"deregister {namespace}/{task_id}")
 
     def set_draining(self, namespace: str, task_id: str, draining: bool, now: float) -> int:
         node = f"{self.path}/draining/{_name(namespace)}/{_name(task_id)}"
 
-        def write() -> int:
+        def write(z: _Calls) -> int:
             from kazoo.exceptions import NodeExistsError, NoNodeError
 
-            exists = self._client.exists(node) is not None
+            exists = z.exists(node) is not None
             if draining and not exists:
-                version = self._bump()
+                version = self._bump(z)
                 data = json.dumps({"version": version, "since": now}).encode()
                 with contextlib.suppress(NodeExistsError):
-                    self._client.create(node, data, makepath=True)
+                    z.create(node, data)
                 return version
             if not draining and exists:
                 with contextlib.suppress(NoNodeError):
-                    self._client.delete(node)
-                return self._bump()
-            return int(self._client.exists(f"{self.path}/version").version)
+                    z.delete(node)
+                return self._bump(z)
+            return int(z.exists(f"{self.path}/version").version)
 
-        with self._lock:
-            result: int = self._guard(write, f"set draining {namespace}/{task_id}")
-            return result
+        return self._guard(write, f"set draining {namespace}/{task_id}")
 
     def ack(
         self, agent_id: str, version: int, now: float, sessions: Mapping[str, int] | None = None
@@ -174,83 +334,62 @@ class ZookeeperRegistry:
             {"version": version, "time": now, "sessions": dict(sessions or {})}, sort_keys=True
         ).encode()
 
-        def write() -> None:
-            from kazoo.exceptions import NodeExistsError, NoNodeError
+        def write(z: _Calls) -> None:
+            from kazoo.exceptions import NodeExistsError
 
-            session = self._client.client_id[0] if self._client.client_id else None
-            stat = self._client.exists(node)
-            if stat is not None and stat.ephemeralOwner != session:
-                with contextlib.suppress(NoNodeError):
-                    self._client.delete(node)
-                stat = None
-            if stat is None:
+            if self._take_over(z, node) is None:
                 try:
-                    self._client.create(node, data, ephemeral=True, makepath=True)
+                    z.create(node, data, ephemeral=True)
                     return
                 except NodeExistsError:
                     pass
-            self._client.set(node, data)
+            z.set(node, data)
 
-        with self._lock:
-            self._guard(write, f"ack {agent_id}")
+        self._guard(write, f"ack {agent_id}")
 
     # -- reads -----------------------------------------------------------------------------
-    def _children(self, path: str) -> list[str]:
-        from kazoo.exceptions import NoNodeError
+    def _entries(self, z: _Calls, sub: str) -> list[tuple[str, str, dict[str, Any]]]:
+        """(namespace, task, JSON) under ``sub``, each level read in one round of calls."""
+        base = f"{self.path}/{sub}"
+        names = z.children(base)
+        pairs = [
+            (ns, task)
+            for ns, tasks in zip(
+                names, z.children_of([f"{base}/{ns}" for ns in names]), strict=True
+            )
+            for task in tasks
+        ]
+        values = z.json_of([f"{base}/{ns}/{task}" for ns, task in pairs])
+        return [
+            (unquote(ns), unquote(task), d)
+            for (ns, task), d in zip(pairs, values, strict=True)
+            if d is not None
+        ]
 
-        try:
-            return sorted(self._client.get_children(path))
-        except NoNodeError:
-            return []
-
-    def _get_json(self, path: str) -> dict[str, Any] | None:
-        from kazoo.exceptions import NoNodeError
-
-        try:
-            data, _ = self._client.get(path)
-        except NoNodeError:
-            return None
-        try:
-            value = json.loads(data.decode() or "{}")
-        except ValueError:
-            return None
-        return value if isinstance(value, dict) else None
-
-    def _read(self) -> Snapshot:
-        version = int(self._client.exists(f"{self.path}/version").version)
-        backends = []
-        for ns in self._children(f"{self.path}/backends"):
-            for task in self._children(f"{self.path}/backends/{ns}"):
-                d = self._get_json(f"{self.path}/backends/{ns}/{task}")
-                if d is None:
-                    continue
-                backends.append(
-                    Backend(
-                        unquote(ns),
-                        unquote(task),
-                        str(d["host"]),
-                        int(d["port"]),
-                        str(d["agent_id"]),
-                        "drain" if d.get("state") == "drain" else "up",
-                        int(d.get("weight", 1)),
-                        float(d.get("registered_at", 0.0)),
-                    )
-                )
-        drains = []
-        for ns in self._children(f"{self.path}/draining"):
-            for task in self._children(f"{self.path}/draining/{ns}"):
-                d = self._get_json(f"{self.path}/draining/{ns}/{task}")
-                if d is not None:
-                    drains.append(
-                        DrainMark(unquote(ns), unquote(task), int(d["version"]), float(d["since"]))
-                    )
+    def _read(self, z: _Calls) -> Snapshot:
+        version = int(z.exists(f"{self.path}/version").version)
+        backends = [
+            Backend(
+                ns,
+                task,
+                str(d["host"]),
+                int(d["port"]),
+                str(d["agent_id"]),
+                "drain" if d.get("state") == "drain" else "up",
+                int(d.get("weight", 1)),
+                float(d.get("registered_at", 0.0)),
+            )
+            for ns, task, d in self._entries(z, "backends")
+        ]
+        drains = [
+            DrainMark(ns, task, int(d["version"]), float(d["since"]))
+            for ns, task, d in self._entries(z, "draining")
+        ]
         marks = tuple(sorted(drains, key=lambda m: (m.namespace, m.task_id)))
         return Snapshot(version, apply_drains(tuple(backends), marks), marks)
 
     def snapshot(self) -> Snapshot:
-        with self._lock:
-            result: Snapshot = self._guard(self._read, "read")
-            return result
+        return self._guard(self._read, "read")
 
     def drain_marks(self) -> tuple[DrainMark, ...]:
         return self.snapshot().drains
@@ -261,31 +400,34 @@ class ZookeeperRegistry:
         )
 
     def version(self) -> int:
-        with self._lock:
-            stat = self._guard(lambda: self._client.exists(f"{self.path}/version"), "version")
-            return int(stat.version)
+        stat = self._guard(lambda z: z.exists(f"{self.path}/version"), "version")
+        return int(stat.version)
 
     def reports(self) -> Mapping[str, AgentReport]:
-        def read() -> dict[str, AgentReport]:
+        def read(z: _Calls) -> dict[str, AgentReport]:
+            names = z.children(f"{self.path}/acks")
             out = {}
-            for name in self._children(f"{self.path}/acks"):
-                d = self._get_json(f"{self.path}/acks/{name}")
+            for name, d in zip(
+                names, z.json_of([f"{self.path}/acks/{n}" for n in names]), strict=True
+            ):
                 if d is not None:
                     agent = unquote(name)
                     sessions = {str(k): int(v) for k, v in dict(d.get("sessions", {})).items()}
                     out[agent] = AgentReport(agent, int(d["version"]), float(d["time"]), sessions)
             return out
 
-        with self._lock:
-            result: dict[str, AgentReport] = self._guard(read, "read acks")
-            return result
+        return self._guard(read, "read acks")
 
     def acks(self) -> Mapping[str, int]:
         return {a: r.version for a, r in self.reports().items()}
 
-    def close(self) -> None:
-        try:
-            self._client.stop()
-            self._client.close()
-        except Exception:  # closing is best effort
-            log.debug("closing the zookeeper client failed", exc_info=True)
+    def close(self, wait: float = 5.0) -> None:
+        """Stop the client (its session ends, its ephemeral nodes go), waiting at most ``wait``."""
+        deadline = time.monotonic() + wait
+        if self._lock.acquire(timeout=wait):
+            try:
+                self._abandon(None)
+            finally:
+                self._lock.release()
+        for thread in self._stopping:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))

@@ -109,6 +109,7 @@ class ExitDetails:
     exit_code: int | None
     oom_killed: bool
     restarts: int = 0
+    finished_at: float | None = None  # State.FinishedAt as a Unix time (None: unknown)
 
 
 def docker_name_part(value: str) -> str:
@@ -276,6 +277,38 @@ def published_port(summary: Mapping[str, Any], container_port: int) -> int | Non
     return best
 
 
+def network_address(summary: Mapping[str, Any]) -> str | None:
+    """The container's IPv4 address on its network (the one HostConfig names first), if any."""
+    networks = (summary.get("NetworkSettings") or {}).get("Networks") or {}
+    if not isinstance(networks, Mapping):
+        return None
+    mode = (summary.get("HostConfig") or {}).get("NetworkMode")
+    ordered = sorted(networks.items(), key=lambda item: item[0] != mode)
+    for _, settings in ordered:
+        address = (settings or {}).get("IPAddress") if isinstance(settings, Mapping) else None
+        if address:
+            return str(address)
+    return None
+
+
+def task_address(
+    summary: Mapping[str, Any], net: str | None, state: TaskState, container_port: int
+) -> tuple[str, int | None]:
+    """Where the host reaches a task: what survives a dockerd restart (live-restore) first.
+
+    ``net: host``: 127.0.0.1:container_port. Bridge: the container's own address and
+    container_port (no docker-proxy, a child of dockerd, in the path); the published
+    127.0.0.1 port only when the container has no address (yet).
+    """
+    live = state in LIVE_STATES
+    if net == "host":
+        return "127.0.0.1", container_port if live else None
+    address = network_address(summary) if live else None
+    if address is not None:
+        return address, container_port
+    return "127.0.0.1", published_port(summary, container_port)
+
+
 def is_paasport_container(summary: Mapping[str, Any]) -> bool:
     labels = _labels(summary)
     return all(labels.get(k) for k in (LABEL_SERVICE, LABEL_INSTANCE, LABEL_CONFIG_HASH))
@@ -288,10 +321,7 @@ def task_from_container(
     labels = _labels(summary)
     state = task_state(str(summary.get("State", "")))
     container_port = _int_label(labels, LABEL_CONTAINER_PORT, 8888)
-    if labels.get(LABEL_NET) == "host":
-        port: int | None = container_port if state in LIVE_STATES else None
-    else:
-        port = published_port(summary, container_port)
+    host, port = task_address(summary, labels.get(LABEL_NET), state, container_port)
     exit_code = exit_code_from_status(str(summary.get("Status", "")))
     if details is not None and details.exit_code is not None:
         exit_code = details.exit_code
@@ -304,7 +334,7 @@ def task_from_container(
         config_hash=labels[LABEL_CONFIG_HASH],
         git_sha=labels.get(LABEL_GIT_SHA, ""),
         state=state,
-        host="127.0.0.1",
+        host=host,
         port=port,
         node=node,
         started_at=_float_label(labels, LABEL_CREATED, float(summary.get("Created") or 0)),
@@ -381,6 +411,30 @@ def normalize_timestamp(text: str) -> str:
         moment = datetime.fromisoformat(f"{base}{zone}").astimezone(UTC)
         base = moment.strftime("%Y-%m-%dT%H:%M:%S")
     return f"{base}.{fraction}Z"
+
+
+def docker_time(text: object) -> float | None:
+    """Docker's RFC3339Nano time (``State.FinishedAt``) as a Unix time; None for its zero time."""
+    if not isinstance(text, str) or text.startswith("0001-"):
+        return None
+    stamp = normalize_timestamp(text)
+    if not stamp.endswith("Z") or len(stamp) != 30:
+        return None
+    whole = datetime.fromisoformat(stamp[:19]).replace(tzinfo=UTC).timestamp()
+    return whole + int(stamp[20:29]) / 1e9
+
+
+def exited_during_outage(
+    finished_at: float | None, outages: Sequence[tuple[float, float]], margin: float = 1.0
+) -> bool:
+    """Whether a task finished while the engine was away (last answer before .. first after).
+
+    Such exits are the daemon's doing (a dockerd without live-restore stops every container
+    when it stops, or when it starts again after a SIGKILL), not the service's crashes.
+    """
+    if finished_at is None:
+        return False
+    return any(start <= finished_at <= end + margin for start, end in outages)
 
 
 def split_log_line(line: str) -> tuple[str, str]:

@@ -7,6 +7,7 @@ module only performs calls and maps every Docker SDK failure to a paasport error
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import queue
@@ -32,10 +33,13 @@ from paasport.errors import (
 from paasport.types import AppSpec, AppVersion
 
 T = TypeVar("T")
+log = logging.getLogger("paasport.engine")
 MAX_PARALLEL = 8  # threads per create/delete call
 POOL_SIZE = 32  # deployd's workers each run up to MAX_PARALLEL calls at once
 EXEC_TIMED_OUT = 124  # like coreutils' timeout(1)
 FOLLOW_REFRESH_SECONDS = 1.0
+MAX_OUTAGES = 8  # engine outage windows remembered
+DAEMON_SHUTDOWN_SECONDS = 20.0  # dockerd's shutdown-timeout (15 s) and then some
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 
 
@@ -76,6 +80,33 @@ def _unix_socket_path(base_url: str | None) -> str | None:
     return None
 
 
+def _close_failed_unix_connects() -> None:
+    """Make the SDK close a unix socket whose connect() failed (it leaks it otherwise).
+
+    While dockerd is down every call fails there; deployd lists the engine twice a second, so
+    a restart of the daemon would otherwise leak descriptors for as long as it is away.
+    """
+    from docker.transport import unixconn
+
+    if getattr(unixconn.UnixHTTPConnection.connect, "_paasport", False):
+        return
+
+    def connect(self: Any) -> None:
+        import socket
+
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self.unix_socket)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+    connect._paasport = True  # type: ignore[attr-defined]
+    unixconn.UnixHTTPConnection.connect = connect
+
+
 def _random_suffix() -> str:
     return "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(6))
 
@@ -107,6 +138,10 @@ class DockerEngine:
         self._node = ""
         self._exit_details: dict[str, cs.ExitDetails] = {}
         self._details_lock = threading.Lock()  # deployd's workers and observer share the engine
+        # Since when lists fail (None: the engine answers) and the recent windows it was away:
+        # tasks that exited inside one were stopped by the daemon, not crashed.
+        self._unanswered_since: float | None = None
+        self._outages: list[tuple[float, float]] = []
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -124,6 +159,7 @@ class DockerEngine:
             if self._api_client is None:
                 import docker
 
+                _close_failed_unix_connects()
                 socket_path = _unix_socket_path(self.base_url or os.environ.get("DOCKER_HOST"))
                 if socket_path is not None:
                     self._check_socket(socket_path)
@@ -177,8 +213,19 @@ class DockerEngine:
         filters = cs.label_filters(
             None if every_cluster else self.cluster, service, instance, config_hash
         )
-        with translated(f"listing containers of cluster {self.cluster}", self.where):
-            result: list[dict[str, Any]] = api.containers(all=True, filters=filters)
+        try:
+            with translated(f"listing containers of cluster {self.cluster}", self.where):
+                result: list[dict[str, Any]] = api.containers(all=True, filters=filters)
+        except EngineUnavailable:
+            with self._details_lock:
+                self._unanswered_since = self._unanswered_since or time.time()
+            raise
+        with self._details_lock:
+            if self._unanswered_since is not None:
+                # dockerd still answers while its shutdown stops the containers
+                away = (self._unanswered_since - DAEMON_SHUTDOWN_SECONDS, time.time())
+                self._outages = [*self._outages[-(MAX_OUTAGES - 1) :], away]
+                self._unanswered_since = None
         return result
 
     def _details_for(self, summaries: Sequence[Mapping[str, Any]]) -> dict[str, cs.ExitDetails]:
@@ -198,6 +245,7 @@ class DockerEngine:
                     exit_code=state.get("ExitCode"),
                     oom_killed=bool(state.get("OOMKilled")),
                     restarts=int(info.get("RestartCount") or 0),
+                    finished_at=cs.docker_time(state.get("FinishedAt")),
                 )
         with self._details_lock:
             return {cid: self._exit_details[cid] for cid in wanted if cid in self._exit_details}
@@ -212,12 +260,41 @@ class DockerEngine:
     ) -> tuple[AppVersion, ...]:
         summaries = self._containers(service, instance, config_hash)
         details = self._details_for(summaries)
+        summaries = self._without_outage_exits(summaries, details)
         if service is None and instance is None:
             listed = {str(s["Id"]) for s in summaries}
             with self._details_lock:
                 for cid in [c for c in self._exit_details if c not in listed]:
                     del self._exit_details[cid]
         return cs.app_versions_from_containers(summaries, self._node, details)
+
+    def _without_outage_exits(
+        self, summaries: list[dict[str, Any]], details: Mapping[str, cs.ExitDetails]
+    ) -> list[dict[str, Any]]:
+        """Remove the tasks the daemon stopped while it was away (not the service's crashes):
+        the reconciler replaces them without counting a crash or backing off."""
+        with self._details_lock:
+            outages = list(self._outages)
+        if not outages:
+            return summaries
+        stopped = {
+            cid
+            for cid, d in details.items()
+            if cs.exited_during_outage(d.finished_at, outages) and not d.oom_killed
+        }
+        if not stopped:
+            return summaries
+        log.warning(
+            "cluster %s: %d task(s) stopped while the %s was away; replacing them",
+            self.cluster,
+            len(stopped),
+            self.where,
+        )
+        try:
+            _in_parallel(self._remove, sorted(stopped))
+        except PaasportError as err:  # listed again next pass, and removed then
+            log.warning("cluster %s: %s", self.cluster, err)
+        return [s for s in summaries if str(s["Id"]) not in stopped]
 
     # -- writing ------------------------------------------------------------------------------
 

@@ -269,7 +269,12 @@ def check_deploy_failed(
     current_sha = obs.deployment.git_sha if obs.deployment is not None else None
     if last.ok:
         return _result(obs, "deploy_failed", "OK", f"last deploy succeeded: {last.message}")
-    if last.git_sha is not None and current_sha is not None and last.git_sha != current_sha:
+    if (
+        last.git_sha is not None
+        and current_sha is not None
+        and not current_sha.startswith(last.git_sha)  # wait-for-deployment may name a prefix
+        and not last.git_sha.startswith(current_sha)
+    ):
         return _result(
             obs, "deploy_failed", "OK", f"deploy of {last.git_sha[:8]} failed but is superseded"
         )

@@ -11,10 +11,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
+from paasport.config.state_files import private_dir, private_file
 from paasport.errors import PermanentError, UsageError
 
 Level = Literal["debug", "info", "warning", "error", "critical"]
@@ -24,24 +26,122 @@ _LEVEL_RANK: dict[str, int] = {name: rank for rank, name in enumerate(LEVELS)}
 EVENTS_FILE = "events.sqlite"
 
 
+class EventKind(StrEnum):
+    """What an event is about. ``deploy`` is only wait-for-deployment's verdict on a deploy
+    (the deploy_failed check reads it); the reconciler's own steps are ``app_version``."""
+
+    BOUNCE = "bounce"  # a bounce started, stopped tasks, finished
+    DEPLOY = "deploy"  # wait-for-deployment: a deploy group runs a sha healthily, or timed out
+    APP_VERSION = "app_version"  # the reconciler started tasks of / removed an app version
+    CRASH = "crash"
+    OOM = "oom"
+    UNHEALTHY = "unhealthy"  # a task replaced after failing its health checks
+    RECONCILE = "reconcile"  # deployd's errors for an instance
+    CHECK = "check"
+    ALERT = "alert"
+    MONITOR = "monitor"
+    CONFIG = "config"  # a config error: what runs is left as it is
+    PROXY = "proxy"  # the discovery agent's HAProxy (restarts, reloads)
+    REGISTRY = "registry"  # the discovery registry (unreachable, back)
+    MARK = "mark"  # mark-for-deployment / start / stop / rollback: who tagged what
+    UNKNOWN = "unknown"  # read back from a log written by a version with more kinds
+
+
+KINDS: tuple[str, ...] = tuple(k.value for k in EventKind if k is not EventKind.UNKNOWN)
+
+
+def event_kind(value: str | EventKind) -> EventKind:
+    """The kind named ``value``; ValueError naming the valid ones for anything else."""
+    try:
+        return EventKind(value)
+    except ValueError:
+        raise ValueError(
+            f"unknown event kind {value!r}: expected one of {', '.join(KINDS)}"
+        ) from None
+
+
+class _Payload:
+    """Typed ``Event.data`` of the structured kinds; ``to_json`` gives the stored mapping."""
+
+    def to_json(self) -> dict[str, object]:
+        return dict(asdict(cast(Any, self)))
+
+
+@dataclass(frozen=True)
+class CrashData(_Payload):
+    """``crash`` and ``oom``: a dead task of the desired version."""
+
+    task: str
+    task_id: str
+    exit_code: int | None
+    last_lines: list[str]
+    restarts: int
+    crash_loop: bool
+
+
+@dataclass(frozen=True)
+class UnhealthyData(_Payload):
+    """``unhealthy``: a running task replaced after its health checks gave up on it."""
+
+    task: str
+    task_id: str
+    restarts: int
+
+
+@dataclass(frozen=True)
+class DeployData(_Payload):
+    """``deploy``: wait-for-deployment's outcome for one instance of a deploy group."""
+
+    deploy_group: str
+    git_sha: str
+    outcome: Literal["ok", "timeout"]
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class AppVersionData(_Payload):
+    """``app_version``: tasks started in, or removal of, one app version."""
+
+    config_hash: str
+    git_sha: str = ""
+    count: int = 0
+    removed: bool = False
+
+
+@dataclass(frozen=True)
+class BounceData(_Payload):
+    """``bounce``: a step of a bounce (its method, the target, the tasks it stopped)."""
+
+    method: str = ""
+    target: str = ""
+    stopped: list[str] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class Event:
-    """One thing that happened; ``data`` holds JSON-friendly details (others become strings)."""
+    """One thing that happened; ``data`` holds JSON-friendly details (others become strings).
+
+    ``kind`` accepts the plain strings (``"bounce"``) and normalises them to EventKind; an
+    unknown kind is a ValueError. Structured kinds build ``data`` from a payload's ``to_json``.
+    """
 
     time: float
     level: Level
-    kind: str  # "bounce", "deploy", "crash", "oom", "unhealthy", "check", "alert", ...
+    kind: EventKind | str
     service: str | None = None
     instance: str | None = None
     cluster: str | None = None
     message: str = ""
     data: Mapping[str, object] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", event_kind(self.kind))
+
     def to_json(self) -> dict[str, object]:
         return {
             "time": self.time,
             "level": self.level,
-            "kind": self.kind,
+            "kind": str(self.kind),
             "service": self.service,
             "instance": self.instance,
             "cluster": self.cluster,
@@ -93,7 +193,7 @@ class EventLog:
         self.path = path
         self._lock = threading.Lock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(private_dir(path.parent) / path.name)
             self._conn = sqlite3.connect(
                 str(path), timeout=10.0, check_same_thread=False, isolation_level=None
             )
@@ -118,7 +218,7 @@ class EventLog:
         row = (
             event.time,
             level_rank(event.level),
-            event.kind,
+            str(event.kind),
             event.service,
             event.instance,
             event.cluster,
@@ -221,7 +321,7 @@ class EventLog:
             args.append(level_rank(level))
         if kinds:
             where.append(f"kind IN ({', '.join('?' for _ in kinds)})")
-            args.extend(kinds)
+            args.extend(str(event_kind(k)) for k in kinds)
         sql = (
             "SELECT id, time, level, kind, service, instance, cluster, message, data FROM events"
             f" WHERE {' AND '.join(where)} ORDER BY id DESC"
@@ -244,6 +344,11 @@ def _event_from_row(row: Sequence[object]) -> Event:
         decoded = json.loads(str(data))
     except ValueError:
         decoded = {"raw": data}
+    if not isinstance(decoded, dict):
+        decoded = {"value": decoded}
+    if str(kind) not in KINDS:
+        decoded = {**decoded, "raw_kind": str(kind)}
+        kind = EventKind.UNKNOWN
     return Event(
         time=float(cast(float, at)),
         level=LEVELS[int(cast(int, level))],
@@ -252,5 +357,5 @@ def _event_from_row(row: Sequence[object]) -> Event:
         instance=cast("str | None", instance),
         cluster=cast("str | None", cluster),
         message=str(message),
-        data=decoded if isinstance(decoded, dict) else {"value": decoded},
+        data=decoded,
     )

@@ -1,14 +1,16 @@
 """Wires a Monitor to its real inputs: soa-configs, deployments.json, engine, bounce status, sinks.
 
-``paasport monitor`` and ``paasport up`` call ``build_monitor(system, ...)``; ``up`` passes its
-shared health function and (from discovery, which monitoring may not import) ``backends_up``.
+``paasport.platform`` calls ``build_monitor(system, desired=store, ...)`` for ``monitor`` and
+``up``: ``desired`` is the shared desired-state store (reconcile.store, which monitoring may not
+import, so it is a protocol here), ``up`` also passes its health function and ``backends_up``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
-from paasport.config.system import MonitoringSinksConfig, SystemConfig
+from paasport.config.system import MonitoringSinksConfig, SystemConfig, effective_registry
 from paasport.engine.base import Engine
 from paasport.monitoring.checks import BounceView, CheckSettings
 from paasport.monitoring.events import EventLog, events_path
@@ -39,8 +41,72 @@ def sinks_for(config: MonitoringSinksConfig) -> list[Sink]:
     return sinks
 
 
+class DesiredSource(Protocol):
+    """What the monitor reads from the desired-state store (reconcile.store.DesiredStore)."""
+
+    def instances(self) -> Sequence[InstanceConfig]: ...
+
+    def deployment(self, key: InstanceKey) -> DeploymentState | None: ...
+
+    def registry(self, service: str) -> str | None: ...
+
+
+def bounce_view(
+    config: InstanceConfig,
+    deployment: DeploymentState | None,
+    versions: Sequence[AppVersion],
+    registry: str | None,
+) -> BounceView | None:
+    """Where an instance's bounce stands, for the bounce_stuck check."""
+    from paasport.bounce.desired import desired_app
+    from paasport.bounce.plan import bounce_status
+
+    if deployment is None:
+        return None
+    desired = desired_app(config, deployment, registry)
+    status = bounce_status(desired, versions, config.bounce_method, config.bounce_margin_factor)
+    created = [
+        v.created_at for v in versions if v.config_hash == desired.config_hash and v.created_at
+    ]
+    return BounceView(
+        in_progress=status.in_progress,
+        method=status.method,
+        waiting_on=status.waiting_on,
+        started_at=min(created) if created else None,
+    )
+
+
+class StoreSource:
+    """Instances, deployments and bounce status from the shared desired-state store: a broken
+    instance keeps being monitored with its last good config (its alerts neither fire nor
+    resolve because of the config error)."""
+
+    def __init__(self, desired: DesiredSource) -> None:
+        self.desired = desired
+
+    def instances(self) -> Sequence[InstanceConfig]:
+        return self.desired.instances()
+
+    def deployments(
+        self, configs: Sequence[InstanceConfig]
+    ) -> Mapping[InstanceKey, DeploymentState | None]:
+        return {
+            (c.service, c.instance): self.desired.deployment((c.service, c.instance))
+            for c in configs
+        }
+
+    def bounce(
+        self,
+        config: InstanceConfig,
+        deployment: DeploymentState | None,
+        versions: Sequence[AppVersion],
+    ) -> BounceView | None:
+        return bounce_view(config, deployment, versions, self.desired.registry(config.service))
+
+
 class TreeSource:
-    """Instances, deployments and bounce status of one cluster, re-read on every pass."""
+    """Instances, deployments and bounce status of one cluster, re-read on every pass (without
+    a store; the platform always passes one)."""
 
     def __init__(self, system: SystemConfig, cluster: str) -> None:
         self.system = system
@@ -52,7 +118,7 @@ class TreeSource:
 
         tree = load_tree(self.system.soa_dir, system=self.system)
         self._registries = {
-            name: service.docker_registry or self.system.docker_registry
+            name: effective_registry(service, self.system)
             for name, service in tree.services.items()
         }
         return tree.instances_for(cluster=self.cluster)
@@ -76,23 +142,8 @@ class TreeSource:
         deployment: DeploymentState | None,
         versions: Sequence[AppVersion],
     ) -> BounceView | None:
-        from paasport.bounce.desired import desired_app
-        from paasport.bounce.plan import bounce_status
-
-        if deployment is None:
-            return None
         registry = self._registries.get(config.service, self.system.docker_registry)
-        desired = desired_app(config, deployment, registry)
-        status = bounce_status(desired, versions, config.bounce_method, config.bounce_margin_factor)
-        created = [
-            v.created_at for v in versions if v.config_hash == desired.config_hash and v.created_at
-        ]
-        return BounceView(
-            in_progress=status.in_progress,
-            method=status.method,
-            waiting_on=status.waiting_on,
-            started_at=min(created) if created else None,
-        )
+        return bounce_view(config, deployment, versions, registry)
 
 
 def build_monitor(
@@ -105,6 +156,7 @@ def build_monitor(
     settings: CheckSettings | None = None,
     interval: float | None = None,
     metrics: bool = True,
+    desired: DesiredSource | None = None,
 ) -> Monitor:
     """A Monitor for the system's local cluster with the sinks its config names."""
     cluster = system.local_cluster
@@ -112,7 +164,9 @@ def build_monitor(
         from paasport.engine.factory import engine_for
 
         engine = engine_for(system.local)
-    source = TreeSource(system, cluster)
+    source: StoreSource | TreeSource = (
+        StoreSource(desired) if desired is not None else TreeSource(system, cluster)
+    )
     return Monitor(
         cluster=cluster,
         engine=engine,

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol, TypeGuard
+from typing import Protocol
 
 from paasport.bounce.actions import (
     Action,
@@ -22,19 +22,33 @@ from paasport.bounce.actions import (
     KillTask,
     ScaleAppVersion,
 )
-from paasport.bounce.backoff import decide, record_restart
 from paasport.bounce.desired import desired_app
-from paasport.bounce.plan import FAILED_HEALTH_REASON, BounceStatus, bounce_status, plan
+from paasport.bounce.plan import BounceStatus, bounce_status, plan
 from paasport.engine.base import Engine
 from paasport.errors import PaasportError
 from paasport.monitoring import metrics
-from paasport.monitoring.events import Event, Level
+from paasport.monitoring.events import (
+    AppVersionData,
+    BounceData,
+    Event,
+    EventKind,
+    Level,
+)
 from paasport.reconcile.drain import Drainer, NoopDrainer
+from paasport.reconcile.step import (
+    DEAD_STATES,
+    DrainView,
+    Step,
+    StepMemory,
+    StepPolicy,
+    drain_stops,
+    is_corpse_of,
+    next_step,
+    policy_for,
+)
 from paasport.types import AppSpec, AppVersion, DeploymentState, InstanceConfig, Task
 
 log = logging.getLogger("paasport.reconcile")
-
-DEAD_STATES = ("exited", "dead")
 
 
 class HealthSource(Protocol):
@@ -129,12 +143,22 @@ def reconcile_instance(
 
     method = config.bounce_method if config else "brutal"
     margin = config.bounce_margin_factor if config else 1.0
-    actions = plan(desired, observed, method, margin, now)
-    actions, backoff_wait = _apply_crash_backoff(
-        actions, desired, config, engine, events, memory, settings, now
+    planned = plan(desired, observed, method, margin, now)
+    policy = policy_for(config, settings.removed_drain_timeout_seconds)
+    before = StepMemory(
+        tuple(memory.crash_times), frozenset(memory.seen_corpses), dict(memory.draining_since)
     )
+    lines = _new_corpse_lines(planned, desired, engine, memory, settings)
+    step = next_step(planned, desired, policy, before, lines, now)
+    memory.crash_times = list(step.memory.crash_times)
+    memory.seen_corpses = set(step.memory.seen_corpses)
+    actions, backoff_wait = step.actions, step.backoff_wait
     cluster = engine.cluster
+    if step.noop_drain:
+        drainer = NoopDrainer()
     ctx = _Context(service, instance, cluster, config, engine, drainer, events, settings, now)
+    for pending in step.events:
+        ctx.event(pending.level, pending.kind, pending.message, dict(pending.data))
 
     status = bounce_status(desired, observed, method, margin) if desired is not None else None
     replacing = any(
@@ -146,10 +170,15 @@ def reconcile_instance(
         if desired.replicas == 0:  # a stop (its tag changes the config hash): not a bounce
             ctx.event("info", "bounce", f"{status.waiting_on or 'stopping'} (desired_state stop)")
         else:
-            ctx.event("info", "bounce", f"{method} bounce to {desired_id(desired)} started")
+            ctx.event(
+                "info",
+                EventKind.BOUNCE,
+                f"{method} bounce to {desired_id(desired)} started",
+                BounceData(method=method, target=desired.config_hash).to_json(),
+            )
             metrics.bounces_total.labels(result="started").inc()
 
-    performed, waiting = _perform(actions, observed, memory, ctx)
+    performed, waiting = _perform(step, observed, memory, policy, ctx)
 
     if status is not None and memory.bouncing and not status.in_progress and not actions:
         memory.bouncing = False
@@ -157,7 +186,12 @@ def reconcile_instance(
         if desired.replicas == 0:
             ctx.event("info", "bounce", "stopped: no task left (desired_state stop)")
         else:
-            ctx.event("info", "bounce", f"bounce to {desired_id(desired)} finished")
+            ctx.event(
+                "info",
+                EventKind.BOUNCE,
+                f"bounce to {desired_id(desired)} finished",
+                BounceData(method=method, target=desired.config_hash).to_json(),
+            )
             metrics.bounces_total.labels(result="finished").inc()
     if desired is None and not performed and not observed:
         memory.bouncing = False
@@ -190,7 +224,11 @@ class _Context:
     now: float
 
     def event(
-        self, level: Level, kind: str, message: str, data: dict[str, object] | None = None
+        self,
+        level: Level,
+        kind: EventKind | str,
+        message: str,
+        data: dict[str, object] | None = None,
     ) -> None:
         log.info("%s.%s: %s", self.service, self.instance, message)
         try:
@@ -256,104 +294,21 @@ def _mark_draining(
     return tuple(out)
 
 
-def _is_corpse_of(task: Task, desired: AppSpec | None) -> bool:
-    return (
-        desired is not None
-        and task.state in DEAD_STATES
-        and task.config_hash == desired.config_hash
-    )
-
-
-def _is_liveness_kill(action: Action) -> TypeGuard[KillTask]:
-    """A running task replaced because it failed its health checks (not a corpse)."""
-    return isinstance(action, KillTask) and action.reason == FAILED_HEALTH_REASON
-
-
-def _apply_crash_backoff(
-    actions: tuple[Action, ...],
+def _new_corpse_lines(
+    planned: Sequence[Action],
     desired: AppSpec | None,
-    config: InstanceConfig | None,
     engine: Engine,
-    events: EventSink,
     memory: InstanceMemory,
     settings: ReconcilerSettings,
-    now: float,
-) -> tuple[tuple[Action, ...], float | None]:
-    """Record each dead (or health-failed) task of the desired version once, and hold its
-    replacement back (keeping the corpse, so status can show its exit code) until the crash
-    backoff allows it."""
-    corpses = [
-        a.task for a in actions if isinstance(a, KillTask) and _is_corpse_of(a.task, desired)
-    ]
-    failed = [a.task for a in actions if _is_liveness_kill(a)]
-    if (not corpses and not failed) or config is None:
-        return actions, None
-    ctx = _Context(
-        config.service,
-        config.instance,
-        engine.cluster,
-        config,
-        engine,
-        NoopDrainer(),
-        events,
-        settings,
-        now,
-    )
-    decision = decide(memory.crash_times, config.backoff_seconds, now)
-    for task in corpses:
-        if task.task_id in memory.seen_corpses:
-            continue
-        memory.seen_corpses.add(task.task_id)
-        last_lines = _last_log_lines(engine, task, settings.crash_log_lines)
-        data: dict[str, object] = {
-            "task": task.name or task.task_id,
-            "exit_code": task.exit_code,
-            "last_lines": last_lines,
-            "restarts": decision.restarts,
-            "crash_loop": decision.crash_loop,
-        }
-        loop = f" (crash loop: {decision.restarts} restarts lately)" if decision.crash_loop else ""
-        if task.oom_killed:
-            ctx.event(
-                "error",
-                "oom",
-                f"task {task.name or task.task_id} was OOM-killed (mem {config.mem:g} MB){loop}",
-                data,
-            )
-        else:
-            tail = f": {last_lines[-1]}" if last_lines else ""
-            ctx.event(
-                "warning",
-                "crash",
-                f"task {task.name or task.task_id} exited with code {task.exit_code}{tail}{loop}",
-                data,
-            )
-    for task in failed:
-        if task.task_id in memory.seen_corpses:
-            continue
-        memory.seen_corpses.add(task.task_id)
-        limit = config.healthcheck.max_consecutive_failures
-        loop = f" ({decision.restarts} replacements lately)" if decision.crash_loop else ""
-        ctx.event(
-            "warning",
-            "unhealthy",
-            f"task {task.name or task.task_id} failed {limit} health check(s) in a row; "
-            f"replacing it{loop}",
-            {"task": task.name or task.task_id, "restarts": decision.restarts},
-        )
-    if decision.may_start:
-        memory.crash_times = list(record_restart(memory.crash_times, now))
-        return actions, None
-    # Held back: the corpse (status shows its exit code) or the failing task (out of rotation
-    # already) stays until the backoff allows its replacement, like Kubernetes' CrashLoopBackOff.
-    held = tuple(
-        a
-        for a in actions
-        if not (isinstance(a, KillTask) and _is_corpse_of(a.task, desired))
-        and not _is_liveness_kill(a)
-        and not isinstance(a, ScaleAppVersion)
-    )
-    return held, max(decision.next_start_at - now, 0.1)
+) -> dict[str, list[str]]:
+    """The last log lines of each corpse of the desired version not recorded yet."""
+    return {
+        a.task.task_id: _last_log_lines(engine, a.task, settings.crash_log_lines)
+        for a in planned
+        if isinstance(a, KillTask)
+        and is_corpse_of(a.task, desired)
+        and a.task.task_id not in memory.seen_corpses
+    }
 
 
 def _last_log_lines(engine: Engine, task: Task, n: int) -> list[str]:
@@ -369,23 +324,27 @@ def _last_log_lines(engine: Engine, task: Task, n: int) -> list[str]:
 
 
 def _perform(
-    actions: Sequence[Action],
+    step: Step,
     observed: Sequence[AppVersion],
     memory: InstanceMemory,
+    policy: StepPolicy,
     ctx: _Context,
 ) -> tuple[tuple[Action, ...], str]:
-    """Carry out the plan: creates and scales first, then stops (in parallel), then deletes."""
+    """Carry out the step: creates and scales first, then stops (in parallel), then deletes."""
     performed: list[Action] = []
-    waiting = ""
     stops: list[tuple[Action, Task, float]] = []
     drainer = ctx.drainer
-    if ctx.config is not None and ctx.config.drain_method == "noop":
-        drainer = NoopDrainer()
-    for action in actions:
+    beginning = {t.task_id for t in step.begin_drains}
+    for action in step.actions:
         if isinstance(action, CreateAppVersion):
             ctx.engine.create_app_version(action.spec, action.count)
             ctx.event(
-                "info", "deploy", f"started {action.count} task(s) of {desired_id(action.spec)}"
+                "info",
+                EventKind.APP_VERSION,
+                f"started {action.count} task(s) of {desired_id(action.spec)}",
+                AppVersionData(
+                    action.spec.config_hash, action.spec.git_sha, action.count
+                ).to_json(),
             )
             performed.append(action)
         elif isinstance(action, ScaleAppVersion):
@@ -393,7 +352,7 @@ def _perform(
             performed.append(action)
         elif isinstance(action, DrainTask):
             task = action.task
-            if task.task_id not in memory.draining_since:
+            if task.task_id in beginning:
                 drainer.start(task, ctx.config)
                 memory.draining_since[task.task_id] = ctx.now
                 memory.draining_tasks[task.task_id] = task
@@ -404,20 +363,29 @@ def _perform(
             stops.append((action, task, grace))
     # Every task being drained (this step or earlier) is stopped once its drain is done.
     killing = {t.task_id for _, t, _ in stops}
-    timeout = (
-        ctx.config.drain_timeout_seconds
-        if ctx.config
-        else ctx.settings.removed_drain_timeout_seconds
-    )
-    for task in (t for av in observed for t in av.tasks):
-        since = memory.draining_since.get(task.task_id)
-        if since is None or task.task_id in killing:
-            continue
+    draining = {
+        t.task_id: t
+        for av in observed
+        for t in av.tasks
+        if t.task_id in memory.draining_since and t.task_id not in killing
+    }
+    progress = {}
+    for task_id, task in draining.items():
         status = drainer.status(task, ctx.config, ctx.now)
-        if status.done or ctx.now - since >= timeout:
-            stops.append((DrainTask(task), task, ctx.settings.stop_grace_seconds))
-        else:
-            waiting = f"draining {task.name or task.task_id}: {status.waiting_on}"
+        progress[task_id] = DrainView(task.name or task_id, status.done, status.waiting_on)
+    decided = drain_stops(memory.draining_since, progress, killing, policy, ctx.now)
+    stops.extend(
+        (DrainTask(draining[tid]), draining[tid], ctx.settings.stop_grace_seconds)
+        for tid in decided.stop
+    )
+    for tid in decided.timed_out:
+        log.info(
+            "%s.%s: drain of %s timed out after %gs",
+            ctx.service,
+            ctx.instance,
+            progress[tid].name,
+            policy.drain_timeout_seconds,
+        )
     if stops:
         _stop_all(stops, drainer, ctx)
         performed.extend(a for a, _, _ in stops if isinstance(a, KillTask))
@@ -426,14 +394,24 @@ def _perform(
             memory.draining_tasks.pop(task.task_id, None)
         replaced = [t for a, t, _ in stops if isinstance(a, DrainTask) or t.state == "running"]
         if replaced:
-            names = ", ".join(t.name or t.task_id[:12] for t in replaced)
-            ctx.event("info", "bounce", f"stopped {len(replaced)} task(s): {names}")
-    for action in actions:
+            names = [t.name or t.task_id[:12] for t in replaced]
+            ctx.event(
+                "info",
+                EventKind.BOUNCE,
+                f"stopped {len(replaced)} task(s): {', '.join(names)}",
+                BounceData(stopped=names).to_json(),
+            )
+    for action in step.actions:
         if isinstance(action, DeleteAppVersion):
             ctx.engine.delete_app_version(action.service, action.instance, action.config_hash)
-            ctx.event("info", "deploy", f"removed app version config {action.config_hash[:8]}")
+            ctx.event(
+                "info",
+                EventKind.APP_VERSION,
+                f"removed app version config {action.config_hash[:8]}",
+                AppVersionData(action.config_hash, removed=True).to_json(),
+            )
             performed.append(action)
-    return tuple(performed), waiting
+    return tuple(performed), decided.waiting_on
 
 
 def _stop_all(stops: Sequence[tuple[Action, Task, float]], drainer: Drainer, ctx: _Context) -> None:

@@ -1,6 +1,7 @@
 """Regenerates every service's deployments.json from its git tags, so tags pushed by any tool count.
 
-``paasport up`` runs ``DeploymentsRefresher.run_forever`` in a thread; it hands each service to
+``paasport up`` runs ``DeploymentsRefresher.run_forever`` in a thread, reading the services from
+the shared desired-state store (last good targets: no tree load per round); it hands each one to
 ``deploy.workflow.generate`` (which writes only on change, atomically), and deployd's watcher
 sees the rename and reconciles that service at once.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from paasport.config.system import SystemConfig
@@ -38,10 +40,16 @@ def targets(soa_dir: Path, system: SystemConfig | None = None) -> list[ServiceTa
     return out
 
 
-def refresh_once(soa_dir: Path, system: SystemConfig | None = None) -> list[str]:
-    """Regenerate every service's deployments.json; returns the services whose file changed."""
+def refresh_once(
+    soa_dir: Path,
+    system: SystemConfig | None = None,
+    targets_fn: Callable[[], list[ServiceTarget]] | None = None,
+) -> list[str]:
+    """Regenerate every service's deployments.json; returns the services whose file changed.
+    ``targets_fn``: where the services come from (default: load the tree, ``targets``)."""
     changed: list[str] = []
-    for target in targets(soa_dir, system):
+    found = targets_fn() if targets_fn is not None else targets(soa_dir, system)
+    for target in found:
         try:
             with GitRepo(target.require_git_url()) as repo:
                 if generate(target, repo).changed:
@@ -55,16 +63,26 @@ class DeploymentsRefresher:
     """Calls ``refresh_once`` every ``interval`` seconds until stopped."""
 
     def __init__(
-        self, soa_dir: Path, system: SystemConfig | None = None, interval: float = 10.0
+        self,
+        soa_dir: Path,
+        system: SystemConfig | None = None,
+        interval: float = 10.0,
+        targets_fn: Callable[[], list[ServiceTarget]] | None = None,
     ) -> None:
         self.soa_dir = soa_dir
         self.system = system
         self.interval = interval
+        self.targets_fn = targets_fn
 
     def run_forever(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                for service in refresh_once(self.soa_dir, self.system):
+                changed = (
+                    refresh_once(self.soa_dir, self.system)
+                    if self.targets_fn is None
+                    else refresh_once(self.soa_dir, self.system, self.targets_fn)
+                )
+                for service in changed:
                     log.info("%s: deployments.json regenerated from new git tags", service)
             except PaasportError as err:
                 log.warning("refreshing deployments: %s", err)

@@ -1,8 +1,11 @@
 """Watches a soa-configs tree and reports which services' files changed (inotify via ctypes).
 
-deployd's watcher thread calls ``TreeWatcher.changes(timeout)`` in a loop and reloads only the
-services it names. Without inotify (another OS, exhausted watches) it falls back to comparing
-the mtimes of the tree's files once a second: stat calls only, no file is re-read.
+The desired-state store's watcher thread (reconcile/store.py) calls ``TreeWatcher.changes(timeout)``
+in a loop and reloads only the services it names. A service is named only once its files are
+stable: a file written but not closed holds it back, and any further event restarts a quiet period
+(``quiet_seconds``), so a half-written save is never read; deployments.json alone (paasport's own
+atomic renames) waits only ``settle_seconds``. Without inotify (another OS, exhausted watches) it
+falls back to comparing the mtimes of the tree's files once a second: stat calls only.
 """
 
 from __future__ import annotations
@@ -50,11 +53,22 @@ def _is_service_dir(path: Path) -> bool:
 
 
 class TreeWatcher:
-    """Reports changed services of ``soa_dir``; coalesces bursts (editors write several times)."""
+    """Reports changed services of ``soa_dir`` once their files are stable (debounced)."""
 
-    def __init__(self, soa_dir: Path, settle_seconds: float = 0.01) -> None:
+    def __init__(
+        self,
+        soa_dir: Path,
+        settle_seconds: float = 0.01,
+        quiet_seconds: float = 0.4,
+        max_open_seconds: float = 5.0,
+    ) -> None:
         self.soa_dir = soa_dir
-        self.settle_seconds = settle_seconds
+        self.settle_seconds = settle_seconds  # deployments.json only: atomic renames
+        self.quiet_seconds = quiet_seconds  # any other file: no event for this long
+        self.max_open_seconds = max_open_seconds  # a file held open for writing longer is read
+        # service -> (only deployments.json, due); service -> file -> first unclosed write
+        self._pending: dict[str, tuple[bool, float]] = {}
+        self._open: dict[str, dict[str, float]] = {}
         self._fd: int | None = None
         self._wd_to_service: dict[int, str] = {}
         self._root_wd = -1
@@ -108,25 +122,45 @@ class TreeWatcher:
         self._wd_to_service[wd] = service
 
     def changes(self, timeout: float) -> list[Change]:
-        """Block up to ``timeout`` seconds; return the services whose files changed meanwhile."""
+        """Block up to ``timeout`` seconds; return the services whose files changed and are
+        stable now (a service still settling is returned by a later call)."""
         if self._fd is None:
             return self._poll_mtimes(timeout)
-        ready, _, _ = select.select([self._fd], [], [], timeout)
-        if not ready:
-            return []
-        found: dict[str, bool] = {}
-        deadline = time.monotonic() + self.settle_seconds
+        deadline = time.monotonic() + timeout
         while True:
-            self._drain_events(found)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            ready, _, _ = select.select([self._fd], [], [], left)
-            if not ready:
-                break
-        return [Change(svc, only) for svc, only in sorted(found.items())]
+            now = time.monotonic()
+            ready = self._ready(now)
+            if ready:
+                return ready
+            wait = deadline - now
+            if self._pending:
+                wait = min(wait, min(due for _, due in self._pending.values()) - now)
+            if wait <= 0 and now >= deadline:
+                return []
+            readable, _, _ = select.select([self._fd], [], [], max(wait, 0.001))
+            if readable:
+                self._drain_events()
 
-    def _drain_events(self, found: dict[str, bool]) -> None:
+    def _ready(self, now: float) -> list[Change]:
+        out: list[Change] = []
+        for service, (only, due) in sorted(self._pending.items()):
+            if due > now:
+                continue
+            writing = self._open.get(service, {})
+            if writing and now - min(writing.values()) < self.max_open_seconds:
+                continue  # a file is still being written: its close-write restarts the wait
+            del self._pending[service]
+            self._open.pop(service, None)
+            out.append(Change(service, only))
+        return out
+
+    def _touch(self, service: str, only: bool) -> None:
+        was_only = self._pending.get(service, (True, 0.0))[0]
+        only = was_only and only
+        delay = self.settle_seconds if only else self.quiet_seconds
+        self._pending[service] = (only, time.monotonic() + delay)
+
+    def _drain_events(self) -> None:
         assert self._fd is not None
         while True:
             try:
@@ -139,15 +173,15 @@ class TreeWatcher:
                 raw = buf[offset + _HEADER.size : offset + _HEADER.size + length]
                 offset += _HEADER.size + length
                 name = raw.rstrip(b"\0").decode(errors="replace")
-                self._handle(wd, mask, name, found)
+                self._handle(wd, mask, name)
 
-    def _handle(self, wd: int, mask: int, name: str, found: dict[str, bool]) -> None:
+    def _handle(self, wd: int, mask: int, name: str) -> None:
         if wd == self._root_wd:
             if not name or name.startswith("."):
                 return
             if mask & (IN_CREATE | IN_MOVED_TO) and (self.soa_dir / name).is_dir():
                 self._watch_service(name)
-            found[name] = False
+            self._touch(name, False)
             return
         service = self._wd_to_service.get(wd)
         if service is None:
@@ -157,8 +191,12 @@ class TreeWatcher:
             return
         if name.startswith(".") or name.endswith((".swp", "~", ".tmp")):
             return
-        only = name == "deployments.json"
-        found[service] = found.get(service, True) and only
+        writing = self._open.setdefault(service, {})
+        if mask & IN_MODIFY and not mask & IN_CLOSE_WRITE:
+            writing.setdefault(name, time.monotonic())
+        else:  # closed, renamed in or out, created, deleted: no write in flight for it
+            writing.pop(name, None)
+        self._touch(service, name == "deployments.json")
 
     def _scan(self) -> dict[str, dict[str, float]]:
         out: dict[str, dict[str, float]] = {}

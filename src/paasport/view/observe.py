@@ -1,8 +1,9 @@
-"""A live look at instances for ``paasport status`` and ``wait-for-deployment``.
+"""A live look at instances for ``view.status`` (``paasport status``, ``wait-for-deployment``).
 
 Gathers, for each configured instance of the local cluster, the desired app, the engine's app
 versions (one list call for all), a live health probe of every running task, the bounce status,
-and the facts ``reconcile.diagnosis`` turns into a verdict. Hands InstanceView values on.
+this host's proxy state, and the facts ``view.diagnosis`` turns into a verdict. Hands
+InstanceView values on.
 """
 
 from __future__ import annotations
@@ -20,13 +21,7 @@ from paasport.deploy.deployments import Deployments, read_deployments
 from paasport.engine.base import Engine
 from paasport.errors import PaasportError
 from paasport.monitoring.events import Event
-from paasport.reconcile.diagnosis import (
-    DeadTask,
-    FailingCheck,
-    InstanceFacts,
-    Verdict,
-    diagnose,
-)
+from paasport.monitoring.redact import redact
 from paasport.types import (
     AppSpec,
     AppVersion,
@@ -36,6 +31,14 @@ from paasport.types import (
     Task,
     TaskHealth,
 )
+from paasport.view.diagnosis import (
+    DeadTask,
+    FailingCheck,
+    InstanceFacts,
+    Verdict,
+    diagnose,
+)
+from paasport.view.proxy import DiscoveryReading
 
 RECENT_SECONDS = 600.0
 Probe = Callable[[Task, HealthCheck], tuple[bool, str]]
@@ -61,10 +64,77 @@ class InstanceView:
     facts: InstanceFacts
     verdict: Verdict
     events: tuple[Event, ...] = field(default_factory=tuple)
+    proxy: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # task -> ns -> state
+    observed_at: float = 0.0  # epoch seconds of the engine listing (task ages count from it)
 
     @property
     def key(self) -> str:
         return f"{self.config.service}.{self.config.instance}"
+
+    def to_json(self) -> dict[str, object]:
+        """The instance as ``paasport status --json`` prints it (docs/views.md)."""
+        c, d = self.config, self.deployment
+        now = self.observed_at or time.time()
+        return {
+            "service": c.service,
+            "instance": c.instance,
+            "cluster": c.cluster,
+            "deploy_group": c.deploy_group,
+            "desired_state": d.desired_state if d else None,
+            "git_sha": d.git_sha if d else None,
+            "config_hash": self.desired.config_hash if self.desired else None,
+            "expected": self.facts.expected,
+            "running": self.facts.running,
+            "healthy": self.facts.healthy,
+            "state": self.verdict.state,
+            "ok": self.verdict.ok,
+            "why": self.verdict.why,
+            "bounce": (
+                {
+                    "in_progress": self.bounce.in_progress,
+                    "method": self.bounce.method,
+                    "new_healthy": self.bounce.new_healthy,
+                    "new_total": self.bounce.new_total,
+                    "old_remaining": self.bounce.old_remaining,
+                    "waiting_on": self.bounce.waiting_on,
+                }
+                if self.bounce
+                else None
+            ),
+            "app_versions": [
+                {
+                    "git_sha": av.git_sha,
+                    "config_hash": av.config_hash,
+                    "new": self.desired is not None and av.config_hash == self.desired.config_hash,
+                    "tasks": len(av.tasks),
+                }
+                for av in self.versions
+            ],
+            "tasks": [
+                {
+                    "id": tv.task.task_id,
+                    "name": tv.task.name,
+                    "host": tv.task.host,
+                    "port": tv.task.port,
+                    "state": tv.task.state,
+                    "health": tv.health,
+                    "detail": tv.detail,
+                    "age_seconds": (
+                        round(now - tv.task.started_at, 1) if tv.task.started_at else None
+                    ),
+                    "restarts": tv.task.restarts,
+                    "exit_code": tv.task.exit_code,
+                    "new": tv.is_new,
+                    "proxy": {ns: self.proxy_state(tv.task, ns) for ns in c.registrations},
+                }
+                for tv in self.tasks
+            ],
+            "events": [e.to_json() for e in self.events],
+        }
+
+    def proxy_state(self, task: Task, namespace: str) -> str:
+        """The task's state in this host's proxy for ``namespace``."""
+        return self.proxy.get(task.task_id, {}).get(namespace, "not registered")
 
 
 def probe_tasks(
@@ -103,8 +173,12 @@ def observe_instances(
     registries: Mapping[str, str | None],
     now: float | None = None,
     with_events: bool = False,
+    discovery: DiscoveryReading | None = None,
 ) -> list[InstanceView]:
-    """One engine list call, one live probe per running task, one verdict per instance."""
+    """One engine list call, one live probe per running task, one verdict per instance.
+
+    ``read_deployments_of`` is called once per service; ``discovery`` (this host's proxy and
+    registry, read by the caller when some instance is in discovery) joins the verdict."""
     now = time.time() if now is None else now
     by_key: dict[tuple[str, str], list[AppVersion]] = {}
     services = {c.service for c in configs}
@@ -113,8 +187,11 @@ def observe_instances(
 
     desired: dict[tuple[str, str], tuple[DeploymentState | None, AppSpec | None]] = {}
     to_probe: list[tuple[Task, HealthCheck]] = []
+    read: dict[str, Deployments | None] = {}
     for c in configs:
-        deployments = read_deployments_of(c.service)
+        if c.service not in read:
+            read[c.service] = read_deployments_of(c.service)
+        deployments = read[c.service]
         state = (
             deployments.state_for(c.cluster, c.instance, c.deploy_group) if deployments else None
         )
@@ -140,8 +217,31 @@ def observe_instances(
             for av in by_key.get(key, [])
         )
         recent = tuple(events(c.service, c.instance, now - RECENT_SECONDS)) if events else ()
-        views.append(_view(c, state, spec, versions, health, recent, engine, now, with_events))
+        view = _view(c, state, spec, versions, health, recent, engine, now, with_events)
+        views.append(_with_discovery(view, discovery) if discovery is not None else view)
     return views
+
+
+def _with_discovery(view: InstanceView, reading: DiscoveryReading) -> InstanceView:
+    """The view with this host's proxy state of its tasks, and the verdict knowing it."""
+    if not view.config.registrations:
+        return view
+    states = reading.states()
+    if reading.proxy_error or reading.registry_error:
+        # nothing to match tasks against: say which side is missing for every task
+        gone = "no proxy answer" if reading.proxy_error else "registry unreachable"
+        states = {
+            tv.task.task_id: dict.fromkeys(view.config.registrations, gone) for tv in view.tasks
+        }
+    proxy = {tv.task.task_id: dict(states.get(tv.task.task_id, {})) for tv in view.tasks}
+    facts = dataclasses.replace(
+        view.facts,
+        in_discovery=True,
+        proxy_socket=reading.socket,
+        proxy_error=reading.proxy_error,
+        registry_error=reading.registry_error,
+    )
+    return dataclasses.replace(view, facts=facts, verdict=diagnose(facts), proxy=proxy)
 
 
 def _view(
@@ -168,6 +268,7 @@ def _view(
     )
     expected = spec.replicas if spec else 0
     missing = max(expected - len(new_live), 0)
+    free = _capacity(engine) if missing else (None, None)
     facts = InstanceFacts(
         deployed=state is not None,
         desired_state=state.desired_state if state else "start",
@@ -181,12 +282,13 @@ def _view(
             for tv in task_views
             if tv.is_new and tv.health == "unhealthy"
         ),
-        dead=tuple(_dead(t, recent) for t in dead),
+        dead=tuple(_dead(t, recent, c.env) for t in dead),
         crashes_recently=sum(1 for e in recent if e.kind in ("crash", "oom")),
         bounce=bounce,
         cpus_needed=missing * c.cpus,
         mem_needed=missing * c.mem,
-        **_capacity(engine) if missing else {},
+        cpus_free=free[0],
+        mem_free=free[1],
         last_error=next(
             (e.message for e in reversed(recent) if e.kind == "reconcile" and e.level == "error"),
             "",
@@ -202,6 +304,7 @@ def _view(
         facts=facts,
         verdict=diagnose(facts),
         events=recent if with_events else (),
+        observed_at=now,
     )
 
 
@@ -212,26 +315,27 @@ def _image_exists(engine: Engine, spec: AppSpec) -> bool:
         return True  # unknown: do not blame the image
 
 
-def _capacity(engine: Engine) -> dict[str, float]:
+def _capacity(engine: Engine) -> tuple[float | None, float | None]:
+    """The most CPU and memory (MB) free on one node; None when the engine cannot say."""
     try:
         nodes = engine.node_capacity()
     except PaasportError:
-        return {}
+        return None, None
     if not nodes:
-        return {}
-    return {
-        "cpus_free": max(n.cpus - n.cpus_reserved for n in nodes),
-        "mem_free": max(n.mem_mb - n.mem_reserved_mb for n in nodes),
-    }
+        return None, None
+    return (
+        max(n.cpus - n.cpus_reserved for n in nodes),
+        max(n.mem_mb - n.mem_reserved_mb for n in nodes),
+    )
 
 
-def _dead(task: Task, recent: Sequence[Event]) -> DeadTask:
+def _dead(task: Task, recent: Sequence[Event], env: Mapping[str, str]) -> DeadTask:
     last = ""
     for e in reversed(recent):
         if e.kind in ("crash", "oom") and e.data.get("task") in (task.name, task.task_id):
             lines = e.data.get("last_lines")
             if isinstance(lines, list) and lines:
-                last = str(lines[-1])
+                last = redact(str(lines[-1]), env)  # events older than redaction too
             break
     return DeadTask(task.name or task.task_id[:12], task.exit_code, task.oom_killed, last)
 

@@ -7,9 +7,13 @@ from dataclasses import replace
 import pytest
 
 from paasport.bounce.plan import BounceStatus
-from paasport.reconcile.diagnosis import DeadTask, FailingCheck, InstanceFacts, diagnose
+from paasport.view.diagnosis import DeadTask, FailingCheck, InstanceFacts, diagnose
 
 OK = InstanceFacts(deployed=True, desired_state="start", expected=3, running=3, healthy=3)
+MESH = replace(OK, in_discovery=True, proxy_socket="/state/haproxy/admin.sock")
+REFUSED = "[Errno 111] Connection refused"
+PROXY_DOWN = "this host's HAProxy does not answer on /state/haproxy/admin.sock: [Errno 111]"
+ZK_DOWN = "zookeeper 127.0.0.1:2181/paasport: connect: KazooTimeoutError"
 BOUNCE = BounceStatus(True, "crossover", 1, 3, 2, "waiting for 2 new tasks to pass their check")
 
 CASES: list[tuple[str, InstanceFacts, bool, str, str]] = [
@@ -40,6 +44,13 @@ CASES: list[tuple[str, InstanceFacts, bool, str, str]] = [
     (
         "crash loop",
         replace(OK, healthy=2, running=2, dead=(DeadTask("web-2", 3, False, "panic: no db"),)),
+        False,
+        "Crashing",
+        "crash loop: task web-2 exited with code 3: panic: no db",
+    ),
+    (
+        "crash loop between two crashes (a kept corpse beside a running replacement)",
+        replace(OK, dead=(DeadTask("web-2", 3, False, "panic: no db"),)),
         False,
         "Crashing",
         "crash loop: task web-2 exited with code 3: panic: no db",
@@ -91,6 +102,45 @@ CASES: list[tuple[str, InstanceFacts, bool, str, str]] = [
         "Waiting",
         "deployd: the engine refused",
     ),
+    # this host's proxy and registry (issue 9: a dead HAProxy read "Running 3/3", exit 0)
+    ("proxy down", replace(MESH, proxy_error=REFUSED), False, "Proxy down", PROXY_DOWN),
+    (
+        "proxy down beats a crash",
+        replace(MESH, proxy_error=REFUSED, healthy=2, crashes_recently=4),
+        False,
+        "Proxy down",
+        PROXY_DOWN,
+    ),
+    ("proxy down, not in discovery", replace(OK, proxy_error=REFUSED), True, "Running", ""),
+    (
+        "proxy down, stopped",
+        replace(MESH, proxy_error=REFUSED, desired_state="stop", expected=0, running=0, healthy=0),
+        True,
+        "Stopped",
+        "",
+    ),
+    (
+        "registry down, bounce stuck",
+        replace(MESH, registry_error=ZK_DOWN, healthy=1, bounce=BOUNCE),
+        False,
+        "Bouncing",
+        f"registry unreachable: {ZK_DOWN}",
+    ),
+    (
+        "registry down, crashes",
+        replace(MESH, registry_error=ZK_DOWN, healthy=2, crashes_recently=9),
+        False,
+        "Crashing",
+        f"registry unreachable: {ZK_DOWN}",
+    ),
+    (
+        "registry down, healthy",
+        replace(MESH, registry_error=ZK_DOWN),
+        True,
+        "Running",
+        f"registry unreachable: {ZK_DOWN} (the proxy keeps routing",
+    ),
+    ("registry down, not in discovery", replace(OK, registry_error=ZK_DOWN), True, "Running", ""),
 ]
 
 

@@ -1,7 +1,7 @@
 """Why an instance is not healthy, in one line a person can act on (pure).
 
-``paasport status`` and ``wait-for-deployment`` gather InstanceFacts (engine, live probes,
-event log, node capacity) and call ``diagnose``; the first matching rule of a fixed order wins.
+``view.observe`` gathers InstanceFacts (engine, live probes, event log, node capacity, this
+host's proxy and registry) and calls ``diagnose``; the first matching rule of a fixed order wins.
 """
 
 from __future__ import annotations
@@ -45,6 +45,10 @@ class InstanceFacts:
     cpus_free: float | None = None  # None: unknown
     mem_free: float | None = None
     last_error: str = ""  # deployd's last error for this instance, if any
+    in_discovery: bool = False  # has registrations: this host's proxy routes to it
+    proxy_socket: str = ""  # this host's HAProxy admin socket
+    proxy_error: str = ""  # why that HAProxy did not answer ("" when it did)
+    registry_error: str = ""  # why the registry did not answer ("" when it did)
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,33 @@ class Verdict:
 
 
 def diagnose(f: InstanceFacts) -> Verdict:
-    """The state of an instance and, when it is not healthy, the one reason to act on first."""
+    """The state of an instance and, when it is not healthy, the one reason to act on first.
+
+    A dead proxy takes an instance in discovery down whatever its tasks do; an unreachable
+    registry explains a stuck bounce or failing registrations better than their symptoms."""
+    verdict = _diagnose_tasks(f)
+    if not f.in_discovery or f.desired_state == "stop" or not f.deployed:
+        return verdict
+    if f.proxy_error:
+        return Verdict(
+            False,
+            "Proxy down",
+            f"this host's HAProxy does not answer on {f.proxy_socket}: {f.proxy_error}",
+        )
+    if f.registry_error:
+        if verdict.ok and not verdict.why:
+            why = (
+                f"registry unreachable: {f.registry_error} (the proxy keeps routing to the "
+                "last known backends)"
+            )
+        else:
+            why = f"registry unreachable: {f.registry_error}"
+        return Verdict(verdict.ok, verdict.state, why)
+    return verdict
+
+
+def _diagnose_tasks(f: InstanceFacts) -> Verdict:
+    """The verdict from the instance's own tasks, capacity and events."""
     if not f.deployed:
         return Verdict(True, "Not deployed", "")
     if f.desired_state == "stop":
@@ -64,7 +94,9 @@ def diagnose(f: InstanceFacts) -> Verdict:
         return Verdict(True, "Stopped", "")
     healthy_enough = f.healthy >= f.expected
     bouncing = f.bounce is not None and f.bounce.in_progress
-    if healthy_enough and not bouncing:
+    # A corpse of the desired version outlives its replacement only while the instance
+    # crash-loops (the reconciler keeps the newest one): Crashing, even between two crashes.
+    if healthy_enough and not bouncing and not f.dead:
         return Verdict(True, "Running", "")
     if not f.image_exists:
         return Verdict(

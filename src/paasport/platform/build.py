@@ -1,0 +1,248 @@
+"""Builds paasport's long-lived parts of one host from the SystemConfig and wires them together.
+
+``cli/up.py`` (up, deployd), ``cli/agent.py`` and ``cli/monitor.py`` call ``build_platform`` and
+then start what they run; one ``DesiredStore`` (one watcher thread) serves every part inside one
+process. ``Platform.close`` closes everything it built, the engine last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from paasport.config.system import SystemConfig, load_system_config
+from paasport.engine.base import Engine
+from paasport.errors import PaasportError, UsageError
+from paasport.monitoring.events import LEVELS, Event, EventKind, EventLog, Level, events_path
+from paasport.platform.lock import ReconcilerLock, acquire_reconciler_lock
+from paasport.reconcile.store import DesiredStore
+from paasport.types import AppVersion
+
+log = logging.getLogger("paasport")
+
+
+def load_settings(
+    config_file: Any, soa_dir: Any, state_dir: Any, *, require_soa_dir: bool = True
+) -> SystemConfig:
+    """The system config with absolute paths (HAProxy's sockets and every thread must not
+    depend on the cwd); a missing local cluster or soa-configs folder is a usage error."""
+    system = load_system_config(config_file, soa_dir=soa_dir, state_dir=state_dir)
+    if system.local_cluster not in system.clusters:
+        raise UsageError(f"local_cluster {system.local_cluster!r} is not among the clusters")
+    if require_soa_dir and not system.soa_dir.is_dir():
+        raise UsageError(f"soa-configs directory {system.soa_dir} does not exist (--soa-dir)")
+    return dataclasses.replace(
+        system, soa_dir=system.soa_dir.resolve(), state_dir=system.state_dir.resolve()
+    )
+
+
+@dataclass
+class Platform:
+    """The long-lived parts of paasport on one host, wired together."""
+
+    system: SystemConfig
+    engine: Engine
+    events: EventLog
+    store: DesiredStore
+    health: Any = None  # engine.health.HealthMonitor, shared by deployd and the monitor
+    deployd: Any = None  # reconcile.deployd.Deployd
+    drainer: Any = None  # discovery's RegistryDrainer for deployd (None: no discovery)
+    agent: Any = None  # discovery.agent.Agent when discovery runs here
+    monitor: Any = None  # monitoring.monitor.Monitor
+    refresher: Any = None  # reconcile.refresh.DeploymentsRefresher
+    lock: ReconcilerLock | None = None
+    threads: list[threading.Thread] = field(default_factory=list)
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def spawn(self, name: str, target: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                target()
+            except Exception:  # keep the other parts running; say what died
+                log.exception("%s stopped with an error", name)
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def close(self) -> None:
+        for closer in reversed(self.closers):
+            try:
+                closer()
+            except Exception:  # closing is best effort at exit
+                log.debug("closing failed", exc_info=True)
+        self.closers.clear()
+
+
+def build_platform(
+    system: SystemConfig,
+    *,
+    deployd: bool = False,
+    agent: bool = False,
+    monitor: bool = False,
+    refresher: bool = False,
+    workers: int = 4,
+    full_pass_seconds: float = 30.0,
+    stop_grace_seconds: float = 10.0,
+    agent_interval: float = 0.3,
+    refresh_seconds: float = 10.0,
+    monitor_interval: float | None = None,
+    engine: Engine | None = None,
+    probe_engine: bool = True,
+) -> Platform:
+    """Engine, event log and the one desired-state store for ``system``, plus the parts asked
+    for. ``deployd`` takes the one-reconciler lock first (``LockHeld`` when another has it)."""
+    from paasport.engine.factory import engine_for
+
+    lock = None
+    if deployd:
+        lock = acquire_reconciler_lock(system.state_dir, system.local_cluster)
+    closers: list[Callable[[], None]] = []
+    if lock is not None:
+        closers.append(lock.release)
+    try:
+        engine = engine if engine is not None else engine_for(system.local)
+        closers.append(engine.close)
+        if probe_engine:
+            # an engine that does not answer at start is a setup problem: one line and exit 1,
+            # not a loop of retry warnings per instance (later outages are retried)
+            engine.list_app_versions()
+        events = EventLog(events_path(system.state_dir))
+        closers.append(events.close)
+        store = DesiredStore(
+            system.soa_dir, system.local_cluster, system.docker_registry, system=system,
+            events=events,
+        )  # fmt: skip
+        platform = Platform(system, engine, events, store, lock=lock, closers=closers)
+        if deployd or monitor:
+            from paasport.engine.health import HealthMonitor
+
+            platform.health = HealthMonitor(engine.exec_in_task, startup_interval_seconds=0.05)
+        if deployd or agent:
+            _add_discovery(platform, deployd, agent, agent_interval)
+        if deployd:
+            _add_deployd(platform, workers, full_pass_seconds, stop_grace_seconds)
+        if monitor:
+            _add_monitor(platform, monitor_interval)
+        if refresher:
+            from paasport.reconcile.refresh import DeploymentsRefresher
+
+            platform.refresher = DeploymentsRefresher(
+                system.soa_dir, system, interval=refresh_seconds, targets_fn=store.targets
+            )
+    except BaseException:
+        for closer in reversed(closers):
+            try:
+                closer()
+            except Exception:
+                log.debug("closing failed", exc_info=True)
+        raise
+    return platform
+
+
+def _add_discovery(platform: Platform, deployd: bool, agent: bool, interval: float) -> None:
+    """The drainer (for deployd) and the agent, both reading the shared store."""
+    try:
+        from paasport.discovery.wiring import build_agent, build_drainer
+    except ImportError as err:  # discovery is optional on this host
+        log.warning("discovery not available (%s): draining is a no-op", err)
+        return
+    system = platform.system
+    if deployd:
+        platform.drainer = build_drainer(system)
+    if agent:
+        platform.agent = build_agent(
+            system,
+            platform.engine,
+            interval=interval,
+            source=platform.store.agent_view,
+            on_event=proxy_event_hook(platform.events, system.local_cluster),
+        )
+        platform.closers.append(platform.agent.close)
+        with contextlib.suppress(PaasportError):  # a broken tree: the passes say why
+            platform.store.ensure_loaded()
+        platform.agent.claim_ports()  # ProxyConflict: another agent serves them (one line)
+
+
+def proxy_event_hook(events: EventLog, cluster: str) -> Callable[[str, str], None]:
+    """The agent's ``on_event(level, message)`` (HAProxy restarted, ...) -> the event log."""
+
+    def record(level: str, message: str) -> None:
+        lvl: Level = level if level in LEVELS else "error"
+        events.record(Event(time.time(), lvl, EventKind.PROXY, cluster=cluster, message=message))
+
+    return record
+
+
+def _add_deployd(
+    platform: Platform, workers: int, full_pass_seconds: float, stop_grace_seconds: float
+) -> None:
+    from paasport.reconcile.deployd import Deployd, DeploydSettings
+    from paasport.reconcile.drain import Drainer, NoopDrainer
+    from paasport.reconcile.reconciler import ReconcilerSettings
+
+    settings = DeploydSettings(
+        workers=workers,
+        full_pass_seconds=full_pass_seconds,
+        reconciler=ReconcilerSettings(stop_grace_seconds=stop_grace_seconds),
+    )
+    drainer: Drainer = platform.drainer or NoopDrainer()
+    platform.deployd = Deployd(
+        platform.store, platform.engine, platform.health, drainer, platform.events, settings
+    )
+
+
+def _add_monitor(platform: Platform, interval: float | None) -> None:
+    """The checks loop, sharing the engine, event log, health verdicts and the store."""
+    from paasport.monitoring.sources import build_monitor
+
+    backends_up = None
+    try:
+        from paasport.discovery.wiring import BackendsUp, haproxy_dir
+    except ImportError:  # discovery is optional on this host
+        pass
+    else:
+        # replication also counts the tasks up in this host's proxy (and is CRIT while that
+        # proxy does not answer) where an agent runs or ran
+        ran = (haproxy_dir(platform.system) / "haproxy.cfg").exists()
+        if platform.agent is not None or ran:
+            backends_up = BackendsUp(platform.system)
+            platform.closers.append(backends_up.close)  # its one registry client
+    health = platform.health
+    with_health: Callable[[Sequence[AppVersion]], Sequence[AppVersion]] = health.with_health
+    if platform.deployd is None:  # nobody else feeds the health monitor: each pass does
+
+        def with_health(versions: Sequence[AppVersion]) -> Sequence[AppVersion]:
+            health.update([task for version in versions for task in version.tasks])
+            result: Sequence[AppVersion] = health.with_health(versions)
+            return result
+
+    platform.monitor = build_monitor(
+        platform.system,
+        engine=platform.engine,
+        events=platform.events,
+        with_health=with_health,
+        backends_up=backends_up,
+        interval=interval,
+        desired=platform.store,
+    )
+    platform.closers.append(platform.monitor.close)
+
+
+def start_metrics(platform: Platform, listen: str) -> None:
+    """Serve /metrics on ``listen`` (a failure is a warning: paasport keeps running)."""
+    from paasport.monitoring.metrics import serve_metrics
+
+    try:
+        server = serve_metrics(listen)
+    except (PaasportError, OSError) as err:
+        log.warning("not serving /metrics on %s: %s", listen, err)
+        return
+    platform.closers.append(server.close)
+    log.info("metrics on %s", server.url)

@@ -1,0 +1,38 @@
+"""The deploy-history view: a service's deploys and starts/stops from its git tags, newest first.
+
+``load_deploy_history`` loads the service, reads its repo's tags (``deploy.workflow.history``)
+and hands a frozen DeployHistoryView on; ``paasport deploy-history`` and the API render it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from paasport.config import tree as tree_module
+from paasport.config.system import SystemConfig
+from paasport.deploy import workflow
+from paasport.deploy.git import GitRepo
+
+
+@dataclass(frozen=True)
+class DeployHistoryView:
+    service: str
+    entries: tuple[workflow.HistoryEntry, ...]
+
+    def to_json(self) -> list[dict[str, object]]:
+        """``paasport deploy-history --json`` (docs/views.md)."""
+        return [e.as_json() for e in self.entries]
+
+
+def load_deploy_history(
+    system: SystemConfig,
+    service: str,
+    deploy_group: str | None = None,
+    limit: int | None = None,
+) -> DeployHistoryView:
+    """Deploy and control tags of ``service`` (only ``deploy_group``'s when given)."""
+    tree = tree_module.load_tree(system.soa_dir, [service], system=system)
+    target = workflow.target_from_tree(tree, service, write=False)
+    with GitRepo(target.require_git_url()) as repo:
+        entries = workflow.history(target, repo, deploy_group)
+    return DeployHistoryView(service, tuple(entries[:limit] if limit is not None else entries))

@@ -1,0 +1,310 @@
+"""The status view: per instance desired vs running vs healthy, bounces, tasks, proxy, why.
+
+``load_status`` loads the soa-configs tree once, reads each deployments.json once, asks
+``view.observe`` for the live part (one engine list call) and ``view.proxy`` for this host's
+proxy and registry; ``paasport status`` renders the StatusView, ``wait-for-deployment`` polls
+``gather``, the API serves ``StatusView.to_json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from paasport.config import tree as tree_module
+from paasport.config.system import SystemConfig, effective_registry
+from paasport.config.tree import INSTANCE_FILE, SoaTree
+from paasport.deploy import deployments as deployments_module
+from paasport.deploy.deployments import Deployments
+from paasport.errors import NotFoundError, PaasportError, UsageError
+from paasport.monitoring.events import Event
+from paasport.types import HealthCheck, InstanceConfig, Task
+from paasport.view.observe import InstanceView, observe_instances
+from paasport.view.proxy import DiscoveryReading, read_discovery
+
+
+@dataclass(frozen=True)
+class ConfigErrorView:
+    """An instance (or a whole service: ``instance`` None) status cannot judge: a file is
+    broken, and what runs for it is left as it is."""
+
+    service: str
+    instance: str | None
+    cluster: str
+    problems: tuple[str, ...]
+    consequence: str  # what paasport does meanwhile
+
+    @property
+    def key(self) -> str:
+        return f"{self.service}.{self.instance}" if self.instance else self.service
+
+    @property
+    def why(self) -> str:
+        return f"{self.problems[0]} ({self.consequence} until the file is fixed)"
+
+    def to_json(self) -> dict[str, object]:
+        """Same keys as an instance's entry, with nothing observed (docs/views.md)."""
+        return {
+            "service": self.service,
+            "instance": self.instance,
+            "cluster": self.cluster,
+            "state": "Config error",
+            "ok": False,
+            "why": self.why,
+            "problems": list(self.problems),
+            "desired_state": None,
+            "git_sha": None,
+            "config_hash": None,
+            "expected": None,
+            "running": None,
+            "healthy": None,
+            "bounce": None,
+            "app_versions": [],
+            "tasks": [],
+            "events": [],
+        }
+
+
+@dataclass(frozen=True)
+class StatusView:
+    """Everything ``paasport status`` shows for one selection of instances."""
+
+    instances: tuple[InstanceView, ...]
+    config_errors: tuple[ConfigErrorView, ...]
+    discovery: DiscoveryReading | None = None  # None: no selected instance is in discovery
+
+    @property
+    def ok(self) -> bool:
+        return all(v.verdict.ok for v in self.instances) and not self.config_errors
+
+    def to_json(self) -> list[dict[str, object]]:
+        """``paasport status --json``: the instances, then the config-error entries."""
+        return [*(v.to_json() for v in self.instances), *(e.to_json() for e in self.config_errors)]
+
+
+def load_selected_tree(system: SystemConfig, service: str | None) -> SoaTree:
+    """The soa-configs tree status reads (only ``service`` when given), loaded once."""
+    if not system.soa_dir.is_dir():
+        raise UsageError(f"soa-configs directory {system.soa_dir} does not exist (--soa-dir)")
+    tree = tree_module.load_tree(system.soa_dir, [service] if service else None, system=system)
+    if service and service not in tree.services:
+        raise NotFoundError(f"no service {service!r} in {system.soa_dir}")
+    return tree
+
+
+def select_instances(
+    system: SystemConfig,
+    service: str | None,
+    cluster: str | None,
+    instance: str | None,
+    *,
+    tree: SoaTree | None = None,
+) -> list[InstanceConfig]:
+    """The configured instances status looks at (the local cluster unless -c says otherwise)."""
+    cluster = _local_cluster(system, cluster)
+    tree = tree if tree is not None else load_selected_tree(system, service)
+    configs = list(tree.instances_for(service=service, cluster=cluster, instance=instance))
+    if not configs and instance and not _maybe_broken(tree, service, cluster, instance):
+        where = f"{service}: no" if service else "no service has an"
+        raise NotFoundError(f"{where} instance {instance!r} on cluster {cluster}")
+    return configs
+
+
+def _local_cluster(system: SystemConfig, cluster: str | None) -> str:
+    """``cluster`` (default: this host's), which must be this host's: status is local."""
+    cluster = cluster or system.local_cluster
+    if cluster != system.local_cluster:
+        raise UsageError(
+            f"this host runs cluster {system.local_cluster!r}; status of {cluster!r} needs a "
+            "host of that cluster"
+        )
+    return cluster
+
+
+def _maybe_broken(tree: SoaTree, service: str | None, cluster: str, instance: str) -> bool:
+    """Whether ``instance`` may exist but was left out for a config error (status shows it)."""
+    return any(
+        (service is None or s == service) and c == cluster and i == instance
+        for s, c, i in tree.rejected_instances
+    ) or any(service is None or s == service for s in tree.incomplete_services)
+
+
+def _file_of_service(file: str, service: str, cluster: str) -> bool:
+    """Whether a problem in ``file`` concerns ``service`` on ``cluster``: its folder, or any of
+    its files but another cluster's instance file."""
+    path = Path(file)
+    if path.name == service and not path.suffix:
+        return True  # the service folder itself
+    if path.parent.name != service:
+        return False
+    match = INSTANCE_FILE.fullmatch(path.name)
+    return match is None or match.group(2) == cluster
+
+
+def config_error_views(
+    system: SystemConfig, tree: SoaTree, instance: str | None
+) -> list[ConfigErrorView]:
+    """Instances of this cluster left out of the tree for a config error: deployd leaves what
+    runs for them as it is, so status must name them (and fail) rather than omit them."""
+    broken: list[tuple[str, str | None, list[str]]] = []
+    for svc, cluster, inst in sorted(tree.rejected_instances):
+        if cluster != system.local_cluster or (instance and inst != instance):
+            continue
+        problems = [
+            str(p)
+            for p in tree.errors
+            if p.subject in (inst, "") and Path(p.file).parent.name == svc
+        ] or [f"{svc}.{inst}: invalid configuration (run paasport validate -s {svc})"]
+        broken.append((svc, inst, problems))
+    named = {svc for svc, _, _ in broken}
+    for svc in sorted(tree.incomplete_services - named):
+        # a file that could not be read at all (not YAML, a directory, a list...): its
+        # instances are unknown, but what runs for them is kept, so say so instead of omitting
+        problems = [
+            str(p)
+            for p in tree.errors
+            if not p.subject and _file_of_service(p.file, svc, system.local_cluster)
+        ]
+        if problems:
+            broken.append((svc, None, problems))
+    return [
+        ConfigErrorView(
+            svc, inst, system.local_cluster, tuple(problems), "what runs is left as it is"
+        )
+        for svc, inst, problems in broken
+    ]
+
+
+def config_errors(
+    system: SystemConfig, service: str | None, instance: str | None
+) -> list[dict[str, object]]:
+    """``config_error_views`` as JSON entries, loading the tree of ``service`` itself."""
+    tree = tree_module.load_tree(system.soa_dir, [service] if service else None, system=system)
+    return [e.to_json() for e in config_error_views(system, tree, instance)]
+
+
+def error_entry(
+    service: str, instance: str | None, cluster: str, problems: Sequence[str], consequence: str
+) -> dict[str, object]:
+    """A status entry (text and --json) for an instance, or a whole service (``instance``
+    None), that status cannot judge because a file is broken."""
+    return ConfigErrorView(service, instance, cluster, tuple(problems), consequence).to_json()
+
+
+def read_each_deployments(
+    system: SystemConfig, services: Iterable[str]
+) -> tuple[dict[str, Deployments | None], dict[str, str]]:
+    """Each service's deployments.json read once: the readable ones (None: never deployed),
+    and the unreadable ones with the reason (not "not deployed": deployd keeps what it read)."""
+    read: dict[str, Deployments | None] = {}
+    errors: dict[str, str] = {}
+    for service in sorted(set(services)):
+        try:
+            read[service] = deployments_module.read_deployments(system.soa_dir, service)
+        except PaasportError as err:
+            errors[service] = str(err)
+    return read, errors
+
+
+def deployments_errors(system: SystemConfig, services: Iterable[str]) -> dict[str, str]:
+    """The services whose deployments.json cannot be read, with the reason."""
+    return read_each_deployments(system, services)[1]
+
+
+def _reader(
+    system: SystemConfig, known: Mapping[str, Deployments | None] | None
+) -> Callable[[str], Deployments | None]:
+    def read(service: str) -> Deployments | None:
+        if known is not None and service in known:
+            return known[service]
+        try:
+            return deployments_module.read_deployments(system.soa_dir, service)
+        except PaasportError:
+            return None  # unreadable reads as "not deployed" here; load_status names it
+
+    return read
+
+
+def gather(
+    system: SystemConfig,
+    configs: Sequence[InstanceConfig],
+    with_events: bool = False,
+    *,
+    tree: SoaTree | None = None,
+    deployments: Mapping[str, Deployments | None] | None = None,
+    discovery: DiscoveryReading | None = None,
+) -> list[InstanceView]:
+    """Live views of ``configs``: engine, probes, the event log and (given) the proxy of this
+    host. ``tree`` and ``deployments`` already read are used, never read again."""
+    from paasport.engine.factory import engine_for
+    from paasport.engine.health import probe
+    from paasport.monitoring.events import EventLog, events_path
+
+    engine = engine_for(system.local)
+    services = sorted({c.service for c in configs})
+    if tree is None and services:
+        tree = tree_module.load_tree(system.soa_dir, services, system=system)
+    registries = {
+        s: effective_registry(tree.services.get(s) if tree else None, system) for s in services
+    }
+    path = events_path(system.state_dir)
+    log = EventLog(path) if path.exists() else None
+
+    def events(service: str, instance: str, since: float) -> list[Event]:
+        if log is None:
+            return []
+        return list(log.query(service=service, instance=instance, since=since))
+
+    def live_probe(task: Task, check: HealthCheck) -> tuple[bool, str]:
+        result = probe(task, check, engine.exec_in_task)
+        return result.ok, result.detail
+
+    try:
+        return observe_instances(
+            configs,
+            _reader(system, deployments),
+            engine,
+            live_probe,
+            events,
+            registries,
+            with_events=with_events,
+            discovery=discovery,
+        )
+    finally:
+        if log is not None:
+            log.close()
+
+
+def load_status(
+    system: SystemConfig,
+    service: str | None = None,
+    cluster: str | None = None,
+    instance: str | None = None,
+    *,
+    with_events: bool = False,
+) -> StatusView:
+    """The status of the selected instances: one tree load, one read per deployments.json,
+    one engine listing, one proxy and registry reading (when some instance is in discovery)."""
+    if not system.soa_dir.is_dir():
+        raise UsageError(f"soa-configs directory {system.soa_dir} does not exist (--soa-dir)")
+    _local_cluster(system, cluster)
+    tree = load_selected_tree(system, service)
+    configs = select_instances(system, service, cluster, instance, tree=tree)
+    read, unreadable = read_each_deployments(system, (c.service for c in configs))
+    broken = config_error_views(system, tree, instance)
+    broken += [
+        ConfigErrorView(
+            c.service,
+            c.instance,
+            c.cluster,
+            (unreadable[c.service],),
+            "deployd runs what it read last",
+        )
+        for c in configs
+        if c.service in unreadable
+    ]
+    configs = [c for c in configs if c.service not in unreadable]
+    discovery = read_discovery(system) if any(c.registrations for c in configs) else None
+    views = gather(system, configs, with_events, tree=tree, deployments=read, discovery=discovery)
+    return StatusView(tuple(views), tuple(broken), discovery)
