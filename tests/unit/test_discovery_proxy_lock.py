@@ -42,3 +42,15 @@ def test_conflict_reason(
 def test_owner_line_round_trips() -> None:
     assert parse_owner(owner_line(12, MINE)) == (12, MINE)
     assert parse_owner("") is None and parse_owner("garbage") is None
+
+
+def test_without_root_the_locks_live_in_a_folder_of_this_user(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import os
+
+    from paasport.discovery import proxy_lock
+
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    assert proxy_lock.default_lock_dir() == tmp_path / f"paasport-{os.geteuid()}" / "proxy-ports"

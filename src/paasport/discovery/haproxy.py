@@ -39,7 +39,7 @@ from paasport.discovery.haproxy_stats import (
     parse_show_stat,
     servers_by_backend,
 )
-from paasport.discovery.proxy_lock import DEFAULT_LOCK_DIR, PortLocks, ProxyConflict
+from paasport.discovery.proxy_lock import PortLocks, ProxyConflict, default_lock_dir
 from paasport.discovery.registry import Backend
 from paasport.errors import PermanentError, TemporaryError
 from paasport.types import Namespace
@@ -105,7 +105,7 @@ class HAProxyProcess:
         binary: str = "haproxy",
         binds: Sequence[str] = ("127.0.0.1",),
         min_slots: int = MIN_SLOTS,
-        lock_dir: Path = DEFAULT_LOCK_DIR,
+        lock_dir: Path | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.binary = binary
@@ -122,7 +122,7 @@ class HAProxyProcess:
         self.state: ProxyState | None = None
         self.reloads = 0
         self.restarts = 0
-        self.locks = PortLocks(lock_dir, self.workdir)
+        self.locks = PortLocks(lock_dir or default_lock_dir(), self.workdir)
         self._saved_at = float("-inf")
         self._slow_probes = 0
 

@@ -9,12 +9,23 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from paasport.errors import PermanentError
 
 DEFAULT_LOCK_DIR = Path("/run/paasport/proxy-ports")
+
+
+def default_lock_dir() -> Path:
+    """/run/paasport/proxy-ports where this user may create it (root), else a folder of this
+    user's (SO_REUSEPORT only ever shares a port between processes of one user anyway)."""
+    run = DEFAULT_LOCK_DIR.parent
+    if os.access(run if run.exists() else run.parent, os.W_OK):
+        return DEFAULT_LOCK_DIR
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return Path(base) / f"paasport-{os.geteuid()}" / "proxy-ports"
 
 
 class ProxyConflict(PermanentError):
