@@ -6,6 +6,7 @@ Everything listens on 127.0.0.1 on ports the OS picks; every thread stops with i
 from __future__ import annotations
 
 import http.client
+import random
 import select
 import socket
 import threading
@@ -70,6 +71,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_proxy_port() -> int:
+    """A port in 19000-21000 (where soa-configs proxy ports live) that nobody listens on."""
+    for _ in range(200):
+        port = random.randint(19000, 21000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 19000-21000")
 
 
 def get(port: int, path: str = "/", timeout: float = 2.0) -> tuple[int, str]:

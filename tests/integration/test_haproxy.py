@@ -3,12 +3,20 @@ rejected renders, adoption after an agent restart. Backends are tiny HTTP server
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from paasport.discovery.haproxy import ConfigRejected, HAProxyProcess, read_stats
+from paasport.discovery.haproxy import (
+    ConfigRejected,
+    HAProxyProcess,
+    ProxyConflict,
+    ProxyUnavailable,
+    read_stats,
+    runtime_command,
+)
 from paasport.discovery.haproxy_config import ProxyPaths, plan_proxy, render_config
 from paasport.discovery.registry import Backend
 from paasport.types import Namespace
@@ -126,6 +134,46 @@ def test_health_checks_take_a_dead_server_out(proxy: HAProxyProcess) -> None:
         assert names_seen(port) == {"a"}
 
 
+def test_a_second_proxy_on_the_same_port_is_refused(proxy: HAProxyProcess, tmp_dir: Path) -> None:
+    """Another agent (another state dir) routing the same port is refused with a line naming
+    the first; the first keeps serving every request (no SO_REUSEPORT split)."""
+    port = free_port()
+    with backends("a", "b") as (a, b):
+        proxy.apply([ns(port)], [be("a", a.port)])
+        other = HAProxyProcess(tmp_dir / "other-state" / "haproxy")
+        try:
+            with Load(port) as load:
+                with pytest.raises(ProxyConflict, match=f"pid {os.getpid()}.*{proxy.workdir}"):
+                    other.apply([ns(port)], [be("b", b.port)])
+                proxy.locks.release()  # the first agent is gone; its HAProxy still serves
+                with pytest.raises(ProxyConflict, match=f"HAProxy pid {proxy.master_pid()}"):
+                    other.apply([ns(port)], [be("b", b.port)])
+                wait_for(lambda: load.ok > 100)
+            assert other.master_pid() is None
+            assert not other.config_file.exists()
+            assert load.failures == [] and set(load.seen) == {"a"}
+        finally:
+            other.stop()
+
+
+def test_noreuseport_makes_a_second_haproxy_fail_to_bind(
+    proxy: HAProxyProcess, tmp_dir: Path
+) -> None:
+    """Even past the lock (another lock folder), HAProxy itself refuses to share the port."""
+    port = free_port()
+    with backends("a", "b") as (a, b):
+        proxy.apply([ns(port)], [be("a", a.port)])
+        other = HAProxyProcess(tmp_dir / "other" / "haproxy", lock_dir=tmp_dir / "locks")
+        try:
+            with Load(port) as load:
+                with pytest.raises(ProxyUnavailable, match="did not start"):
+                    other.apply([ns(port)], [be("b", b.port)])
+                wait_for(lambda: load.ok > 100)
+            assert load.failures == [] and set(load.seen) == {"a"}
+        finally:
+            other.stop()
+
+
 @pytest.mark.parametrize("case", sorted(CASES.glob("*.yaml")), ids=lambda p: p.stem)
 def test_golden_configs_pass_haproxy_check(case: Path, tmp_dir: Path) -> None:
     import yaml
@@ -140,3 +188,40 @@ def test_golden_configs_pass_haproxy_check(case: Path, tmp_dir: Path) -> None:
     cfg = tmp_dir / "haproxy.cfg"
     cfg.write_text(render_config(state, ProxyPaths(str(tmp_dir / "a.sock"), str(tmp_dir / "s"))))
     HAProxyProcess(tmp_dir).check(cfg)
+
+
+def test_a_socket_that_trickles_its_answer_hits_one_deadline(tmp_dir: Path) -> None:
+    """A wedged HAProxy that answers a byte at a time cannot hold a pass past the deadline."""
+    import socket
+    import threading
+    import time
+
+    path = tmp_dir / "slow.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    done = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        with conn:
+            for _ in range(25):  # 5 s at most, then the answer ends
+                if done.is_set():
+                    return
+                try:
+                    conn.sendall(b".")
+                except OSError:
+                    return
+                done.wait(0.2)
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(ProxyUnavailable, match=r"timed out|within 1s"):
+            runtime_command(path, "show info", timeout=1.0)
+        assert time.monotonic() - started < 1.5
+    finally:
+        done.set()
+        server.close()
+        thread.join(timeout=5)

@@ -197,3 +197,58 @@ def test_agent_survives_an_unreachable_registry() -> None:
     assert any("registry down" in e for e in report.errors)
     registry.down = False
     assert agent.run_once().errors == []
+
+
+class FakeProxy:
+    """HAProxyProcess's surface the agent uses; ``outcomes`` drive ``supervise``."""
+
+    def __init__(self, outcomes: list[str | Exception | None]) -> None:
+        self.outcomes = outcomes
+        self.state = None
+        self.supervised = 0
+
+    def supervise(self) -> str | None:
+        self.supervised += 1
+        outcome = self.outcomes.pop(0) if self.outcomes else None
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def apply(self, namespaces: Any, backends: Any) -> Any:
+        from paasport.discovery.haproxy import ApplyResult
+
+        return ApplyResult(False, False, 0)
+
+
+def test_agent_supervises_its_proxy_every_pass_and_reports_restarts() -> None:
+    """Supervision comes first and does not depend on the registry; a restart is one warning
+    event, a proxy that cannot be restarted one error event however many passes fail."""
+    from paasport.discovery.haproxy import ProxyUnavailable
+
+    events: list[tuple[str, str]] = []
+    agent, _, _, registry = make_agent()
+    agent.on_event = lambda level, message: events.append((level, message))
+    down = ProxyUnavailable("haproxy did not start: cannot bind")
+    agent.proxy = FakeProxy([None, "master gone; restarted", down, down, None])  # type: ignore[assignment]
+    agent.run_once()
+    registry.down = True  # the registry being unreachable does not stop supervision
+    assert agent.run_once().restarted == "master gone; restarted"
+    registry.down = False
+    for _ in range(2):
+        report = agent.run_once()
+        assert any("could not be restarted: haproxy did not start" in e for e in report.errors)
+    assert agent.run_once().errors == []
+    assert agent.proxy.supervised == 5  # type: ignore[union-attr]
+    assert [level for level, _ in events] == ["warning", "error"]
+    assert "cannot bind" in events[1][1]
+
+
+def test_a_failing_event_hook_never_stops_a_pass() -> None:
+    agent = make_agent()[0]
+
+    def broken(level: str, message: str) -> None:
+        raise RuntimeError("event log is gone")
+
+    agent.on_event = broken
+    agent.proxy = FakeProxy(["restarted"])  # type: ignore[assignment]
+    assert agent.run_once().restarted == "restarted"

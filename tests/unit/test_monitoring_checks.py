@@ -78,6 +78,7 @@ def _observation(case: dict[str, Any]) -> InstanceObservation:
         deployment=deployment,
         app_versions=(version,),
         backends_up=case.get("backends_up"),
+        proxy_error=case.get("proxy_error", ""),
         bounce=BounceView(**bounce) if bounce is not None else None,
         crashes=tuple((float(t), str(i)) for t, i in case.get("crashes", [])),
         ooms=tuple((float(t), str(i)) for t, i in case.get("ooms", [])),

@@ -253,6 +253,25 @@ def test_bounce_start_is_remembered_when_the_source_does_not_know_it(events: Eve
     monitor.close()
 
 
+def test_a_proxy_that_does_not_answer_makes_replication_crit(events: EventLog) -> None:
+    """backends_up returning why this host's proxy is silent: CRIT although every task is
+    healthy, and the page fires after alert_after like any replication alert."""
+    engine, clock, sink = FakeEngine(), Clock(), RecordingSink("rec")
+    answer: list[int | str | None] = [2]
+    monitor = _monitor(events, engine, clock, sinks=[sink], backends_up=lambda c, v: answer[0])
+    assert {r.status for r in monitor.run_once().results} == {"OK"}
+    answer[0] = "this host's HAProxy does not answer: connection refused"
+    clock.now = 1010
+    replication = [r for r in monitor.run_once().results if r.check == "replication"]
+    assert replication[0].status == "CRIT"
+    assert "2/2 healthy tasks, but this host's HAProxy does not answer" in replication[0].message
+    clock.now = 1040
+    assert [a.check for a in monitor.run_once().alerts] == ["replication"]
+    answer[0] = None  # not in discovery / registry unknown: the healthy tasks decide
+    clock.now = 1050
+    assert [(a.check, a.firing) for a in monitor.run_once().alerts] == [("replication", False)]
+
+
 def test_a_timed_out_wait_pages_deploy_failed_and_a_later_healthy_deploy_clears_it(
     events: EventLog,
 ) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from paasport.config.system import SystemConfig
 from paasport.discovery import metrics
-from paasport.discovery.haproxy import HAProxyProcess
+from paasport.discovery.haproxy import HAProxyProcess, ProxyConflict
 from paasport.discovery.registry import Backend, Registry, Snapshot, session_key
 from paasport.engine.base import Engine
 from paasport.engine.health import HealthMonitor
@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 InstanceKey = tuple[str, str]  # (service, instance)
 ConfigSource = Callable[[], tuple[Mapping[str, Namespace], Sequence[InstanceConfig]]]
+# on_event(level, message): what the agent did that people should see (the composition root
+# records it in the event log; discovery may not import monitoring)
+EventHook = Callable[[str, str], None]
+WATCH_SECONDS = 0.05  # between passes, how often the agent looks whether HAProxy's master lives
 
 
 # -- pure decisions ------------------------------------------------------------------------
@@ -196,6 +200,8 @@ class PassReport:
     reloaded: bool = False
     commands: int = 0
     errors: list[str] = field(default_factory=list)
+    restarted: str = ""  # HAProxy was dead or silent and was restarted: what happened
+    conflict: str = ""  # another agent serves our proxy ports: nothing was started
 
 
 def default_agent_id(cluster: str) -> str:
@@ -217,6 +223,7 @@ class Agent:
         interval: float = 0.3,
         check_interval: float = 0.5,
         clock: Callable[[], float] = time.time,
+        on_event: EventHook | None = None,
     ) -> None:
         self.engine = engine
         self.registry = registry
@@ -234,6 +241,9 @@ class Agent:
         self._namespaces: Mapping[str, Namespace] | None = None  # last config read
         self._last_ack: tuple[int, dict[str, int]] | None = None
         self._last_ack_time = 0.0
+        self.on_event = on_event
+        self._last_proxy_error = ""
+        self._last_conflict = ""
 
     def _check_for(
         self, namespaces: Mapping[str, Namespace], regs: Mapping[InstanceKey, tuple[str, ...]]
@@ -322,11 +332,52 @@ class Agent:
             self.registry.ack(self.agent_id, snap.version, now, sessions)
             self._last_ack, self._last_ack_time = ack, now
 
+    def claim_ports(self) -> None:
+        """Lock this host's proxy ports of the current config before the first pass: raises
+        ProxyConflict naming the agent or HAProxy that serves one already (``agent``/``up``
+        then refuse with that one line instead of starting a second HAProxy)."""
+        if self.proxy is None:
+            return
+        try:
+            namespaces, _ = self.source()
+        except PaasportError:
+            return  # no config to route yet: the passes say why and claim the ports later
+        self.proxy.claim(list(namespaces.values()))
+
+    def _event(self, level: str, message: str) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(level, message)
+        except Exception:  # a failing event log must not stop routing
+            log.exception("discovery agent: could not record an event")
+
+    def _supervise(self, report: PassReport) -> None:
+        """First thing in a pass, whatever the registry does: a dead or silent HAProxy is
+        restarted from the last config it had (traffic back within one pass)."""
+        if self.proxy is None:
+            return
+        try:
+            restarted = self.proxy.supervise()
+        except PaasportError as err:
+            message = f"HAProxy is down and could not be restarted: {err}"
+            report.errors.append(f"proxy: {message}")
+            if message != self._last_proxy_error:
+                self._last_proxy_error = message
+                self._event("error", message)
+            return
+        if restarted:
+            self._last_proxy_error = ""
+            report.restarted = restarted
+            log.warning("discovery agent %s: %s", self.agent_id, restarted)
+            self._event("warning", restarted)
+
     def run_once(self) -> PassReport:
         """One pass; errors are reported, never raised (the next pass retries)."""
         with self._lock:
             now = self.clock()
             report = PassReport()
+            self._supervise(report)
             namespaces = self._namespaces
             snap: Snapshot | None = None
             try:
@@ -342,8 +393,14 @@ class Agent:
             try:
                 if namespaces is not None:  # never route "no listeners" for a config we lack
                     self._route(namespaces, snap, now, report)
+            except ProxyConflict as err:
+                report.conflict = str(err)
+                if report.conflict != self._last_conflict:  # said once, not every 0.3 s
+                    report.errors.append(f"proxy: {err}")
+                    self._event("error", report.conflict)
             except PaasportError as err:
                 report.errors.append(f"proxy: {err}")
+            self._last_conflict = report.conflict
             for error in report.errors:
                 log.warning("discovery agent %s: %s", self.agent_id, error)
             return report
@@ -356,7 +413,18 @@ class Agent:
                 self.run_once()
             except Exception:  # a bug in one pass must not stop routing for the host
                 log.exception("discovery agent pass failed")
-            stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+            self._wait(stop, started + self.interval)
+
+    def _wait(self, stop: threading.Event, until: float) -> None:
+        """Until the next pass, or until the HAProxy this agent runs dies (a cheap pid check
+        every WATCH_SECONDS): its restart need not wait for the next full pass."""
+        while not stop.is_set():
+            left = until - time.monotonic()
+            if left <= 0 or stop.wait(min(left, WATCH_SECONDS)):
+                return
+            proxy = self.proxy
+            if proxy is not None and proxy.state is not None and not proxy.master_alive():
+                return
 
     def close(self, stop_proxy: bool = False) -> None:
         """Leave HAProxy running by default: traffic keeps flowing across agent restarts."""

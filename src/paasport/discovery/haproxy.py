@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from paasport.discovery.haproxy_config import (
     ProxyPaths,
     ProxyState,
     check_problems,
+    drain_commands,
     fingerprint_of,
     listener_fingerprint,
     plan_proxy,
@@ -37,11 +39,17 @@ from paasport.discovery.haproxy_stats import (
     parse_show_stat,
     servers_by_backend,
 )
+from paasport.discovery.proxy_lock import PortLocks, ProxyConflict, default_lock_dir
 from paasport.discovery.registry import Backend
 from paasport.errors import PermanentError, TemporaryError
 from paasport.types import Namespace
 
 log = logging.getLogger(__name__)
+
+__all__ = ["ApplyResult", "ConfigRejected", "HAProxyProcess", "ProxyConflict", "ProxyUnavailable"]
+PROBE_TIMEOUT = 1.0  # a worker that takes longer to answer one runtime command is not serving
+STATE_SAVE_EVERY = 1.0  # seconds between dumps of the live server state (for a restart)
+SLOW_PROBES_BEFORE_RESTART = 2  # a live master whose worker times out this many passes in a row
 
 
 class ProxyUnavailable(TemporaryError):
@@ -61,6 +69,7 @@ class ApplyResult:
 
 def runtime_command(path: Path | str, command: str, timeout: float = 2.0) -> str:
     """Send one line to an HAProxy unix socket (admin or master) and return the whole answer."""
+    deadline = time.monotonic() + timeout  # one deadline for the whole exchange, not per recv
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
@@ -69,6 +78,10 @@ def runtime_command(path: Path | str, command: str, timeout: float = 2.0) -> str
             sock.shutdown(socket.SHUT_WR)
             chunks = []
             while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no complete answer within {timeout:g}s")
+                sock.settimeout(left)
                 data = sock.recv(65536)
                 if not data:
                     break
@@ -92,6 +105,7 @@ class HAProxyProcess:
         binary: str = "haproxy",
         binds: Sequence[str] = ("127.0.0.1",),
         min_slots: int = MIN_SLOTS,
+        lock_dir: Path | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.binary = binary
@@ -107,6 +121,10 @@ class HAProxyProcess:
         self.paths = ProxyPaths(str(self.admin_socket), str(self.state_file))
         self.state: ProxyState | None = None
         self.reloads = 0
+        self.restarts = 0
+        self.locks = PortLocks(lock_dir or default_lock_dir(), self.workdir)
+        self._saved_at = float("-inf")
+        self._slow_probes = 0
 
     # -- process -------------------------------------------------------------------------
     def running(self) -> bool:
@@ -120,6 +138,11 @@ class HAProxyProcess:
             return int(self.pid_file.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
+
+    def master_alive(self) -> bool:
+        """Whether the master of the pid file lives (no socket call: cheap enough to poll)."""
+        pid = self.master_pid()
+        return pid is not None and _alive(pid)
 
     def worker_pid(self) -> int | None:
         try:
@@ -160,16 +183,50 @@ class HAProxyProcess:
             raise ConfigRejected(f"haproxy rejected {config_file}: {detail}")
 
     def _write_candidate(self, state: ProxyState) -> None:
+        """Render and check ``state`` into a temp file of this process only (two writers can
+        never swap each other's half-written files; mkstemp makes them 0600); ``_install``
+        renames it into place."""
         private_dir(self.workdir)
-        private_file(self.candidate_file).write_text(render_config(state, self.paths))
-        self.check(self.candidate_file)
+        fd, name = tempfile.mkstemp(prefix="haproxy.cfg.", suffix=".new", dir=self.workdir)
+        with os.fdopen(fd, "w") as f:
+            f.write(render_config(state, self.paths))
+        self.candidate_file = Path(name)
+        try:
+            self.check(self.candidate_file)
+        except ConfigRejected:
+            self.candidate_file.unlink(missing_ok=True)
+            raise
 
-    def _start(self) -> None:
+    def _install(self) -> None:
+        os.replace(self.candidate_file, self.config_file)
+
+    def _write_state_file(self, text: str) -> None:
+        """Atomically, through a temp name of this process (HAProxy reads it at start/reload)."""
+        fd, name = tempfile.mkstemp(prefix="server-state.", suffix=".new", dir=self.workdir)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(name, self.state_file)
+
+    def _claim(self, state: ProxyState) -> None:
+        self.claim(state.listeners)
+
+    def claim(self, namespaces: Sequence[Namespace]) -> None:
+        """Hold the host-wide lock of every proxy port of ``namespaces``; ProxyConflict names
+        the agent or HAProxy that serves one of them already (``paasport agent`` asks first)."""
+        self.locks.hold([ns.proxy_port for ns in namespaces if ns.proxy_port], _proxy_of)
+
+    def _start(self, state: ProxyState) -> None:
         """Start a daemonised master (``-D``): it outlives the agent, so an agent restart or
         crash never takes the listeners down."""
-        if not self.state_file.exists():
-            private_file(self.state_file).write_text("1\n")
-        os.replace(self.candidate_file, self.config_file)
+        try:  # the state the probes saved, for the slots the new layout keeps
+            saved = self.state_file.read_text()
+        except OSError:
+            saved = "1\n"
+        self._write_state_file(filter_server_state(saved, state))
+        self._install()
+        self._launch()
+
+    def _launch(self) -> None:
         argv = [
             self.binary,
             "-W",
@@ -204,8 +261,8 @@ class HAProxyProcess:
             saved = runtime_command(self.admin_socket, "show servers state")
         except ProxyUnavailable:
             saved = "1\n"
-        private_file(self.state_file).write_text(filter_server_state(saved, state))
-        os.replace(self.candidate_file, self.config_file)
+        self._write_state_file(filter_server_state(saved, state))
+        self._install()
         answer = runtime_command(self.master_socket, "reload")
         if answer.strip() and "fail" in answer.lower():
             raise ProxyUnavailable(f"haproxy reload failed: {answer.strip()}")
@@ -213,19 +270,81 @@ class HAProxyProcess:
         self.reloads += 1
 
     def stop(self) -> None:
-        """Stop the HAProxy of this workdir (master pid from its own pid file) and wait."""
+        """Stop the HAProxy of this workdir (master pid from its own pid file) and wait; any
+        process still running this workdir's config after that is killed."""
         pid = self.master_pid()
         self.state = None
-        if pid is None or not _alive(pid):
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.02)
-        if _alive(pid):
+        self.locks.release()
+        if pid is not None and _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and _alive(pid):
+                time.sleep(0.02)
+        self._kill_all(timeout=5.0)
+
+    def _kill_all(self, timeout: float) -> None:
+        """SIGKILL every process running this workdir's config (master, workers, old workers)."""
+        pids = _pids_running(self.binary, self.config_file)
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+            time.sleep(0.01)
+
+    # -- supervision ---------------------------------------------------------------------
+    def problem(self) -> str | None:
+        """Why the HAProxy this object runs is not serving (dead master, silent worker), or
+        None. Every healthy probe also saves the live server state for a restart."""
+        pid = self.master_pid()
+        if pid is None or not _alive(pid):
+            return f"master (pid {pid}) is gone"
+        try:
+            saved = runtime_command(self.admin_socket, "show servers state", PROBE_TIMEOUT)
+        except ProxyUnavailable as err:
+            # no listener on the socket: the worker is gone. A slow answer on a busy host gets
+            # a second chance: a needless restart costs the requests in flight.
+            self._slow_probes += 1
+            gone = isinstance(err.__cause__, (ConnectionRefusedError, FileNotFoundError))
+            if gone or self._slow_probes >= SLOW_PROBES_BEFORE_RESTART:
+                return f"worker does not answer: {err}"
+            log.warning("haproxy in %s was slow to answer (%s); probing again", self.workdir, err)
+            return None
+        self._slow_probes = 0
+        now = time.monotonic()
+        if self.state is not None and now - self._saved_at >= STATE_SAVE_EVERY:
+            self._saved_at = now
+            with contextlib.suppress(OSError):
+                self._write_state_file(filter_server_state(saved, self.state))
+        return None
+
+    def supervise(self) -> str | None:
+        """Restart a dead or silent HAProxy from the last config it was given, with the saved
+        server state; returns what was wrong and what was done (for an event), or None when
+        it serves (or was never started here: ``apply`` starts or adopts it). Raises
+        ProxyUnavailable when the restart fails (the next pass tries again)."""
+        if self.state is None:
+            return None
+        problem = self.problem()
+        if problem is None:
+            return None
+        started = time.monotonic()
+        self._kill_all(timeout=2.0)
+        try:  # the live routing, which runtime commands moved past the config file on disk
+            self._write_candidate(self.state)
+            self._install()
+        except (ConfigRejected, OSError) as err:
+            log.warning("haproxy restart: rendering failed (%s); using %s", err, self.config_file)
+        self._launch()
+        self._slow_probes = 0
+        self.send(drain_commands(self.state))
+        self.restarts += 1
+        return (
+            f"HAProxy in {self.workdir}: {problem}; restarted it with the last config and"
+            f" saved server state in {time.monotonic() - started:.2f}s"
+            f" (worker pid {self.worker_pid()})"
+        )
 
     # -- changes -------------------------------------------------------------------------
     def _adopt(self, namespaces: Sequence[Namespace], backends: Sequence[Backend]) -> None:
@@ -261,12 +380,13 @@ class HAProxyProcess:
         if self.state is None and self.running():
             self._adopt(namespaces, backends)
         plan = plan_proxy(self.state, namespaces, self.binds, backends, self.min_slots)
+        self._claim(plan.state)
         if plan.reload:
             self._write_candidate(plan.state)
             if self.running():
                 self._reload(plan.state)
             else:
-                self._start()
+                self._start(plan.state)
                 started = True
             self.state = plan.state
         try:
@@ -287,6 +407,39 @@ def _is_error(line: str) -> bool:
         return False
     # "IP changed from ..." / "port changed from ..." are successes
     return "changed from" not in low
+
+
+def _pids_running(binary: str, config_file: Path) -> list[int]:
+    """Processes of ``binary`` whose command line names ``config_file`` (from /proc)."""
+    name, config = os.path.basename(binary), str(config_file)
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]) == name and config in argv:
+            pids.append(int(entry))
+    return pids
+
+
+def _proxy_of(workdir: Path) -> int | None:
+    """The master pid of the HAProxy running ``workdir``'s config, if one runs."""
+    try:
+        pid = int((workdir / "haproxy.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    if not _alive(pid):
+        return None
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+    return pid if str(workdir / "haproxy.cfg") in argv else None
 
 
 def _alive(pid: int) -> bool:

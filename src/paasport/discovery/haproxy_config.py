@@ -270,6 +270,9 @@ def render_config(state: ProxyState, paths: ProxyPaths) -> str:
         f"    stats socket {paths.admin_socket} mode 600 level admin expose-fd listeners",
         f"    server-state-file {paths.server_state_file}",
         "    hard-stop-after 5m",
+        # one proxy per port: a second HAProxy binding the same port fails instead of silently
+        # sharing its connections (SO_REUSEPORT); reloads take the listening fds over instead
+        "    noreuseport",
         "",
         "defaults",
         "    mode http",

@@ -6,13 +6,20 @@ engine and shares nothing else); hands back ready objects, files under ``state_d
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from paasport.config.system import SystemConfig
-from paasport.discovery.agent import Agent, ConfigSource, TreeSource, default_agent_id
+from paasport.discovery.agent import (
+    Agent,
+    ConfigSource,
+    EventHook,
+    TreeSource,
+    default_agent_id,
+)
 from paasport.discovery.drain import RegistryDrainer
 from paasport.discovery.haproxy import HAProxyProcess, read_stats
 from paasport.discovery.haproxy_stats import ServerStat
@@ -21,6 +28,8 @@ from paasport.discovery.registry import Backend, Registry
 from paasport.engine.base import Engine
 from paasport.errors import PaasportError
 from paasport.types import AppVersion, InstanceConfig
+
+log = logging.getLogger(__name__)
 
 
 def haproxy_dir(system: SystemConfig) -> Path:
@@ -58,55 +67,99 @@ class ProxyReading:
     error: str = ""
 
 
-def read_proxy(system: SystemConfig) -> ProxyReading:
-    """Read HAProxy's ``show stat`` and the registry once (for mesh-status and status -v)."""
+def _read_stats(system: SystemConfig) -> tuple[tuple[ServerStat, ...], str]:
+    """``show stat`` of this host's HAProxy, or () and why it did not answer."""
     sock = haproxy_dir(system) / "admin.sock"
-    error = ""
     try:
-        stats = read_stats(sock)
+        return tuple(read_stats(sock)), ""
     except PaasportError as err:
-        error = f"no proxy answer on {sock} (is `paasport up` or `agent` running?): {err}"
-        stats = ()
+        return (), f"no proxy answer on {sock} (is `paasport up` or `agent` running?): {err}"
+
+
+def read_proxy(system: SystemConfig, registry: Registry | None = None) -> ProxyReading:
+    """Read HAProxy's ``show stat`` and the registry once (for mesh-status and status -v);
+    with ``registry`` that client is used (and left open), else one is opened and closed."""
+    stats, error = _read_stats(system)
     sqlite_file = registry_file(system)
-    if system.discovery.registry == "sqlite" and not sqlite_file.exists():
+    if registry is None and system.discovery.registry == "sqlite" and not sqlite_file.exists():
         # a read must not create the registry (nor its folder): nothing registered here yet
-        return ProxyReading(tuple(stats), (), error or f"no registry at {sqlite_file} yet")
+        return ProxyReading(stats, (), error or f"no registry at {sqlite_file} yet")
     try:
-        registry = open_registry(system)
-        try:
+        if registry is not None:
             backends = tuple(registry.backends())
-        finally:
-            registry.close()
+        else:
+            opened = open_registry(system)
+            try:
+                backends = tuple(opened.backends())
+            finally:
+                opened.close()
     except PaasportError as err:
         backends, error = (), error or f"registry: {err}"
-    return ProxyReading(tuple(stats), backends, error)
+    return ProxyReading(stats, backends, error)
 
 
 class BackendsUp:
-    """``backends_up(config, app_versions)`` for the monitor that ``paasport up`` runs: the
-    instance's tasks up in this host's proxy, from one proxy and registry reading per pass
-    (re-read after ``max_age`` seconds); None when it is not in discovery or nothing answered."""
+    """``backends_up(config, app_versions)`` for the monitor: the instance's tasks up in this
+    host's proxy, from one proxy and registry reading per pass (re-read after ``max_age``
+    seconds). None when the instance is not in discovery or the registry cannot be read (not
+    this host's fault); a str saying why when this host's proxy does not answer (the
+    replication check makes that CRIT). Keeps one registry client open until ``close``."""
 
-    def __init__(self, system: SystemConfig, max_age: float = 1.0) -> None:
+    def __init__(
+        self,
+        system: SystemConfig,
+        max_age: float = 1.0,
+        open_registry: Callable[[SystemConfig], Registry] = open_registry,
+    ) -> None:
         self.system = system
         self.max_age = max_age
+        self._open_registry = open_registry
+        self._registry: Registry | None = None
         self._read_at = float("-inf")
         self._states: Mapping[str, Mapping[str, str]] | None = None
+        self._proxy_error = ""
 
-    def __call__(self, config: InstanceConfig, versions: Sequence[AppVersion]) -> int | None:
+    def _registry_client(self) -> Registry | None:
+        if self._registry is None:
+            sqlite_file = registry_file(self.system)
+            if self.system.discovery.registry == "sqlite" and not sqlite_file.exists():
+                return None  # nothing registered on this host yet; never create it here
+            self._registry = self._open_registry(self.system)
+        return self._registry
+
+    def _read(self) -> None:
+        stats, self._proxy_error = _read_stats(self.system)
+        self._states = None
+        if self._proxy_error:
+            return
+        try:
+            registry = self._registry_client()
+            if registry is None:
+                return
+            backends = tuple(registry.backends())
+        except PaasportError as err:
+            log.info("replication cannot count proxy backends: registry: %s", err)
+            return
+        self._states = proxy_state_by_task(stats, backends)
+
+    def __call__(self, config: InstanceConfig, versions: Sequence[AppVersion]) -> int | str | None:
         if not config.registrations:
             return None
         now = time.monotonic()
         if now - self._read_at >= self.max_age:
-            reading = read_proxy(self.system)
+            self._read()
             self._read_at = now
-            self._states = (
-                None if reading.error else proxy_state_by_task(reading.stats, reading.backends)
-            )
+        if self._proxy_error:
+            return f"this host's HAProxy does not answer: {self._proxy_error}"
         if self._states is None:
             return None
         task_ids = [t.task_id for v in versions for t in v.tasks]
         return backends_up(config.registrations, task_ids, self._states)
+
+    def close(self) -> None:
+        if self._registry is not None:
+            self._registry.close()
+            self._registry = None
 
 
 def build_agent(
@@ -115,10 +168,12 @@ def build_agent(
     interval: float = 0.3,
     agent_id: str | None = None,
     source: ConfigSource | None = None,
+    on_event: EventHook | None = None,
 ) -> Agent:
     """The agent for this host (own mesh HealthMonitor: namespace checks differ from the
     reconciler's task checks, and sharing one monitor would reset both trackers). ``source``:
-    the shared desired-state store's ``agent_view`` (the platform passes it)."""
+    the shared desired-state store's ``agent_view`` (the platform passes it); ``on_event``
+    gets what people should see (HAProxy restarted), e.g. into the event log."""
     return Agent(
         engine,
         open_registry(system),
@@ -126,6 +181,7 @@ def build_agent(
         source or TreeSource(Path(system.soa_dir), system.local_cluster, system=system),
         agent_id=agent_id or default_agent_id(system.local_cluster),
         interval=interval,
+        on_event=on_event,
     )
 
 

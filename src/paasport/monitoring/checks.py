@@ -70,6 +70,7 @@ class InstanceObservation:
     deployment: DeploymentState | None
     app_versions: tuple[AppVersion, ...] = ()
     backends_up: int | None = None  # up proxy backends of this instance's tasks (registered only)
+    proxy_error: str = ""  # this host's proxy does not answer (instance in discovery): why
     bounce: BounceView | None = None
     crashes: tuple[tuple[float, str], ...] = ()  # (time, task_id) of recorded crash events
     ooms: tuple[tuple[float, str], ...] = ()  # (time, task_id) of recorded OOM kills
@@ -142,6 +143,12 @@ def check_replication(obs: InstanceObservation, settings: CheckSettings, now: fl
         if task.state == "running" and task.health == "healthy" and not task.draining
     )
     counts = [(healthy, f"{healthy}/{expected} healthy tasks")]
+    if obs.proxy_error and expected > 0:
+        # nothing reaches the tasks through this host, however healthy they are; a bounce in
+        # progress does not excuse it
+        message = f"{healthy}/{expected} healthy tasks, but {obs.proxy_error}"
+        data = {"healthy": healthy, "expected": expected, "proxy_error": obs.proxy_error}
+        return _result(obs, "replication", "CRIT", message, data=data)
     if obs.backends_up is not None:
         counts.append((obs.backends_up, f"{obs.backends_up}/{expected} backends up in the proxy"))
     available, _ = min(counts)

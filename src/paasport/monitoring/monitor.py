@@ -43,7 +43,9 @@ LoadDeployments = Callable[[Sequence[InstanceConfig]], Mapping[InstanceKey, Depl
 BounceFn = Callable[
     [InstanceConfig, DeploymentState | None, Sequence[AppVersion]], BounceView | None
 ]
-BackendsFn = Callable[[InstanceConfig, Sequence[AppVersion]], int | None]
+# up proxy backends of an instance's tasks; None: not in discovery or unknown; a str: this
+# host's proxy does not answer, and why (replication is CRIT then)
+BackendsFn = Callable[[InstanceConfig, Sequence[AppVersion]], int | str | None]
 HealthFn = Callable[[Sequence[AppVersion]], Sequence[AppVersion]]
 
 DEPLOY_HISTORY_SECONDS = 7 * 86400.0
@@ -204,11 +206,16 @@ class Monitor:
         key = (config.service, config.instance)
         bounce: BounceView | None = None
         backends: int | None = None
+        proxy_error = ""
         try:
             if self._bounce_view is not None:
                 bounce = self._bounce_view(config, deployment, versions)
             if self._backends_up is not None:
-                backends = self._backends_up(config, versions)
+                up = self._backends_up(config, versions)
+                if isinstance(up, str):
+                    proxy_error = up
+                else:
+                    backends = up
         except Exception as err:  # a broken source degrades the checks, never stops them
             message = f"monitoring could not gather {config.service}.{config.instance}: {err}"
             errors.append(message)
@@ -246,6 +253,7 @@ class Monitor:
             deployment=deployment,
             app_versions=versions,
             backends_up=backends,
+            proxy_error=proxy_error,
             bounce=bounce,
             crashes=tuple(crashes),
             ooms=tuple(ooms),

@@ -7,9 +7,11 @@ process. ``Platform.close`` closes everything it built, the engine last.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 from paasport.config.system import SystemConfig, load_system_config
 from paasport.engine.base import Engine
 from paasport.errors import PaasportError, UsageError
-from paasport.monitoring.events import EventLog, events_path
+from paasport.monitoring.events import LEVELS, Event, EventKind, EventLog, Level, events_path
 from paasport.platform.lock import ReconcilerLock, acquire_reconciler_lock
 from paasport.reconcile.store import DesiredStore
 from paasport.types import AppVersion
@@ -160,8 +162,22 @@ def _add_discovery(platform: Platform, deployd: bool, agent: bool, interval: flo
             platform.engine,
             interval=interval,
             source=platform.store.agent_view,
+            on_event=proxy_event_hook(platform.events, system.local_cluster),
         )
         platform.closers.append(platform.agent.close)
+        with contextlib.suppress(PaasportError):  # a broken tree: the passes say why
+            platform.store.ensure_loaded()
+        platform.agent.claim_ports()  # ProxyConflict: another agent serves them (one line)
+
+
+def proxy_event_hook(events: EventLog, cluster: str) -> Callable[[str, str], None]:
+    """The agent's ``on_event(level, message)`` (HAProxy restarted, ...) -> the event log."""
+
+    def record(level: str, message: str) -> None:
+        lvl: Level = level if level in LEVELS else "error"
+        events.record(Event(time.time(), lvl, EventKind.PROXY, cluster=cluster, message=message))
+
+    return record
 
 
 def _add_deployd(
@@ -187,10 +203,17 @@ def _add_monitor(platform: Platform, interval: float | None) -> None:
     from paasport.monitoring.sources import build_monitor
 
     backends_up = None
-    if platform.agent is not None:  # replication also counts the tasks up in the proxy
-        from paasport.discovery.wiring import BackendsUp
-
-        backends_up = BackendsUp(platform.system)
+    try:
+        from paasport.discovery.wiring import BackendsUp, haproxy_dir
+    except ImportError:  # discovery is optional on this host
+        pass
+    else:
+        # replication also counts the tasks up in this host's proxy (and is CRIT while that
+        # proxy does not answer) where an agent runs or ran
+        ran = (haproxy_dir(platform.system) / "haproxy.cfg").exists()
+        if platform.agent is not None or ran:
+            backends_up = BackendsUp(platform.system)
+            platform.closers.append(backends_up.close)  # its one registry client
     health = platform.health
     with_health: Callable[[Sequence[AppVersion]], Sequence[AppVersion]] = health.with_health
     if platform.deployd is None:  # nobody else feeds the health monitor: each pass does
