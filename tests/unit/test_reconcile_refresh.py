@@ -18,7 +18,7 @@ def test_a_failing_round_does_not_end_the_loop(
     stop = threading.Event()
     rounds: list[int] = []
 
-    def refresh_once(soa_dir: Path, system: object = None) -> list[str]:
+    def refresh_once(targets_fn: object) -> list[str]:
         rounds.append(1)
         if len(rounds) == 1:
             raise error
@@ -26,6 +26,6 @@ def test_a_failing_round_does_not_end_the_loop(
         return ["web"]
 
     monkeypatch.setattr(refresh, "refresh_once", refresh_once)
-    refresh.DeploymentsRefresher(Path("/nowhere"), interval=0.0).run_forever(stop)
+    refresh.DeploymentsRefresher(Path("/nowhere"), interval=0.0, targets_fn=list).run_forever(stop)
     assert len(rounds) == 2
     assert "refreshing deployments" in caplog.text

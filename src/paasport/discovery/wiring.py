@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paasport.config.system import SystemConfig
-from paasport.discovery.agent import Agent, ConfigSource, TreeSource, default_agent_id
+from paasport.discovery.agent import Agent, ConfigSource, default_agent_id
 from paasport.discovery.drain import RegistryDrainer
 from paasport.discovery.haproxy import HAProxyProcess, read_stats
 from paasport.discovery.haproxy_stats import ServerStat
@@ -114,16 +114,17 @@ def build_agent(
     engine: Engine,
     interval: float = 0.3,
     agent_id: str | None = None,
-    source: ConfigSource | None = None,
+    *,
+    source: ConfigSource,
 ) -> Agent:
     """The agent for this host (own mesh HealthMonitor: namespace checks differ from the
     reconciler's task checks, and sharing one monitor would reset both trackers). ``source``:
-    the shared desired-state store's ``agent_view`` (the platform passes it)."""
+    the desired-state store's ``agent_view`` (its one last-good policy; the platform passes it)."""
     return Agent(
         engine,
         open_registry(system),
         proxy_for(system),
-        source or TreeSource(Path(system.soa_dir), system.local_cluster, system=system),
+        source,
         agent_id=agent_id or default_agent_id(system.local_cluster),
         interval=interval,
     )
