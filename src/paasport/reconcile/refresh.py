@@ -35,6 +35,8 @@ def refresh_once(targets_fn: TargetsFn) -> list[str]:
                     changed.append(target.service)
         except PaasportError as err:
             log.warning("%s: cannot regenerate deployments.json: %s", target.service, err)
+        except Exception:  # one service's failure (a bug, an OSError) never skips the others
+            log.exception("%s: regenerating deployments.json failed", target.service)
     return changed
 
 
