@@ -17,13 +17,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
 from paasport.config.system import SystemConfig
-from paasport.discovery.agent import Agent, TreeSource
+from paasport.discovery.agent import Agent
 from paasport.discovery.drain import RegistryDrainer
 from paasport.discovery.haproxy import HAProxyProcess
 from paasport.discovery.haproxy_stats import ServerStat
 from paasport.discovery.sqlite_registry import SqliteRegistry
 from paasport.engine.docker import DockerEngine
 from paasport.monitoring.events import EventLog
+from paasport.reconcile.store import DesiredStore
 
 from conftest import build_busybox_image
 from harness import (
@@ -134,6 +135,12 @@ class World:
             self.deployd.stop()
         self._start_deployd()
 
+    def desired(self) -> DesiredStore:
+        """The agent's desired-state store (the platform's one policy), watching ``soa``."""
+        store = DesiredStore(self.soa, self.cluster, system=self.system)
+        store.start(self.stop)
+        return store
+
     def start(self) -> None:
         self.events = EventLog(self.state / "events.sqlite")
         self.drain_registry = SqliteRegistry(self.state / "registry.sqlite")
@@ -142,7 +149,7 @@ class World:
             self.engine,
             SqliteRegistry(self.state / "registry.sqlite"),
             self.proxy,
-            TreeSource(self.soa, self.cluster, min_interval=0.3),
+            self.desired().agent_view,
             agent_id="bench-host",
             interval=0.2,
             check_interval=0.2,

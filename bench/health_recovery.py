@@ -22,7 +22,7 @@ from count_arg import count_arg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
-from paasport.discovery.agent import Agent, TreeSource
+from paasport.discovery.agent import Agent
 from paasport.discovery.sqlite_registry import SqliteRegistry
 from paasport.monitoring.events import EventLog
 
@@ -75,7 +75,7 @@ def main() -> None:
                 world.engine,
                 SqliteRegistry(world.state / "registry.sqlite"),
                 world.proxy,
-                TreeSource(world.soa, world.cluster),
+                world.desired().agent_view,
                 agent_id="bench-host",
             )
             thread = threading.Thread(target=world.agent.run_forever, args=(world.stop,))

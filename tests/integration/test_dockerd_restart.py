@@ -21,12 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from paasport.discovery.agent import Agent, TreeSource
+from paasport.discovery.agent import Agent
 from paasport.discovery.drain import RegistryDrainer
 from paasport.discovery.haproxy import HAProxyProcess
 from paasport.discovery.sqlite_registry import SqliteRegistry
 from paasport.engine.docker import DockerEngine
 from paasport.monitoring.events import EventLog
+from paasport.reconcile.store import DesiredStore
 
 from harness import (
     DeploydThread,
@@ -131,7 +132,7 @@ class World:
             self.engine,
             SqliteRegistry(self.state / "registry.sqlite"),
             self.proxy,
-            TreeSource(self.soa, self.cluster, min_interval=0.3),
+            DesiredStore(self.soa, self.cluster, system=system).agent_view,
             agent_id="test-host",
             interval=0.2,
             check_interval=0.2,

@@ -315,3 +315,84 @@ def test_a_timed_out_wait_pages_deploy_failed_and_a_later_healthy_deploy_clears_
     monitor.wait_sinks()
     assert [[a.reason for a in b] for b in sink.batches] == [["new"], ["resolved"]]
     monitor.close()
+
+
+class FlakyEvents:
+    """A real EventLog whose writes raise a non-paasport error while ``down`` (a dying disk)."""
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+        self.down = True
+
+    def record(self, event: Event) -> None:
+        if self.down:
+            raise OSError("disk I/O error")
+        self.log.record(event)
+
+    def query(self, **kw: object) -> list[Event]:
+        return self.log.query(**kw)  # type: ignore[arg-type]
+
+
+class FlakyEngine(FakeEngine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.passes = 0
+        self.broken = True
+
+    def list_app_versions(
+        self, service: str | None = None, instance: str | None = None
+    ) -> Sequence[AppVersion]:
+        self.passes += 1
+        if self.broken:
+            raise RuntimeError("connection reset by peer")  # raised mid-call, not wrapped
+        return super().list_app_versions(service, instance)
+
+
+ALERT = Alert("replication", "web", "main", "c1", "CRIT", "page", "new", "x", 1.0, None, ROUTING)
+
+
+class FailingSink:
+    name = "failing"
+    resend_active = False
+
+    def deliver(self, alerts: Sequence[Alert], now: float) -> None:
+        raise SinkUnavailable("connection refused")
+
+
+def test_the_loop_and_sink_workers_outlive_the_event_log_and_engine_failing(
+    events: EventLog,
+) -> None:
+    import time
+
+    engine, flaky = FlakyEngine(), FlakyEvents(events)
+    monitor = Monitor(
+        cluster="c1", engine=engine, events=flaky, load_instances=lambda: [CONFIG],  # type: ignore[arg-type]
+        load_deployments=lambda cs: {(c.service, c.instance): DEPLOYED for c in cs},
+        sinks=[FailingSink()], interval=0.01, metrics=False,
+    )  # fmt: skip
+    stop = threading.Event()
+    thread = threading.Thread(target=monitor.run_forever, args=(stop,), daemon=True)
+    try:
+        thread.start()
+        deadline = time.monotonic() + 10
+        while engine.passes < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert engine.passes >= 5 and thread.is_alive()
+        sink = monitor.workers[1]
+        sink.submit([ALERT], 1)
+        assert monitor.wait_sinks(5)  # its failure went to the broken event log: still served
+        engine.broken, flaky.down = False, False  # both come back
+        seen = engine.passes
+        while engine.passes < seen + 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert engine.passes >= seen + 5 and thread.is_alive()
+        sink.submit([ALERT], 2)
+        assert monitor.wait_sinks(5) and sink.failed == 2
+        assert [e.message for e in events.query(kinds=("monitor",))][-1:] == [
+            "sink failing failed: connection refused"
+        ]
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        monitor.close()
+    assert not thread.is_alive()

@@ -6,11 +6,9 @@ in a thread, on the same desired-state store); ``--once`` runs one pass and prin
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import threading
-from collections.abc import Sequence
 
 import click
 
@@ -22,26 +20,7 @@ from paasport.cli.options import (
     soa_dir_option,
     state_dir_option,
 )
-from paasport.engine.base import Engine
 from paasport.errors import UsageError
-from paasport.monitoring.monitor import HealthFn
-from paasport.types import AppVersion
-
-
-def health_for(engine: Engine) -> HealthFn | None:
-    """The engine's health monitor (``paasport.engine.health``) as a function over app versions."""
-    try:
-        health = importlib.import_module("paasport.engine.health")
-    except ImportError:
-        return None
-    monitor = health.HealthMonitor(engine.exec_in_task)
-
-    def with_health(versions: Sequence[AppVersion]) -> Sequence[AppVersion]:
-        monitor.update([task for version in versions for task in version.tasks])
-        result: Sequence[AppVersion] = monitor.with_health(versions)
-        return result
-
-    return with_health
 
 
 def _check_listen(metrics_listen: str) -> None:

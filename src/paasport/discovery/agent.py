@@ -13,9 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
-from paasport.config.system import SystemConfig
 from paasport.discovery import metrics
 from paasport.discovery.haproxy import HAProxyProcess, ProxyConflict
 from paasport.discovery.registry import Backend, Registry, Snapshot, session_key
@@ -109,83 +107,6 @@ def route_changes(
     routable = tuple(after[k] for k in sorted(up_after - up_before))
     unroutable = tuple((before[k], left_at.get(k)) for k in sorted(up_before - up_after))
     return RouteChanges(routable, unroutable)
-
-
-# -- config --------------------------------------------------------------------------------
-def keep_last_good(
-    loaded: tuple[Mapping[str, Namespace], Sequence[InstanceConfig]],
-    previous: tuple[Mapping[str, Namespace], Sequence[InstanceConfig]],
-    rejected: frozenset[InstanceKey],
-    broken_smartstack: frozenset[str],
-) -> tuple[dict[str, Namespace], tuple[InstanceConfig, ...]]:
-    """A config error never takes running tasks out of the proxy: an instance left out of the
-    tree for an error keeps its last good config, and a service whose smartstack.yaml has an
-    error keeps its last good namespaces and instances (the defaults of its instances'
-    ``registrations`` depend on those namespaces). Pure."""
-    namespaces, instances = dict(loaded[0]), list(loaded[1])
-    old_namespaces, old_instances = previous
-    for name, ns in old_namespaces.items():
-        if ns.service in broken_smartstack:
-            namespaces[name] = ns
-    keep = {
-        (c.service, c.instance): c
-        for c in old_instances
-        if c.service in broken_smartstack or (c.service, c.instance) in rejected
-    }
-    instances = [c for c in instances if (c.service, c.instance) not in keep]
-    instances.extend(keep.values())
-    return namespaces, tuple(instances)
-
-
-class TreeSource:
-    """Namespaces and this cluster's instances from soa-configs, re-read when a file changes;
-    broken parts keep their last good config (``keep_last_good``)."""
-
-    def __init__(
-        self,
-        soa_dir: Path,
-        cluster: str,
-        min_interval: float = 2.0,
-        system: SystemConfig | None = None,
-    ) -> None:
-        self.soa_dir = Path(soa_dir)
-        self.cluster = cluster
-        self.min_interval = min_interval
-        self.system = system
-        self._stamp: tuple[float, int] | None = None
-        self._checked = 0.0
-        self._value: tuple[Mapping[str, Namespace], Sequence[InstanceConfig]] = ({}, ())
-
-    def _fingerprint(self) -> tuple[float, int]:
-        latest, count = 0.0, 0
-        for path in self.soa_dir.glob("*/*"):
-            try:
-                latest = max(latest, path.stat().st_mtime)
-            except OSError:
-                continue
-            count += 1
-        return latest, count
-
-    def __call__(self) -> tuple[Mapping[str, Namespace], Sequence[InstanceConfig]]:
-        now = time.monotonic()
-        if self._stamp is not None and now - self._checked < self.min_interval:
-            return self._value
-        self._checked = now
-        stamp = self._fingerprint()
-        if stamp != self._stamp:
-            from paasport.config.tree import load_tree
-
-            tree = load_tree(self.soa_dir, system=self.system)
-            rejected = frozenset((s, i) for s, c, i in tree.rejected_instances if c == self.cluster)
-            broken = frozenset(
-                Path(p.file).parent.name
-                for p in tree.errors
-                if Path(p.file).name == "smartstack.yaml"
-            )
-            loaded = (dict(tree.namespaces), tuple(tree.instances_for(cluster=self.cluster)))
-            self._value = keep_last_good(loaded, self._value, rejected, broken)
-            self._stamp = stamp
-        return self._value
 
 
 # -- the agent -----------------------------------------------------------------------------

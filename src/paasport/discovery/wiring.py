@@ -13,13 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paasport.config.system import SystemConfig
-from paasport.discovery.agent import (
-    Agent,
-    ConfigSource,
-    EventHook,
-    TreeSource,
-    default_agent_id,
-)
+from paasport.discovery.agent import Agent, ConfigSource, EventHook, default_agent_id
 from paasport.discovery.drain import RegistryDrainer
 from paasport.discovery.haproxy import HAProxyProcess, read_stats
 from paasport.discovery.haproxy_stats import ServerStat
@@ -167,18 +161,19 @@ def build_agent(
     engine: Engine,
     interval: float = 0.3,
     agent_id: str | None = None,
-    source: ConfigSource | None = None,
+    *,
+    source: ConfigSource,
     on_event: EventHook | None = None,
 ) -> Agent:
     """The agent for this host (own mesh HealthMonitor: namespace checks differ from the
     reconciler's task checks, and sharing one monitor would reset both trackers). ``source``:
-    the shared desired-state store's ``agent_view`` (the platform passes it); ``on_event``
-    gets what people should see (HAProxy restarted), e.g. into the event log."""
+    the desired-state store's ``agent_view`` (its one last-good policy; the platform passes
+    it); ``on_event`` gets what people should see (HAProxy restarted), e.g. into the event log."""
     return Agent(
         engine,
         open_registry(system),
         proxy_for(system),
-        source or TreeSource(Path(system.soa_dir), system.local_cluster, system=system),
+        source,
         agent_id=agent_id or default_agent_id(system.local_cluster),
         interval=interval,
         on_event=on_event,

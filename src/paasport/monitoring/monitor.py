@@ -294,7 +294,8 @@ class Monitor:
         config: InstanceConfig | None,
         message: str,
         data: Mapping[str, object],
-    ) -> None:
+    ) -> bool:
+        """Record one event; False (and a log line) when the event log failed."""
         try:
             self.events.record(
                 Event(
@@ -308,14 +309,18 @@ class Monitor:
                     data=data,
                 )
             )
-        except PaasportError as err:
+        except Exception as err:  # any failure of the event log: the pass, the loop and the
+            # sink workers (whose errors come here) must outlive it; the log still says it
             log.error("%s (and the event log failed: %s)", message, err)
+            return False
+        return True
 
     def _record_error(self, source: str, message: str, now: float) -> None:
         log.warning("%s", message)
-        if self._last_error.get(source) != message:
+        if self._last_error.get(source) != message and self._record(
+            now, "error", "monitor", None, message, {"source": source}
+        ):  # an error the event log did not take is recorded once it answers again
             self._last_error[source] = message
-            self._record(now, "error", "monitor", None, message, {"source": source})
 
     def _sink_failed(self, sink: str, message: str) -> None:
         self._count("sink_failures_total", sink=sink)

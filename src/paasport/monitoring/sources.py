@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from paasport.config.system import MonitoringSinksConfig, SystemConfig, effective_registry
+from paasport.config.system import MonitoringSinksConfig, SystemConfig
 from paasport.engine.base import Engine
 from paasport.monitoring.checks import BounceView, CheckSettings
 from paasport.monitoring.events import EventLog, events_path
@@ -104,48 +104,6 @@ class StoreSource:
         return bounce_view(config, deployment, versions, self.desired.registry(config.service))
 
 
-class TreeSource:
-    """Instances, deployments and bounce status of one cluster, re-read on every pass (without
-    a store; the platform always passes one)."""
-
-    def __init__(self, system: SystemConfig, cluster: str) -> None:
-        self.system = system
-        self.cluster = cluster
-        self._registries: dict[str, str | None] = {}
-
-    def instances(self) -> Sequence[InstanceConfig]:
-        from paasport.config.tree import load_tree
-
-        tree = load_tree(self.system.soa_dir, system=self.system)
-        self._registries = {
-            name: effective_registry(service, self.system)
-            for name, service in tree.services.items()
-        }
-        return tree.instances_for(cluster=self.cluster)
-
-    def deployments(
-        self, configs: Sequence[InstanceConfig]
-    ) -> Mapping[InstanceKey, DeploymentState | None]:
-        from paasport.deploy.deployments import read_deployments
-
-        out: dict[InstanceKey, DeploymentState | None] = {}
-        files = {c.service: read_deployments(self.system.soa_dir, c.service) for c in configs}
-        for c in configs:
-            file = files[c.service]
-            state = file.state_for(c.cluster, c.instance, c.deploy_group) if file else None
-            out[(c.service, c.instance)] = state
-        return out
-
-    def bounce(
-        self,
-        config: InstanceConfig,
-        deployment: DeploymentState | None,
-        versions: Sequence[AppVersion],
-    ) -> BounceView | None:
-        registry = self._registries.get(config.service, self.system.docker_registry)
-        return bounce_view(config, deployment, versions, registry)
-
-
 def build_monitor(
     system: SystemConfig,
     *,
@@ -156,17 +114,16 @@ def build_monitor(
     settings: CheckSettings | None = None,
     interval: float | None = None,
     metrics: bool = True,
-    desired: DesiredSource | None = None,
+    desired: DesiredSource,
 ) -> Monitor:
-    """A Monitor for the system's local cluster with the sinks its config names."""
+    """A Monitor for the system's local cluster with the sinks its config names, reading
+    ``desired`` (the desired-state store: the one last-good policy)."""
     cluster = system.local_cluster
     if engine is None:
         from paasport.engine.factory import engine_for
 
         engine = engine_for(system.local)
-    source: StoreSource | TreeSource = (
-        StoreSource(desired) if desired is not None else TreeSource(system, cluster)
-    )
+    source = StoreSource(desired)
     return Monitor(
         cluster=cluster,
         engine=engine,

@@ -14,48 +14,29 @@ from collections.abc import Callable
 from pathlib import Path
 
 from paasport.config.system import SystemConfig
-from paasport.config.tree import load_tree
 from paasport.deploy.git import GitRepo
-from paasport.deploy.workflow import ServiceTarget, generate, target_from_tree
+from paasport.deploy.workflow import ServiceTarget, generate
 from paasport.errors import PaasportError
 
 log = logging.getLogger("paasport.refresh")
 
 
-def targets(soa_dir: Path, system: SystemConfig | None = None) -> list[ServiceTarget]:
-    """One ServiceTarget per service with a git_url whose configuration is complete.
-
-    A service with config errors is skipped, as ``generate-deployments`` refuses it: an instance
-    left out for a typo must not silently lose its entry in deployments.json.
-    """
-    tree = load_tree(soa_dir, system=system)
-    out: list[ServiceTarget] = []
-    for name, svc in sorted(tree.services.items()):
-        if not svc.git_url:
-            continue
-        if name in tree.incomplete_services:
-            log.warning("%s: configuration has errors; deployments.json left as it is", name)
-            continue
-        out.append(target_from_tree(tree, name))
-    return out
+TargetsFn = Callable[[], list[ServiceTarget]]
 
 
-def refresh_once(
-    soa_dir: Path,
-    system: SystemConfig | None = None,
-    targets_fn: Callable[[], list[ServiceTarget]] | None = None,
-) -> list[str]:
+def refresh_once(targets_fn: TargetsFn) -> list[str]:
     """Regenerate every service's deployments.json; returns the services whose file changed.
-    ``targets_fn``: where the services come from (default: load the tree, ``targets``)."""
+    ``targets_fn``: the desired-state store's last good targets (``DesiredStore.targets``)."""
     changed: list[str] = []
-    found = targets_fn() if targets_fn is not None else targets(soa_dir, system)
-    for target in found:
+    for target in targets_fn():
         try:
             with GitRepo(target.require_git_url()) as repo:
                 if generate(target, repo).changed:
                     changed.append(target.service)
         except PaasportError as err:
             log.warning("%s: cannot regenerate deployments.json: %s", target.service, err)
+        except Exception:  # one service's failure (a bug, an OSError) never skips the others
+            log.exception("%s: regenerating deployments.json failed", target.service)
     return changed
 
 
@@ -67,7 +48,8 @@ class DeploymentsRefresher:
         soa_dir: Path,
         system: SystemConfig | None = None,
         interval: float = 10.0,
-        targets_fn: Callable[[], list[ServiceTarget]] | None = None,
+        *,
+        targets_fn: TargetsFn,
     ) -> None:
         self.soa_dir = soa_dir
         self.system = system
@@ -77,11 +59,7 @@ class DeploymentsRefresher:
     def run_forever(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                changed = (
-                    refresh_once(self.soa_dir, self.system)
-                    if self.targets_fn is None
-                    else refresh_once(self.soa_dir, self.system, self.targets_fn)
-                )
+                changed = refresh_once(self.targets_fn)
                 for service in changed:
                     log.info("%s: deployments.json regenerated from new git tags", service)
             except PaasportError as err:

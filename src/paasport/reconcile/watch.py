@@ -5,7 +5,8 @@ in a loop and reloads only the services it names. A service is named only once i
 stable: a file written but not closed holds it back, and any further event restarts a quiet period
 (``quiet_seconds``), so a half-written save is never read; deployments.json alone (paasport's own
 atomic renames) waits only ``settle_seconds``. Without inotify (another OS, exhausted watches) it
-falls back to comparing the mtimes of the tree's files once a second: stat calls only.
+compares the (mtime, size) of the tree's files once a second, stat calls only, with the same rule:
+a service is named once its files have not changed for ``quiet_seconds``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ IN_CLOEXEC = 0o2000000
 _DIR_MASK = IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MODIFY
 _ROOT_MASK = IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF
 _HEADER = struct.Struct("iIII")
+Stamp = tuple[int, int]  # a file's (mtime in ns, size), for the fallback without inotify
 
 
 @dataclass(frozen=True)
@@ -61,27 +63,37 @@ class TreeWatcher:
         settle_seconds: float = 0.01,
         quiet_seconds: float = 0.4,
         max_open_seconds: float = 5.0,
+        *,
+        inotify: bool = True,
+        poll_seconds: float = 1.0,
     ) -> None:
         self.soa_dir = soa_dir
         self.settle_seconds = settle_seconds  # deployments.json only: atomic renames
         self.quiet_seconds = quiet_seconds  # any other file: no event for this long
         self.max_open_seconds = max_open_seconds  # a file held open for writing longer is read
+        self.poll_seconds = poll_seconds  # without inotify: seconds between two scans
         # service -> (only deployments.json, due); service -> file -> first unclosed write
         self._pending: dict[str, tuple[bool, float]] = {}
         self._open: dict[str, dict[str, float]] = {}
         self._fd: int | None = None
         self._wd_to_service: dict[int, str] = {}
         self._root_wd = -1
-        self._mtimes: dict[str, dict[str, float]] = {}
+        self._stamps: dict[str, dict[str, Stamp]] = {}  # without inotify: the last scan
+        self._scanned_at = 0.0
         self._libc: ctypes.CDLL | None = None
         try:
+            if not inotify:
+                raise OSError("not asked for")
             self._start_inotify()
         except OSError as err:
             log.warning(
-                "inotify unavailable (%s): watching %s by mtime, once a second", err, soa_dir
+                "inotify unavailable (%s): watching %s by mtime and size every %gs",
+                err,
+                soa_dir,
+                poll_seconds,
             )
-            self._fd = None
-            self._mtimes = self._scan()
+            self.close()
+            self._stamps, self._scanned_at = self._scan(), time.monotonic()
 
     @property
     def uses_inotify(self) -> bool:
@@ -198,35 +210,43 @@ class TreeWatcher:
             writing.pop(name, None)
         self._touch(service, name == "deployments.json")
 
-    def _scan(self) -> dict[str, dict[str, float]]:
-        out: dict[str, dict[str, float]] = {}
+    def _scan(self) -> dict[str, dict[str, Stamp]]:
+        out: dict[str, dict[str, Stamp]] = {}
         if not self.soa_dir.is_dir():
             return out
         for child in self.soa_dir.iterdir():
             if not _is_service_dir(child):
                 continue
-            files: dict[str, float] = {}
+            files: dict[str, Stamp] = {}
             for f in child.iterdir():
                 try:
-                    files[f.name] = f.stat().st_mtime
+                    st = f.stat()
                 except OSError:
                     continue
+                files[f.name] = (st.st_mtime_ns, st.st_size)
             out[child.name] = files
         return out
 
     def _poll_mtimes(self, timeout: float) -> list[Change]:
-        time.sleep(min(timeout, 1.0))
+        """The fallback's ``changes``: a scan every ``poll_seconds``; a file whose (mtime, size)
+        moved restarts its service's quiet period, as an inotify event does, and a service is
+        ready only when a scan after its quiet period saw nothing move."""
+        deadline = time.monotonic() + timeout
+        while True:
+            now = time.monotonic()
+            if now - self._scanned_at >= self.poll_seconds:
+                self._rescan(now)
+            ready = self._ready(self._scanned_at)
+            if ready or now >= deadline:
+                return ready
+            time.sleep(max(min(self._scanned_at + self.poll_seconds, deadline) - now, 0.001))
+
+    def _rescan(self, now: float) -> None:
         new = self._scan()
-        changes: list[Change] = []
-        for service in sorted(set(new) | set(self._mtimes)):
-            before, after = self._mtimes.get(service), new.get(service)
+        for service in sorted(set(new) | set(self._stamps)):
+            before, after = self._stamps.get(service, {}), new.get(service, {})
             if before == after:
                 continue
-            changed = {
-                n
-                for n in set(before or {}) | set(after or {})
-                if (before or {}).get(n) != (after or {}).get(n)
-            }
-            changes.append(Change(service, changed == {"deployments.json"}))
-        self._mtimes = new
-        return changes
+            changed = {n for n in set(before) | set(after) if before.get(n) != after.get(n)}
+            self._touch(service, changed == {"deployments.json"})
+        self._stamps, self._scanned_at = new, now
