@@ -441,6 +441,30 @@ def test_up_end_to_end(world: E2E) -> None:
         assert status == 200 and PAGE in body
         time.sleep(0.05)
     assert container_hashes(world.cluster) == running_hashes
+
+    # 5b. a syntax error, a non-UTF-8 byte, an emptied file: the proxy keeps routing to the
+    # running tasks (the agent shares deployd's last good config), nothing is stopped
+    assert b'"GREETING": "' in text.encode()
+    for label, content in (
+        ("syntax error", text.encode() + b"main2: [unclosed\n"),
+        ("non-UTF-8 byte", text.encode().replace(b'"GREETING": "', b'"GREETING": "\xe9', 1)),
+        ("empty file", b""),
+    ):
+        world.instance_file.write_bytes(content)
+        wait_for(
+            f"status to name the {label}",
+            lambda: world.run("status", "-s", SERVICE, "--json", check=False).returncode == 1,
+            15,
+            log,
+        )
+        deadline = time.monotonic() + 3  # past the watcher's quiet period and a few agent passes
+        while time.monotonic() < deadline:
+            status, body = get(world.proxy_port)
+            assert status == 200 and PAGE in body, f"{label}: HTTP {status}"
+            time.sleep(0.05)
+        mesh = json.loads(world.run("mesh-status", "-s", SERVICE, "--json").stdout)
+        assert [b["state"] for b in mesh["namespaces"][0]["backends"]] == ["up"] * INSTANCES, label
+        assert container_hashes(world.cluster) == running_hashes, label
     world.instance_file.write_text(text)
 
     # 6. events --json shows the bounce, started and finished, for our instance
