@@ -39,26 +39,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
-from discovery_support import Relay
+from discovery_support import Relay, free_proxy_port
 
 PAASPORT = [sys.executable, "-m", "paasport"]
 SERVICE = "chaos"
 TASKS = 3
 ZK = ("127.0.0.1", int(os.environ.get("PAASPORT_TEST_ZK_PORT", "2181")))
-
-
-def free_proxy_port() -> int:
-    import socket
-
-    for _ in range(500):
-        port = random.randint(19000, 21000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 19000-21000")
 
 
 def get(port: int, timeout: float = 1.0) -> int:

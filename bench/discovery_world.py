@@ -27,6 +27,7 @@ from paasport.monitoring.events import EventLog
 from paasport.reconcile.store import DesiredStore
 
 from conftest import build_busybox_image
+from discovery_support import free_proxy_port
 from harness import (
     DeploydThread,
     cluster_system,
@@ -38,22 +39,6 @@ from harness import (
 )
 
 
-def free_port() -> int:
-    """A free port in smartstack.yaml's proxy_port range (19000-21000)."""
-    import random
-    import socket
-
-    for _ in range(200):
-        port = random.randint(19000, 21000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 19000-21000")
-
-
 class World:
     def __init__(
         self, root: Path, bounce_method: str, drain_method: str, docker_host: str | None = None
@@ -61,7 +46,7 @@ class World:
         self.root = root
         self.cluster = f"bench-{uuid.uuid4().hex[:8]}"
         self.image = build_busybox_image()
-        self.proxy_port = free_port()
+        self.proxy_port = free_proxy_port()
         self.bounce_method = bounce_method
         self.drain_method = drain_method
         self.generation = 0

@@ -16,15 +16,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from paasport.config.system import ClusterConfig, SystemConfig
+from paasport.config.tree import load_tree
 from paasport.deploy.git import GitRepo
-from paasport.deploy.workflow import mark_for_deployment
+from paasport.deploy.workflow import mark_for_deployment, target_from_tree
 from paasport.engine.docker import DockerEngine
 from paasport.engine.health import STARTUP_INTERVAL_SECONDS, HealthMonitor
 from paasport.monitoring.events import EventLog
 from paasport.reconcile.deployd import Deployd, DeploydSettings, DesiredStore
 from paasport.reconcile.drain import Drainer, NoopDrainer
 from paasport.reconcile.reconciler import ReconcilerSettings
-from paasport.reconcile.refresh import targets
 
 
 def answers(port: int | None, timeout: float = 0.5, host: str = "127.0.0.1") -> bool:
@@ -85,7 +85,9 @@ def tag_image(image: str, service: str, sha: str) -> str:
 
 def mark(system: SystemConfig, repo: Path, deploy_group: str, sha: str, now: float) -> None:
     """mark-for-deployment of the one service with a git_url in ``system.soa_dir``."""
-    (target,) = targets(system.soa_dir, system)
+    tree = load_tree(system.soa_dir, system=system)
+    (name,) = [n for n, svc in tree.services.items() if svc.git_url]
+    target = target_from_tree(tree, name)
     with GitRepo(str(repo)) as git_repo:
         mark_for_deployment(target, git_repo, deploy_group, sha, now=now)
 

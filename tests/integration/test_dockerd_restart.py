@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import random
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -29,6 +27,7 @@ from paasport.engine.docker import DockerEngine
 from paasport.monitoring.events import EventLog
 from paasport.reconcile.store import DesiredStore
 
+from discovery_support import free_proxy_port
 from harness import (
     DeploydThread,
     cluster_system,
@@ -40,19 +39,6 @@ from harness import (
 from private_dockerd import PrivateDockerd
 
 DOWN_SECONDS = 6.0
-
-
-def proxy_port() -> int:
-    """A free port in smartstack.yaml's proxy_port range."""
-    for _ in range(200):
-        port = random.randint(19000, 21000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 19000-21000")
 
 
 def wait_until(what: str, cond: Callable[[], bool], timeout: float = 45.0) -> None:
@@ -96,7 +82,7 @@ class World:
     def __init__(self, root: Path, daemon: PrivateDockerd, image: str) -> None:
         self.cluster = f"test-{uuid.uuid4().hex[:8]}"
         self.daemon = daemon
-        self.port = proxy_port()
+        self.port = free_proxy_port()
         self.soa, self.state = root / "soa", root / "state"
         self.state.mkdir(parents=True)
         self.engine = DockerEngine(self.cluster, base_url=daemon.url)

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,27 +26,12 @@ from typing import Any
 
 import pytest
 
-from discovery_support import free_port, get
+from discovery_support import free_port, free_proxy_port, get
 
 PAASPORT = [sys.executable, "-m", "paasport"]
 SERVICE = "e2eweb"
 PAGE = "hello from the end-to-end test"
 INSTANCES = 3
-
-
-def free_proxy_port() -> int:
-    """A port in 19000-21000 nobody listens on (bind-tested), starting at a random offset."""
-    start = 19000 + uuid.uuid4().int % 2000
-    for i in range(2000):
-        port = 19000 + (start - 19000 + i) % 2001
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 19000-21000")
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float, log: Path) -> Any:

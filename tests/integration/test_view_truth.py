@@ -7,9 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,21 +20,9 @@ from paasport.discovery.haproxy import HAProxyProcess
 from paasport.discovery.sqlite_registry import SqliteRegistry
 from paasport.types import Namespace
 
-from discovery_support import free_port
+from discovery_support import free_port, free_proxy_port
 
 pytestmark = pytest.mark.integration
-
-
-def free_proxy_port() -> int:
-    """A free port in the range smartstack.yaml accepts (19000-21000)."""
-    for port in random.sample(range(19000, 21001), 200):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no free proxy port in 19000-21000")
 
 
 def write_world(tmp: Path, registry: str = "") -> tuple[Path, int]:
