@@ -1,17 +1,21 @@
 """The deploy-history view: a service's deploys and starts/stops from its git tags, newest first.
 
 ``load_deploy_history`` loads the service, reads its repo's tags (``deploy.workflow.history``)
-and hands a frozen DeployHistoryView on; ``paasport deploy-history`` and the API render it.
+and who made each one from the event log's ``mark`` events (``view.events``), and hands a
+frozen DeployHistoryView on; ``paasport deploy-history`` and the API render it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from paasport.config import tree as tree_module
 from paasport.config.system import SystemConfig
 from paasport.deploy import workflow
 from paasport.deploy.git import GitRepo
+from paasport.monitoring.events import Event, EventKind
+from paasport.view.events import load_events
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,20 @@ class DeployHistoryView:
         return [e.as_json() for e in self.entries]
 
 
+def who_by_tag(marks: Iterable[Event]) -> dict[str, str]:
+    """tag name -> who made it, from ``mark`` events (a rollback's marker tag too). Pure."""
+    out: dict[str, str] = {}
+    for event in marks:
+        user = event.data.get("user")
+        if not isinstance(user, str):
+            continue
+        for key in ("tag", "rollback_tag"):
+            tag = event.data.get(key)
+            if isinstance(tag, str):
+                out[tag] = user
+    return out
+
+
 def load_deploy_history(
     system: SystemConfig,
     service: str,
@@ -33,6 +51,7 @@ def load_deploy_history(
     """Deploy and control tags of ``service`` (only ``deploy_group``'s when given)."""
     tree = tree_module.load_tree(system.soa_dir, [service], system=system)
     target = workflow.target_from_tree(tree, service, write=False)
+    marks = load_events(system, service=service, kinds=(EventKind.MARK.value,), limit=None)
     with GitRepo(target.require_git_url()) as repo:
-        entries = workflow.history(target, repo, deploy_group)
+        entries = workflow.history(target, repo, deploy_group, who_by_tag(marks.events))
     return DeployHistoryView(service, tuple(entries[:limit] if limit is not None else entries))

@@ -17,9 +17,10 @@ from paasport.config.system import SystemConfig, effective_registry
 from paasport.config.tree import INSTANCE_FILE, SoaTree
 from paasport.deploy import deployments as deployments_module
 from paasport.deploy.deployments import Deployments
+from paasport.engine.base import Engine
 from paasport.errors import NotFoundError, PaasportError, UsageError
 from paasport.monitoring.events import Event
-from paasport.types import HealthCheck, InstanceConfig, Task
+from paasport.types import AppVersion, HealthCheck, InstanceConfig, Task
 from paasport.view.observe import InstanceView, observe_instances
 from paasport.view.proxy import DiscoveryReading, read_discovery
 
@@ -234,14 +235,36 @@ def gather(
     tree: SoaTree | None = None,
     deployments: Mapping[str, Deployments | None] | None = None,
     discovery: DiscoveryReading | None = None,
+    engine: Engine | None = None,
+    listed: Sequence[AppVersion] | None = None,
 ) -> list[InstanceView]:
     """Live views of ``configs``: engine, probes, the event log and (given) the proxy of this
-    host. ``tree`` and ``deployments`` already read are used, never read again."""
+    host. ``tree``, ``deployments`` and the engine's listing (``listed``) already read are
+    used, never read again; an ``engine`` given is the caller's to close."""
     from paasport.engine.factory import engine_for
+
+    own = engine is None
+    engine = engine_for(system.local) if engine is None else engine
+    try:
+        return _gather(system, configs, with_events, tree, deployments, discovery, engine, listed)
+    finally:
+        if own:
+            engine.close()
+
+
+def _gather(
+    system: SystemConfig,
+    configs: Sequence[InstanceConfig],
+    with_events: bool,
+    tree: SoaTree | None,
+    deployments: Mapping[str, Deployments | None] | None,
+    discovery: DiscoveryReading | None,
+    engine: Engine,
+    listed: Sequence[AppVersion] | None,
+) -> list[InstanceView]:
     from paasport.engine.health import probe
     from paasport.monitoring.events import EventLog, events_path
 
-    engine = engine_for(system.local)
     services = sorted({c.service for c in configs})
     if tree is None and services:
         tree = tree_module.load_tree(system.soa_dir, services, system=system)
@@ -270,6 +293,7 @@ def gather(
             registries,
             with_events=with_events,
             discovery=discovery,
+            listed=listed,
         )
     finally:
         if log is not None:
