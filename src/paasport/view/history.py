@@ -2,7 +2,8 @@
 
 ``load_deploy_history`` loads the service, reads its repo's tags (``deploy.workflow.history``)
 and who made each one from the event log's ``mark`` events (``view.events``), and hands a
-frozen DeployHistoryView on; ``paasport deploy-history`` and the API render it.
+frozen DeployHistoryView on; ``paasport deploy-history`` and the API render it. ``read_marks``
+tells ``wait-for-deployment`` what a deploy group is marked at.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from dataclasses import dataclass
 
 from paasport.config import tree as tree_module
 from paasport.config.system import SystemConfig
+from paasport.config.tree import SoaTree
 from paasport.deploy import workflow
 from paasport.deploy.git import GitRepo
+from paasport.errors import PaasportError
 from paasport.monitoring.events import Event, EventKind
 from paasport.view.events import load_events
 
@@ -55,3 +58,31 @@ def load_deploy_history(
     with GitRepo(target.require_git_url()) as repo:
         entries = workflow.history(target, repo, deploy_group, who_by_tag(marks.events))
     return DeployHistoryView(service, tuple(entries[:limit] if limit is not None else entries))
+
+
+@dataclass(frozen=True)
+class MarkReading:
+    """What a deploy group's tags say, read just now (``fresh``) or not at all."""
+
+    fresh: bool  # False: no git_url, or git did not answer: a mark may still land unseen
+    marked: str | None = None  # the sha the group is marked at now (None: never marked)
+    before: tuple[str, ...] = ()  # every sha ever marked for the group, newest first
+    why_not: str = ""  # why the tags could not be read (not fresh)
+
+
+def read_marks(system: SystemConfig, tree: SoaTree, service: str, deploy_group: str) -> MarkReading:
+    """The group's marks from the repo's tags; ``deployments.json`` is regenerated from them
+    first when the service's config is complete (what ``generate-deployments`` writes), so
+    a mark made just before is seen by whoever reads the file next."""
+    try:
+        complete = not tree.errors and service not in tree.incomplete_services
+        target = workflow.target_from_tree(tree, service, write=complete)
+        if not target.git_url:
+            return MarkReading(False, why_not=f"{service}: service.yaml has no git_url")
+        with GitRepo(target.require_git_url()) as repo:
+            workflow.generate(target, repo)  # reads the tags afresh (git ls-remote)
+            commits = workflow.deployed_commits(repo.tag_refs(), deploy_group)
+    except PaasportError as err:
+        return MarkReading(False, why_not=str(err))
+    before = tuple(t.sha for t in commits)
+    return MarkReading(True, before[0] if before else None, before)
