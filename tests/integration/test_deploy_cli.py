@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,6 +161,42 @@ def test_deploy_workflow_through_the_cli(tree: tuple[Path, Path, str], cli: Cli)
     ]
     assert marks[-1].data["git_sha"] == a and marks[-1].data["deploy_group"] == "prod"
     assert str(marks[-1].data["rollback_tag"]).endswith("-rollback")
+
+
+def test_wait_for_a_sha_the_group_is_not_marked_at_fails_at_once(
+    tree: tuple[Path, Path, str], cli: Cli
+) -> None:
+    _, repo, s = tree
+    a = commit(repo, "a")
+    b = commit(repo, "b")
+    c = commit(repo, "c")
+    cli("mark-for-deployment", "-s", s, "-l", "prod", "-c", a)
+    cli("mark-for-deployment", "-s", s, "-l", "prod", "-c", b)
+    cases = [
+        (c, f"{s}: {c[:10]} was never marked for deployment to deploy group prod, which is "
+            f"marked at {b}"),
+        (a, f"{s}: deploy group prod is marked at {b}, not {a[:10]} (marked before, then "
+            f"replaced: paasport rollback -s {s} -l prod -c {a[:10]})"),
+    ]  # fmt: skip
+    for sha, line in cases:
+        started = time.monotonic()
+        _, err = cli(
+            "wait-for-deployment", "-s", s, "-l", "prod", "-c", sha[:10], "-t", "60", code=1
+        )
+        assert err == f"error: {line}\n"
+        assert time.monotonic() - started < 20  # not the whole timeout
+
+
+def test_wait_sees_a_mark_another_tool_pushed(tree: tuple[Path, Path, str], cli: Cli) -> None:
+    soa, repo, s = tree
+    a = commit(repo, "a")
+    cli("mark-for-deployment", "-s", s, "-l", "prod", "-c", a)
+    b = commit(repo, "b")
+    git(repo, "tag", "paasta-prod-20300101T000000-deploy", b)  # PaaSTA's push: no regeneration
+    _, err = cli("wait-for-deployment", "-s", s, "-l", "prod", "-c", b[:10], "-t", "2", code=1)
+    assert "never marked" not in err and "timed out" in err, err
+    doc = json.loads((soa / s / "deployments.json").read_text())
+    assert doc["v2"]["deployments"]["prod"]["git_sha"] == b  # regenerated from the tags
 
 
 @pytest.mark.parametrize(

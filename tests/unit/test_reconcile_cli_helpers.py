@@ -8,10 +8,11 @@ import pytest
 
 from paasport.bounce.desired import desired_app
 from paasport.cli.logs import parse_since
-from paasport.cli.wait import instance_done
+from paasport.cli.wait import instance_done, mark_problem
 from paasport.errors import UsageError
 from paasport.types import AppVersion, DeploymentState, InstanceConfig, Task
 from paasport.view.diagnosis import InstanceFacts, Verdict
+from paasport.view.history import MarkReading
 from paasport.view.observe import InstanceView
 
 NOW = 1_000_000.0
@@ -90,3 +91,37 @@ def test_instance_done(v: InstanceView, commit: str, done: bool, why: str) -> No
     got_done, got_why = instance_done(v, commit)
     assert got_done == done
     assert got_why.startswith(why)
+
+
+A, B = "a" * 40, "b" * 40
+
+
+@pytest.mark.parametrize(
+    ("marks", "commit", "problem"),
+    [
+        (MarkReading(True, A, (A,)), "aaaa", None),
+        (MarkReading(True, A, (A, B)), A, None),
+        (MarkReading(False, why_not="git did not answer"), "cccc", None),  # may still land
+        (MarkReading(False), "cccc", None),  # no git_url: deployments.json may still change
+        (
+            MarkReading(True, A, (A,)),
+            "cccc",
+            f"web: cccc was never marked for deployment to deploy group c.main, which is "
+            f"marked at {A}",
+        ),
+        (
+            MarkReading(True, None, ()),
+            "cccc",
+            "web: cccc was never marked for deployment to deploy group c.main, which was never "
+            "marked at all",
+        ),
+        (
+            MarkReading(True, A, (A, B)),
+            "bbbb",
+            f"web: deploy group c.main is marked at {A}, not bbbb (marked before, then "
+            "replaced: paasport rollback -s web -l c.main -c bbbb)",
+        ),
+    ],
+)
+def test_mark_problem(marks: MarkReading, commit: str, problem: str | None) -> None:
+    assert mark_problem("web", "c.main", commit, marks) == problem

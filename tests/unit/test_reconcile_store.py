@@ -13,7 +13,13 @@ from paasport.discovery.agent import registrations_by_instance
 from paasport.monitoring.events import Event
 from paasport.monitoring.sources import StoreSource
 from paasport.platform.lock import LockHeld, acquire_reconciler_lock
-from paasport.reconcile.store import DesiredStore, Loaded, ServiceDesired, accept
+from paasport.reconcile.store import (
+    DesiredStore,
+    Loaded,
+    ServiceDesired,
+    accept,
+    removes_every_instance,
+)
 from paasport.types import InstanceConfig
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "soa-configs"
@@ -145,3 +151,23 @@ def test_a_second_deployd_gets_one_line_naming_the_pid(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and f"PID {os.getpid()}" in lines[0], done.stderr
+
+
+@pytest.mark.parametrize(
+    ("previous", "loaded", "refused"),
+    [
+        ({"main"}, Loaded(ServiceDesired()), True),
+        ({"main"}, Loaded(ServiceDesired(), emptied_on_purpose=True), False),
+        ({"main"}, Loaded(ServiceDesired(), incomplete=True), False),  # kept: files broken
+        ({"main"}, Loaded(ServiceDesired(), rejected=frozenset({"main"})), False),
+        ({"main", "canary"}, Loaded(ServiceDesired({"main": MAIN})), False),  # one goes
+        (set(), Loaded(ServiceDesired()), False),  # nothing ran
+    ],
+)
+def test_removes_every_instance_is_the_rule_accept_and_status_share(
+    previous: set[str], loaded: Loaded, refused: bool
+) -> None:
+    assert removes_every_instance(previous, loaded) is refused
+    before = ServiceDesired({name: MAIN for name in previous})
+    kept, problems = accept(before, loaded, "f.yaml")
+    assert (kept is before and bool(problems)) is refused

@@ -95,3 +95,22 @@ def test_json_entries_of_an_instance_and_a_config_error(
     assert (web["expected"], web["git_sha"], web["deploy_group"]) == (1, SHA, "local.main")
     assert [av["tasks"] for av in web["app_versions"]] == [1]
     assert web["tasks"][0]["proxy"] == {}  # not in discovery
+
+
+def test_wait_for_deployment_loads_the_tree_once_and_rereads_deployments_each_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_tree(tmp_path)
+    engine = FakeEngine(cluster="local")
+    calls: Counter[str] = Counter()
+    monkeypatch.setattr("paasport.engine.factory.engine_for", lambda cluster: engine)
+    monkeypatch.setattr(tree_module, "load_tree", counting(calls, "tree", tree_module.load_tree))
+    read = counting(calls, "deployments", deployments_module.read_deployments)
+    monkeypatch.setattr(deployments_module, "read_deployments", read)
+    argv = ["-s", "web", "-l", "local.main", "-c", SHA, "--timeout", "2.5"]
+    with pytest.raises(SystemExit) as exited:
+        main(["wait-for-deployment", "--config", str(config), *argv])
+    assert exited.value.code == 1  # nothing runs: timed out
+    assert calls["tree"] == 1
+    assert calls["deployments"] >= 3  # one read per round (about one round a second)
+    assert engine.calls["list"] == calls["deployments"]

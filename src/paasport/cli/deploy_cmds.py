@@ -146,25 +146,6 @@ def _record_mark(
         click.echo(f"warning: tag made, but who made it is not recorded: {err}", err=True)
 
 
-def _who_by_tag(ctx: click.Context, service: str) -> dict[str, str]:
-    """tag name -> who made it, from the event log's mark events (empty when there is none)."""
-    from paasport.monitoring.events import EventLog, events_path
-
-    path = events_path(settings_from(ctx).state_dir)
-    if not path.exists():
-        return {}
-    out: dict[str, str] = {}
-    with EventLog(path) as log:
-        for event in log.query(service=service, kinds=(MARK_EVENT,)):
-            tag, user = event.data.get("tag"), event.data.get("user")
-            if isinstance(tag, str) and isinstance(user, str):
-                out[tag] = user
-            marker = event.data.get("rollback_tag")
-            if isinstance(marker, str) and isinstance(user, str):
-                out[marker] = user
-    return out
-
-
 def _report(result: workflow.TagResult, as_json: bool) -> None:
     generated = result.generated
     if as_json:
@@ -387,13 +368,13 @@ def deploy_history(
     **_options: Any,
 ) -> None:
     """Deploys and starts/stops of a service (or one deploy group), newest first."""
+    from paasport.view.history import load_deploy_history
+
     service = _service_name(service)
-    _, _, target = _target(ctx, service, write=False)
-    with GitRepo(target.require_git_url()) as repo:
-        entries = workflow.history(target, repo, deploy_group, _who_by_tag(ctx, service))
-    entries = entries[:limit] if limit is not None else entries
+    view = load_deploy_history(settings_from(ctx), service, deploy_group, limit)
+    entries = view.entries
     if as_json:
-        print_json([e.as_json() for e in entries])
+        print_json(view.to_json())
         return
     if not entries:
         click.echo(f"{service}: no deploy or control tags yet")

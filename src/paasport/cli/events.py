@@ -1,6 +1,6 @@
 """``paasport events``: the event log (bounces, crashes, deploys, checks, alerts), newest last.
 
-Reads ``state_dir/events.sqlite`` through ``monitoring.events.EventLog``; ``-f`` keeps following.
+Renders ``view.events.load_events`` (``-f``: ``view.events.follow_events``, which keeps following).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from paasport.cli.options import (
     state_dir_option,
 )
 from paasport.errors import UsageError
-from paasport.monitoring.events import KINDS, LEVELS, Event, EventLog, events_path
+from paasport.monitoring.events import KINDS, LEVELS, Event
+from paasport.view.events import follow_events, load_events
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -111,15 +112,7 @@ def events(
 ) -> None:
     """Show what happened: bounces, crashes, deploys, check results and alerts, newest last."""
     system = settings_from(ctx)
-    path = events_path(system.state_dir)
     since_ts = parse_since(since, time.time()) if since else None
-    if not path.exists() and not follow:
-        if as_json:
-            click.echo("[]")
-        else:
-            click.echo(f"no events recorded yet ({path} does not exist)", err=True)
-        return
-    log = EventLog(path)
     filters = {
         "service": service,
         "instance": instance,
@@ -129,24 +122,25 @@ def events(
         "kinds": kinds or None,
         "limit": limit,
     }
-    try:
-        if follow:
-            stop = threading.Event()
-            try:
-                for event in log.follow(**filters, stop=stop):  # type: ignore[arg-type]
-                    _echo(event, as_json)
-            except KeyboardInterrupt:
-                stop.set()
-            return
-        found = log.query(**filters)  # type: ignore[arg-type]
+    if follow:
+        stop = threading.Event()
+        try:
+            for event in follow_events(system, stop, **filters):  # type: ignore[arg-type]
+                _echo(event, as_json)
+        except KeyboardInterrupt:
+            stop.set()
+        return
+    view = load_events(system, **filters)  # type: ignore[arg-type]
+    if not view.recorded:
         if as_json:
-            click.echo(
-                json.dumps([e.to_json() for e in found], indent=2, sort_keys=True, default=str)
-            )
-            return
-        if not found:
-            click.echo("no matching events", err=True)
-        for event in found:
-            _echo(event, as_json=False)
-    finally:
-        log.close()
+            click.echo("[]")
+        else:
+            click.echo(f"no events recorded yet ({view.path} does not exist)", err=True)
+        return
+    if as_json:
+        click.echo(json.dumps(view.to_json(), indent=2, sort_keys=True, default=str))
+        return
+    if not view.events:
+        click.echo("no matching events", err=True)
+    for event in view.events:
+        _echo(event, as_json=False)

@@ -1,9 +1,12 @@
 """``paasport wait-for-deployment``: block until every instance of a deploy group runs a commit.
 
-Polls ``view.status.gather`` (one engine list call and live probes per round) and decides with
-``instance_done``; draws a progress bar per instance; on timeout exits 1 naming each instance
-still waiting and why. Either way it records a ``deploy`` event per instance in the event log,
-which monitoring's deploy_failed check reads (``deploy_events``).
+Loads the soa-configs tree once, reads the group's marks from the tags (``view.history.
+read_marks``, which regenerates deployments.json) and refuses at once a sha the group is not
+marked at (``mark_problem``); then polls ``view.status.gather`` (deployments.json, one engine
+list call and live probes per round) and decides with ``instance_done``; draws a progress bar
+per instance; on timeout exits 1 naming each instance still waiting and why. Either way it
+records a ``deploy`` event per instance in the event log, which monitoring's deploy_failed
+check reads (``deploy_events``).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Mapping
+from contextlib import closing
 from pathlib import Path
 
 import click
@@ -25,7 +29,31 @@ from paasport.cli.options import (
 from paasport.config.system import SystemConfig, load_system_config
 from paasport.errors import NotFoundError, PaasportError, UsageError
 from paasport.monitoring.events import DeployData, Event, EventKind, EventLog, events_path
+from paasport.view.history import MarkReading
 from paasport.view.observe import InstanceView
+
+
+def mark_problem(service: str, deploy_group: str, commit: str, marks: MarkReading) -> str | None:
+    """Why waiting for ``commit`` (a sha prefix) is pointless: the tags, read just now, do not
+    mark the group at it. None when they do, or when they could not be read (the mark may
+    still land, e.g. pushed by another tool and picked up by ``paasport up``). Pure."""
+    if not marks.fresh or (marks.marked is not None and marks.marked.startswith(commit)):
+        return None
+    if marks.marked is None:
+        return (
+            f"{service}: {commit} was never marked for deployment to deploy group "
+            f"{deploy_group}, which was never marked at all"
+        )
+    if any(sha.startswith(commit) for sha in marks.before):
+        return (
+            f"{service}: deploy group {deploy_group} is marked at {marks.marked}, not {commit} "
+            f"(marked before, then replaced: paasport rollback -s {service} -l {deploy_group} "
+            f"-c {commit})"
+        )
+    return (
+        f"{service}: {commit} was never marked for deployment to deploy group {deploy_group}, "
+        f"which is marked at {marks.marked}"
+    )
 
 
 def instance_done(view: InstanceView, commit: str) -> tuple[bool, str]:
@@ -118,13 +146,18 @@ def wait_for_deployment(
     """Wait until every instance of DEPLOY_GROUP runs COMMIT with all tasks healthy."""
     from rich.progress import BarColumn, Progress, TextColumn
 
-    from paasport.view.status import gather, select_instances
+    from paasport.engine.factory import engine_for
+    from paasport.view.history import read_marks
+    from paasport.view.status import gather, load_selected_tree, select_instances
 
     if not deploy_group:
         raise UsageError("--deploy-group/-l is required")
     system = load_system_config(config_file, soa_dir=soa_dir, state_dir=state_dir)
+    tree = load_selected_tree(system, service)  # once: each round re-reads deployments.json
     configs = [
-        c for c in select_instances(system, service, None, None) if c.deploy_group == deploy_group
+        c
+        for c in select_instances(system, service, None, None, tree=tree)
+        if c.deploy_group == deploy_group
     ]
     if not configs:
         raise NotFoundError(
@@ -132,6 +165,10 @@ def wait_for_deployment(
             f"{system.local_cluster}"
         )
     commit = commit.lower()
+    # before the first round, which then reads the deployments.json regenerated from the tags
+    problem = mark_problem(
+        service, deploy_group, commit, read_marks(system, tree, service, deploy_group)
+    )
     deadline = time.monotonic() + timeout
     reasons: dict[str, str] = {}
     progress = Progress(
@@ -149,15 +186,17 @@ def wait_for_deployment(
     }
     shas: dict[str, tuple[str, str]] = {}  # view key -> (instance, the full sha when known)
     answered = False  # an engine that never answered is a setup problem: say so at once
-    with progress:
+    with progress, closing(engine_for(system.local)) as engine:
         while True:
             try:
-                views = gather(system, configs)
+                views = gather(system, configs, tree=tree, engine=engine)
                 answered = True
             except PaasportError as err:
                 if not answered:
                     raise
                 views, reasons = [], {k: str(err) for k in bars}
+            if problem is not None:  # once the engine answered: its error comes first
+                raise NotFoundError(problem)
             for view in views:
                 d = view.deployment
                 full = d.git_sha if d is not None and d.git_sha.startswith(commit) else commit

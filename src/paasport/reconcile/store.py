@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -68,6 +68,27 @@ class Loaded:
     problems: tuple[str, ...] = ()
 
 
+REMOVAL_HINT = "write {} in the file to remove them on purpose, or remove the service folder"
+
+
+def removes_every_instance(previous: Collection[str], loaded: Loaded) -> bool:
+    """Whether going from the ``previous`` instances to ``loaded`` removes every one of them
+    at once, which the store refuses (``accept``) and status reports. Pure.
+
+    An instance rejected for an error, or of a service whose files are incomplete, is kept
+    (not removed); a file that is ``{}`` on purpose lets them all go."""
+    kept = set(loaded.desired.instances) | {
+        name for name in previous if loaded.incomplete or name in loaded.rejected
+    }
+    return bool(previous) and not kept and not loaded.emptied_on_purpose
+
+
+def removal_problem(where: str, previous: Iterable[str]) -> str:
+    """The config problem ``removes_every_instance`` names (``where``: the instance file)."""
+    names = ", ".join(sorted(previous))
+    return f"{where}: this change would remove every instance of the service ({names})"
+
+
 def accept(
     previous: ServiceDesired | None, loaded: Loaded, where: str
 ) -> tuple[ServiceDesired, tuple[str, ...]]:
@@ -87,11 +108,10 @@ def accept(
     for name, config in previous.instances.items():
         if name not in instances and (loaded.incomplete or name in loaded.rejected):
             instances[name] = config
-    if previous.instances and not instances and not loaded.emptied_on_purpose:
+    if removes_every_instance(previous.instances, loaded):
         problems.append(
-            f"{where}: this change would remove every instance of the service "
-            f"({', '.join(sorted(previous.instances))}); what runs is left as it is "
-            "(write {} in the file to remove them on purpose, or remove the service folder)"
+            f"{removal_problem(where, previous.instances)}; what runs is left as it is "
+            f"({REMOVAL_HINT})"
         )
         return previous, tuple(problems)
     if loaded.incomplete:  # service.yaml / deploy.yaml may be the broken part: keep theirs

@@ -1,13 +1,16 @@
 """The events view: what happened (bounces, crashes, deploys, checks, alerts), oldest first.
 
 ``load_events`` reads ``state_dir/events.sqlite`` through ``monitoring.events.EventLog`` (never
-creating it) and hands a frozen EventsView on; ``paasport events`` and the API render it.
+creating it) and hands a frozen EventsView on; ``follow_events`` keeps yielding new ones.
+``paasport events`` and the API render them; ``view.history`` reads the mark events.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from paasport.config.system import SystemConfig
 from paasport.monitoring.events import Event, EventLog, events_path
@@ -16,6 +19,8 @@ from paasport.monitoring.events import Event, EventLog, events_path
 @dataclass(frozen=True)
 class EventsView:
     events: tuple[Event, ...]
+    path: Path | None = None  # the event log read
+    recorded: bool = True  # False: the event log does not exist yet (nothing was recorded)
 
     def to_json(self) -> list[dict[str, object]]:
         """``paasport events --json``: one object per event (docs/views.md)."""
@@ -36,7 +41,7 @@ def load_events(
     """The matching events of this host's event log (none when nothing was recorded yet)."""
     path = events_path(system.state_dir)
     if not path.exists():
-        return EventsView(())
+        return EventsView((), path, recorded=False)
     log = EventLog(path)
     try:
         found = log.query(
@@ -50,4 +55,34 @@ def load_events(
         )
     finally:
         log.close()
-    return EventsView(tuple(found))
+    return EventsView(tuple(found), path)
+
+
+def follow_events(
+    system: SystemConfig,
+    stop: threading.Event,
+    *,
+    service: str | None = None,
+    instance: str | None = None,
+    cluster: str | None = None,
+    since: float | None = None,
+    level: str | None = None,
+    kinds: Sequence[str] | None = None,
+    limit: int | None = 100,
+) -> Iterator[Event]:
+    """What ``load_events`` returns, then each new matching event until ``stop`` (the event
+    log is created when missing, so a follower started before anything happened sees it)."""
+    log = EventLog(events_path(system.state_dir))
+    try:
+        yield from log.follow(
+            service=service,
+            instance=instance,
+            since=since,
+            level=level,
+            kinds=kinds,
+            limit=limit,
+            cluster=cluster,
+            stop=stop,
+        )
+    finally:
+        log.close()

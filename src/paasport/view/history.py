@@ -1,17 +1,24 @@
 """The deploy-history view: a service's deploys and starts/stops from its git tags, newest first.
 
 ``load_deploy_history`` loads the service, reads its repo's tags (``deploy.workflow.history``)
-and hands a frozen DeployHistoryView on; ``paasport deploy-history`` and the API render it.
+and who made each one from the event log's ``mark`` events (``view.events``), and hands a
+frozen DeployHistoryView on; ``paasport deploy-history`` and the API render it. ``read_marks``
+tells ``wait-for-deployment`` what a deploy group is marked at.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from paasport.config import tree as tree_module
 from paasport.config.system import SystemConfig
+from paasport.config.tree import SoaTree
 from paasport.deploy import workflow
 from paasport.deploy.git import GitRepo
+from paasport.errors import PaasportError
+from paasport.monitoring.events import Event, EventKind
+from paasport.view.events import load_events
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,20 @@ class DeployHistoryView:
         return [e.as_json() for e in self.entries]
 
 
+def who_by_tag(marks: Iterable[Event]) -> dict[str, str]:
+    """tag name -> who made it, from ``mark`` events (a rollback's marker tag too). Pure."""
+    out: dict[str, str] = {}
+    for event in marks:
+        user = event.data.get("user")
+        if not isinstance(user, str):
+            continue
+        for key in ("tag", "rollback_tag"):
+            tag = event.data.get(key)
+            if isinstance(tag, str):
+                out[tag] = user
+    return out
+
+
 def load_deploy_history(
     system: SystemConfig,
     service: str,
@@ -33,6 +54,35 @@ def load_deploy_history(
     """Deploy and control tags of ``service`` (only ``deploy_group``'s when given)."""
     tree = tree_module.load_tree(system.soa_dir, [service], system=system)
     target = workflow.target_from_tree(tree, service, write=False)
+    marks = load_events(system, service=service, kinds=(EventKind.MARK.value,), limit=None)
     with GitRepo(target.require_git_url()) as repo:
-        entries = workflow.history(target, repo, deploy_group)
+        entries = workflow.history(target, repo, deploy_group, who_by_tag(marks.events))
     return DeployHistoryView(service, tuple(entries[:limit] if limit is not None else entries))
+
+
+@dataclass(frozen=True)
+class MarkReading:
+    """What a deploy group's tags say, read just now (``fresh``) or not at all."""
+
+    fresh: bool  # False: no git_url, or git did not answer: a mark may still land unseen
+    marked: str | None = None  # the sha the group is marked at now (None: never marked)
+    before: tuple[str, ...] = ()  # every sha ever marked for the group, newest first
+    why_not: str = ""  # why the tags could not be read (not fresh)
+
+
+def read_marks(system: SystemConfig, tree: SoaTree, service: str, deploy_group: str) -> MarkReading:
+    """The group's marks from the repo's tags; ``deployments.json`` is regenerated from them
+    first when the service's config is complete (what ``generate-deployments`` writes), so
+    a mark made just before is seen by whoever reads the file next."""
+    try:
+        complete = not tree.errors and service not in tree.incomplete_services
+        target = workflow.target_from_tree(tree, service, write=complete)
+        if not target.git_url:
+            return MarkReading(False, why_not=f"{service}: service.yaml has no git_url")
+        with GitRepo(target.require_git_url()) as repo:
+            workflow.generate(target, repo)  # reads the tags afresh (git ls-remote)
+            commits = workflow.deployed_commits(repo.tag_refs(), deploy_group)
+    except PaasportError as err:
+        return MarkReading(False, why_not=str(err))
+    before = tuple(t.sha for t in commits)
+    return MarkReading(True, before[0] if before else None, before)

@@ -174,15 +174,19 @@ def observe_instances(
     now: float | None = None,
     with_events: bool = False,
     discovery: DiscoveryReading | None = None,
+    listed: Sequence[AppVersion] | None = None,
 ) -> list[InstanceView]:
     """One engine list call, one live probe per running task, one verdict per instance.
 
     ``read_deployments_of`` is called once per service; ``discovery`` (this host's proxy and
-    registry, read by the caller when some instance is in discovery) joins the verdict."""
+    registry, read by the caller when some instance is in discovery) joins the verdict;
+    ``listed``: the engine's listing the caller already made (then no list call here)."""
     now = time.time() if now is None else now
     by_key: dict[tuple[str, str], list[AppVersion]] = {}
     services = {c.service for c in configs}
-    for av in engine.list_app_versions(next(iter(services)) if len(services) == 1 else None):
+    if listed is None:
+        listed = engine.list_app_versions(next(iter(services)) if len(services) == 1 else None)
+    for av in listed:
         by_key.setdefault((av.service, av.instance), []).append(av)
 
     desired: dict[tuple[str, str], tuple[DeploymentState | None, AppSpec | None]] = {}

@@ -1,14 +1,15 @@
 """The status view: per instance desired vs running vs healthy, bounces, tasks, proxy, why.
 
-``load_status`` loads the soa-configs tree once, reads each deployments.json once, asks
-``view.observe`` for the live part (one engine list call) and ``view.proxy`` for this host's
-proxy and registry; ``paasport status`` renders the StatusView, ``wait-for-deployment`` polls
-``gather``, the API serves ``StatusView.to_json``.
+``load_status`` loads the soa-configs tree once, reads each deployments.json once, lists the
+engine once (``view.observe`` probes the live part, ``refused_removals`` applies the store's
+rule) and asks ``view.proxy`` for this host's proxy and registry; ``paasport status`` renders
+the StatusView, ``wait-for-deployment`` polls ``gather``, the API serves it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +18,17 @@ from paasport.config.system import SystemConfig, effective_registry
 from paasport.config.tree import INSTANCE_FILE, SoaTree
 from paasport.deploy import deployments as deployments_module
 from paasport.deploy.deployments import Deployments
+from paasport.engine.base import Engine
 from paasport.errors import NotFoundError, PaasportError, UsageError
 from paasport.monitoring.events import Event
-from paasport.types import HealthCheck, InstanceConfig, Task
+from paasport.reconcile.store import (
+    INSTANCE_FILE_KINDS,
+    REMOVAL_HINT,
+    loaded_from_tree,
+    removal_problem,
+    removes_every_instance,
+)
+from paasport.types import AppVersion, HealthCheck, InstanceConfig, Task
 from paasport.view.observe import InstanceView, observe_instances
 from paasport.view.proxy import DiscoveryReading, read_discovery
 
@@ -184,6 +193,42 @@ def config_errors(
     return [e.to_json() for e in config_error_views(system, tree, instance)]
 
 
+def refused_removals(
+    system: SystemConfig,
+    tree: SoaTree,
+    listed: Iterable[AppVersion],
+    service: str | None = None,
+    instance: str | None = None,
+) -> list[ConfigErrorView]:
+    """Instances the engine runs on this cluster that the configs no longer name, where the
+    store (``reconcile.store.removes_every_instance``, inside ``paasport up``) refuses the
+    change because it would remove every instance of the service: what runs is left as it
+    is, so status names each of them (and fails) rather than omit them."""
+    cluster = system.local_cluster
+    configured = {(c.service, c.instance) for c in tree.instances_for(cluster=cluster)}
+    running: dict[str, set[str]] = {}
+    for av in listed:
+        if av.cluster == cluster and av.tasks:
+            running.setdefault(av.service, set()).add(av.instance)
+    found: list[ConfigErrorView] = []
+    for svc, names in sorted(running.items()):
+        gone = sorted(n for n in names if (svc, n) not in configured)
+        folder = system.soa_dir / svc
+        if (service and svc != service) or not gone or not folder.is_dir():
+            continue  # a removed folder really removes the service
+        if not removes_every_instance(names, loaded_from_tree(tree, svc, cluster, system, folder)):
+            continue
+        files = [folder / f"{kind}-{cluster}.yaml" for kind in INSTANCE_FILE_KINDS]
+        where = ", ".join(str(f) for f in files if f.exists()) or f"{files[0]} (no such file)"
+        problem = f"{removal_problem(where, names)}; {REMOVAL_HINT}"
+        found += [
+            ConfigErrorView(svc, name, cluster, (problem,), "what runs is left as it is")
+            for name in gone
+            if not instance or name == instance
+        ]
+    return found
+
+
 def error_entry(
     service: str, instance: str | None, cluster: str, problems: Sequence[str], consequence: str
 ) -> dict[str, object]:
@@ -234,14 +279,36 @@ def gather(
     tree: SoaTree | None = None,
     deployments: Mapping[str, Deployments | None] | None = None,
     discovery: DiscoveryReading | None = None,
+    engine: Engine | None = None,
+    listed: Sequence[AppVersion] | None = None,
 ) -> list[InstanceView]:
     """Live views of ``configs``: engine, probes, the event log and (given) the proxy of this
-    host. ``tree`` and ``deployments`` already read are used, never read again."""
+    host. ``tree``, ``deployments`` and the engine's listing (``listed``) already read are
+    used, never read again; an ``engine`` given is the caller's to close."""
     from paasport.engine.factory import engine_for
+
+    own = engine is None
+    engine = engine_for(system.local) if engine is None else engine
+    try:
+        return _gather(system, configs, with_events, tree, deployments, discovery, engine, listed)
+    finally:
+        if own:
+            engine.close()
+
+
+def _gather(
+    system: SystemConfig,
+    configs: Sequence[InstanceConfig],
+    with_events: bool,
+    tree: SoaTree | None,
+    deployments: Mapping[str, Deployments | None] | None,
+    discovery: DiscoveryReading | None,
+    engine: Engine,
+    listed: Sequence[AppVersion] | None,
+) -> list[InstanceView]:
     from paasport.engine.health import probe
     from paasport.monitoring.events import EventLog, events_path
 
-    engine = engine_for(system.local)
     services = sorted({c.service for c in configs})
     if tree is None and services:
         tree = tree_module.load_tree(system.soa_dir, services, system=system)
@@ -270,6 +337,7 @@ def gather(
             registries,
             with_events=with_events,
             discovery=discovery,
+            listed=listed,
         )
     finally:
         if log is not None:
@@ -288,11 +356,34 @@ def load_status(
     one engine listing, one proxy and registry reading (when some instance is in discovery)."""
     if not system.soa_dir.is_dir():
         raise UsageError(f"soa-configs directory {system.soa_dir} does not exist (--soa-dir)")
+    from paasport.engine.factory import engine_for
+
     _local_cluster(system, cluster)
     tree = load_selected_tree(system, service)
-    configs = select_instances(system, service, cluster, instance, tree=tree)
+    with closing(engine_for(system.local)) as engine:
+        listed = engine.list_app_versions(service)  # the one listing of this status call
+        refused = refused_removals(system, tree, listed, service, instance)
+        try:
+            configs = select_instances(system, service, cluster, instance, tree=tree)
+        except NotFoundError:
+            if not refused:
+                raise
+            configs = []  # -i names an instance that runs, but is no longer configured
+        return _status(system, tree, configs, instance, refused, with_events, engine, listed)
+
+
+def _status(
+    system: SystemConfig,
+    tree: SoaTree,
+    configs: list[InstanceConfig],
+    instance: str | None,
+    refused: list[ConfigErrorView],
+    with_events: bool,
+    engine: Engine,
+    listed: Sequence[AppVersion],
+) -> StatusView:
     read, unreadable = read_each_deployments(system, (c.service for c in configs))
-    broken = config_error_views(system, tree, instance)
+    broken = config_error_views(system, tree, instance) + refused
     broken += [
         ConfigErrorView(
             c.service,
@@ -306,5 +397,14 @@ def load_status(
     ]
     configs = [c for c in configs if c.service not in unreadable]
     discovery = read_discovery(system) if any(c.registrations for c in configs) else None
-    views = gather(system, configs, with_events, tree=tree, deployments=read, discovery=discovery)
+    views = gather(
+        system,
+        configs,
+        with_events,
+        tree=tree,
+        deployments=read,
+        discovery=discovery,
+        engine=engine,
+        listed=listed,
+    )
     return StatusView(tuple(views), tuple(broken), discovery)
