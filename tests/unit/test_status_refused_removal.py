@@ -87,8 +87,8 @@ def test_status_text_and_exit_code_of_a_refused_removal(
     monkeypatch.setattr("paasport.engine.factory.engine_for", lambda cluster: engine)
     engine.create_app_version(AppSpec("web", "main", "local", "img", SHA, "c" * 12, replicas=1), 1)
     svc = tmp_path / "soa" / "web"
-    (svc / "instances-local.yaml").write_text("")
-    (svc / "kubernetes-local.yaml").write_text("")
+    (svc / "instances-local.yaml").write_text("_template: {cpus: 1}\n")  # no instance, not empty
+    (svc / "kubernetes-local.yaml").write_text("_template: {cpus: 1}\n")  # no instance, not empty
     with pytest.raises(SystemExit) as exited:
         main(["status", "--config", str(config), "-s", "web", "-i", "main"])
     assert exited.value.code == 1
