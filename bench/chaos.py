@@ -385,14 +385,15 @@ def haproxy() -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
-        "scenarios",
-        nargs="*",
-        default=["kill-up", "zk", "haproxy"],
-        choices=["kill-up", "zk", "haproxy"],
+        "scenarios", nargs="*", metavar="SCENARIO", help="kill-up, zk, haproxy (default: all)"
     )
     parser.add_argument("--runs", type=int, default=20, help="SIGKILLs of up (20)")
     parser.add_argument("--zk-seconds", type=float, default=30.0, help="ZooKeeper outage (30)")
     args = parser.parse_args()
+    unknown = set(args.scenarios) - {"kill-up", "zk", "haproxy"}
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    args.scenarios = args.scenarios or ["kill-up", "zk", "haproxy"]
     rows: list[dict[str, Any]] = []
     for name in args.scenarios:
         if name == "kill-up":
