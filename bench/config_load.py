@@ -138,7 +138,9 @@ def main() -> int:
         walls = []
         for _ in range(5):
             t0 = time.perf_counter()
-            out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+            out = subprocess.run(
+                cmd, capture_output=True, text=True, env=env, check=False, timeout=120
+            )
             walls.append(time.perf_counter() - t0)
             if out.returncode != 0:
                 print(out.stdout, out.stderr)
