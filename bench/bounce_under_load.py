@@ -32,6 +32,13 @@ SCENARIOS = [
 ]
 
 
+def stop_wrk(wrk: subprocess.Popen[str] | None) -> None:
+    """Kill and reap a wrk still running (a failed run must not leave it for -d seconds)."""
+    if wrk is not None and wrk.poll() is None:
+        wrk.kill()
+        wrk.wait(timeout=10)
+
+
 def parse_wrk(text: str) -> dict[str, int]:
     def grab(pattern: str) -> int:
         m = re.search(pattern, text)
@@ -48,6 +55,7 @@ def parse_wrk(text: str) -> dict[str, int]:
 def run(name: str, bounce_method: str, drain_method: str, bounces: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="paasport-bench-") as tmp:
         world = World(Path(tmp), bounce_method, drain_method)
+        wrk: subprocess.Popen[str] | None = None
         try:
             world.start()
             world.wait("3 healthy tasks behind the proxy", world.converged)
@@ -71,6 +79,7 @@ def run(name: str, bounce_method: str, drain_method: str, bounces: int) -> dict[
             )
             return result
         finally:
+            stop_wrk(wrk)
             world.close()
 
 

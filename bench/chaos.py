@@ -80,6 +80,15 @@ class Wrk:
             text=True,
         )
 
+    def __enter__(self) -> Wrk:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Kill and reap it if ``finish`` did not (a failed scenario must not leave it)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
     def finish(self) -> dict[str, int]:
         self.proc.send_signal(signal.SIGINT)
         out, _ = self.proc.communicate(timeout=30)
@@ -316,8 +325,7 @@ def pct(values: list[float], p: float) -> float:
 
 
 def kill_up(runs: int) -> dict[str, Any]:
-    with world() as w:
-        load = Wrk(w.proxy_port)
+    with world() as w, Wrk(w.proxy_port) as load:
         times: list[float] = []
         for i in range(runs):
             w.bounce()
@@ -335,8 +343,7 @@ def kill_up(runs: int) -> dict[str, Any]:
 
 
 def zookeeper(seconds: float) -> dict[str, Any]:
-    with world() as w:
-        load = Wrk(w.proxy_port)
+    with world() as w, Wrk(w.proxy_port) as load:
         time.sleep(2)
         w.bounce()
         time.sleep(0.5)
@@ -358,25 +365,25 @@ def haproxy() -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with world() as w:
         for what in ("worker", "master", "both"):
-            load = Wrk(w.proxy_port)
-            time.sleep(2)
-            master, workers = w.haproxy_pids()
-            victims = {"worker": workers, "master": [master], "both": [master, *workers]}[what]
-            for pid in victims:
-                if pid:
-                    os.kill(pid, signal.SIGKILL)
-            killed = time.monotonic()
-            deadline = killed + 60
-            while not answers(w.proxy_port) and time.monotonic() < deadline:
-                time.sleep(0.02)
-            back = time.monotonic() - killed
-            recovery = (
-                f"port answers again {back:.2f} s after the kill"
-                if back < 60
-                else "port still refused 60 s after the kill"
-            )
-            time.sleep(2)
-            counts = load.finish()
+            with Wrk(w.proxy_port) as load:
+                time.sleep(2)
+                master, workers = w.haproxy_pids()
+                victims = {"worker": workers, "master": [master], "both": [master, *workers]}[what]
+                for pid in victims:
+                    if pid:
+                        os.kill(pid, signal.SIGKILL)
+                killed = time.monotonic()
+                deadline = killed + 60
+                while not answers(w.proxy_port) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                back = time.monotonic() - killed
+                recovery = (
+                    f"port answers again {back:.2f} s after the kill"
+                    if back < 60
+                    else "port still refused 60 s after the kill"
+                )
+                time.sleep(2)
+                counts = load.finish()
             rows.append({"scenario": f"HAProxy {what} kill -9", **counts, "recovery": recovery})
             w.wait("healthy again", w.converged, 60)
     return rows

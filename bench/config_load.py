@@ -154,7 +154,9 @@ def main() -> int:
                 if cold:
                     shutil.rmtree(state / ".paasport-cache", ignore_errors=True)
                 t0 = time.perf_counter()
-                out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+                out = subprocess.run(
+                    cmd, capture_output=True, text=True, env=env, check=False, timeout=120
+                )
                 walls.append(time.perf_counter() - t0)
                 if out.returncode != 0:
                     print(out.stdout, out.stderr)

@@ -69,6 +69,7 @@ def main(kills: int) -> None:
                     ["docker", "kill", "-s", "KILL", victim.task_id],
                     capture_output=True,
                     check=True,
+                    timeout=30,
                 )
                 while addr in world.up_servers():
                     time.sleep(0.005)

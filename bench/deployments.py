@@ -31,7 +31,9 @@ RUNS = 7
 
 
 def run(cwd: Path, *args: str, stdin: bytes | None = None) -> str:
-    out = subprocess.run(["git", *args], cwd=cwd, input=stdin, capture_output=True, check=True)
+    out = subprocess.run(
+        ["git", *args], cwd=cwd, input=stdin, capture_output=True, check=True, timeout=60
+    )
     return out.stdout.decode().strip()
 
 
@@ -214,6 +216,7 @@ def main() -> None:
                 check=True,
                 capture_output=True,
                 env=no_system_config,
+                timeout=120,
             )
             label = f"paasport {verb} (new process)"
             print(f"{label:<44} {(time.perf_counter() - start) * 1000:7.1f} ms")

@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
-from bounce_under_load import parse_wrk
+from bounce_under_load import parse_wrk, stop_wrk
 
 from conftest import build_busybox_image
 from discovery_world import World
@@ -82,6 +82,7 @@ def run(sig: signal.Signals, down: float, shared: bool) -> dict[str, object]:
     daemon: PrivateDockerd | SharedDockerd = SharedDockerd() if shared else PrivateDockerd()
     with tempfile.TemporaryDirectory(prefix="paasport-bench-") as tmp:
         world: World | None = None
+        wrk: subprocess.Popen[str] | None = None
         try:
             if isinstance(daemon, PrivateDockerd):
                 daemon.start()
@@ -109,6 +110,7 @@ def run(sig: signal.Signals, down: float, shared: bool) -> dict[str, object]:
             result.update(signal=sig.name, down=down, recover=round(recover, 2))
             return result
         finally:
+            stop_wrk(wrk)
             if world is not None:
                 world.close()
             if isinstance(daemon, PrivateDockerd):

@@ -59,7 +59,9 @@ def in_every_task(world: World, cmd: str) -> None:
     for av in world.engine.list_app_versions("web", "main"):
         for t in av.tasks:
             if t.state == "running":
-                subprocess.run(["docker", "exec", t.task_id, "sh", "-c", cmd], check=True)
+                subprocess.run(
+                    ["docker", "exec", t.task_id, "sh", "-c", cmd], check=True, timeout=30
+                )
 
 
 def main() -> None:

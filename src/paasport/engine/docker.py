@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from paasport.engine import container_spec as cs
 from paasport.engine.base import ExecResult, LogLine, NodeCapacity
+from paasport.engine.daemon_exits import DAEMON_SHUTDOWN_SECONDS, Verdict, verdict
 from paasport.errors import (
     EngineError,
     EngineUnavailable,
@@ -39,7 +40,7 @@ POOL_SIZE = 32  # deployd's workers each run up to MAX_PARALLEL calls at once
 EXEC_TIMED_OUT = 124  # like coreutils' timeout(1)
 FOLLOW_REFRESH_SECONDS = 1.0
 MAX_OUTAGES = 8  # engine outage windows remembered
-DAEMON_SHUTDOWN_SECONDS = 20.0  # dockerd's shutdown-timeout (15 s) and then some
+PROBE_SECONDS = 2.0  # a new connection to the daemon: accepted or not
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 
 
@@ -142,6 +143,7 @@ class DockerEngine:
         # tasks that exited inside one were stopped by the daemon, not crashed.
         self._unanswered_since: float | None = None
         self._outages: list[tuple[float, float]] = []
+        self._answered_at: float | None = None  # the last new connection the daemon accepted
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -172,6 +174,7 @@ class DockerEngine:
                         client = docker.from_env(version="auto", max_pool_size=POOL_SIZE).api
                     self._node = str(client.info().get("Name", ""))
                 self._api_client = client
+                self._answered_at = time.time()
             return self._api_client
 
     def _check_socket(self, path: str) -> None:
@@ -191,6 +194,27 @@ class DockerEngine:
             ) from err
         finally:
             probe.close()
+
+    def _accepts_connections(self) -> bool:
+        """Whether the daemon accepts a NEW connection (a shutting-down dockerd has closed its
+        listener but still answers on kept-alive ones); unknown transports count as yes."""
+        import socket
+
+        url = self.base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        path = _unix_socket_path(url)
+        try:
+            if path is not None:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                    probe.settimeout(PROBE_SECONDS)
+                    probe.connect(path)
+            elif url.startswith("tcp://"):
+                host, _, port = url[len("tcp://") :].partition("/")[0].rpartition(":")
+                socket.create_connection((host, int(port)), timeout=PROBE_SECONDS).close()
+        except (OSError, ValueError):
+            return False
+        with self._details_lock:
+            self._answered_at = time.time()
+        return True
 
     def close(self) -> None:
         with self._lock:
@@ -217,9 +241,10 @@ class DockerEngine:
             with translated(f"listing containers of cluster {self.cluster}", self.where):
                 result: list[dict[str, Any]] = api.containers(all=True, filters=filters)
         except EngineUnavailable:
-            with self._details_lock:
-                self._unanswered_since = self._unanswered_since or time.time()
+            self._mark_unanswered()
             raise
+        if self._unanswered_since is not None and not self._accepts_connections():
+            return result  # a kept-alive connection of a daemon still going away
         with self._details_lock:
             if self._unanswered_since is not None:
                 # dockerd still answers while its shutdown stops the containers
@@ -227,6 +252,10 @@ class DockerEngine:
                 self._outages = [*self._outages[-(MAX_OUTAGES - 1) :], away]
                 self._unanswered_since = None
         return result
+
+    def _mark_unanswered(self) -> None:
+        with self._details_lock:
+            self._unanswered_since = self._unanswered_since or time.time()
 
     def _details_for(self, summaries: Sequence[Mapping[str, Any]]) -> dict[str, cs.ExitDetails]:
         """Inspect finished containers not seen before (finished state never changes)."""
@@ -239,6 +268,9 @@ class DockerEngine:
                     info = self.api.inspect_container(cid)
             except NotFoundError:
                 continue  # removed between the list and the inspect
+            except EngineUnavailable:  # listed by a daemon going away: it stops them
+                self._mark_unanswered()
+                raise
             state = info.get("State") or {}
             with self._details_lock:
                 self._exit_details[cid] = cs.ExitDetails(
@@ -272,29 +304,49 @@ class DockerEngine:
         self, summaries: list[dict[str, Any]], details: Mapping[str, cs.ExitDetails]
     ) -> list[dict[str, Any]]:
         """Remove the tasks the daemon stopped while it was away (not the service's crashes):
-        the reconciler replaces them without counting a crash or backing off."""
-        with self._details_lock:
-            outages = list(self._outages)
-        if not outages:
-            return summaries
-        stopped = {
-            cid
-            for cid, d in details.items()
-            if cs.exited_during_outage(d.finished_at, outages) and not d.oom_killed
-        }
+        the reconciler replaces them without counting a crash or backing off. While it is
+        going away they are only hidden; they are removed once it is back."""
+        verdicts = self._verdicts(details)
+        if Verdict.ASK in verdicts.values():
+            answering = self._accepts_connections()
+            if not answering:
+                self._mark_unanswered()
+                log.warning(
+                    "cluster %s: the %s refuses new connections: it is going away",
+                    self.cluster,
+                    self.where,
+                )
+            verdicts = self._verdicts(details)
+        stopped = {cid for cid, v in verdicts.items() if v is Verdict.DAEMON}
         if not stopped:
             return summaries
-        log.warning(
-            "cluster %s: %d task(s) stopped while the %s was away; replacing them",
-            self.cluster,
-            len(stopped),
-            self.where,
-        )
-        try:
-            _in_parallel(self._remove, sorted(stopped))
-        except PaasportError as err:  # listed again next pass, and removed then
-            log.warning("cluster %s: %s", self.cluster, err)
+        with self._details_lock:
+            going_away = self._unanswered_since is not None
+        if not going_away:
+            log.warning(
+                "cluster %s: %d task(s) stopped while the %s was away; replacing them",
+                self.cluster,
+                len(stopped),
+                self.where,
+            )
+            try:
+                _in_parallel(self._remove, sorted(stopped))
+            except PaasportError as err:  # listed again next pass, and removed then
+                log.warning("cluster %s: %s", self.cluster, err)
         return [s for s in summaries if str(s["Id"]) not in stopped]
+
+    def _verdicts(self, details: Mapping[str, cs.ExitDetails]) -> dict[str, Verdict]:
+        now = time.time()
+        with self._details_lock:
+            outages, since, answered = (
+                list(self._outages),
+                self._unanswered_since,
+                self._answered_at,
+            )
+        return {
+            cid: verdict(d.finished_at, d.oom_killed, outages, since, answered, now)
+            for cid, d in details.items()
+        }
 
     # -- writing ------------------------------------------------------------------------------
 
