@@ -270,7 +270,7 @@ def test_monitor_probes_concurrently() -> None:
     barrier = threading.Barrier(3, timeout=5)
 
     def exec_fn(task_id: str, cmd: str, timeout: float) -> ExecResult:
-        barrier.wait()  # passes only if the three probes run at the same time
+        barrier.wait(timeout=5)  # passes only if the three probes run at the same time
         return ExecResult(0, "")
 
     monitor = HealthMonitor(exec_fn, clock=FakeClock())

@@ -214,12 +214,14 @@ class Deployd:
             self.queue.put(key)
         for t in threads:
             t.start()
-        self._stop.wait()
+        while not self._stop.wait(1.0):  # until stopped; a bounded wait keeps signals prompt
+            pass
         for t in threads:
             t.join(timeout=15)
 
     def _wake_on_stop(self) -> None:
-        self._stop.wait()
+        while not self._stop.wait(1.0):
+            pass
         self._kick_observer.set()
         self._kick_health.set()
 
