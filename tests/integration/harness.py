@@ -68,6 +68,14 @@ def new_repo(repo: Path) -> Path:
     return repo
 
 
+def commit(repo: Path, name: str) -> str:
+    """Commit a file ``name`` (its own name as content); the new commit's sha."""
+    (repo / name).write_text(name)
+    git(repo, "add", name)
+    git(repo, "commit", "-qm", name)
+    return git(repo, "rev-parse", "HEAD")
+
+
 def commit_version(repo: Path, n: int) -> str:
     """Commit ``version`` = n; the new commit's sha."""
     (repo / "version").write_text(f"{n}\n")

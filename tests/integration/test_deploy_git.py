@@ -15,21 +15,9 @@ from paasport.deploy.deployments import read_deployments
 from paasport.deploy.git import GitRepo
 from paasport.errors import GitError, NotFoundError, PermanentError, UsageError
 
+from harness import commit, git
+
 NOW = 1704164645.0  # 2024-01-02T03:04:05Z
-
-
-def git(repo: Path, *args: str) -> str:
-    out = subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, timeout=120
-    )
-    return out.stdout.strip()
-
-
-def commit(repo: Path, name: str) -> str:
-    (repo / name).write_text(name)
-    git(repo, "add", name)
-    git(repo, "-c", "user.name=dev", "-c", "user.email=dev@example.com", "commit", "-qm", name)
-    return git(repo, "rev-parse", "HEAD")
 
 
 @pytest.fixture

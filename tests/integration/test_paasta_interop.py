@@ -19,24 +19,12 @@ from paasport.config.tree import load_tree
 from paasport.deploy import tags, workflow
 from paasport.deploy.git import GitRepo
 
+from harness import commit, git
+
 ROOT = Path(__file__).resolve().parents[2]
 PAASTA_PYTHON = ROOT / ".venv-paasta" / "bin" / "python"
 RUNNER = Path(__file__).parent / "paasta_side" / "run_paasta.py"
 NOW = 1704164645.0  # 2024-01-02T03:04:05Z
-
-
-def git(repo: Path, *args: str) -> str:
-    out = subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, timeout=30
-    )
-    return out.stdout.strip()
-
-
-def commit(repo: Path, name: str) -> str:
-    (repo / name).write_text(name)
-    git(repo, "add", name)
-    git(repo, "-c", "user.name=dev", "-c", "user.email=dev@example.com", "commit", "-qm", name)
-    return git(repo, "rev-parse", "HEAD")
 
 
 def paasta(tmp: Path, *args: str) -> str:
