@@ -194,6 +194,9 @@ class Task:
     name: str = ""
     healthcheck: HealthCheck | None = None  # from the container's paasport.healthcheck label
     container_port: int | None = None
+    # the engine's own word on a task that is not running: why it is pending or was rejected
+    # ("no node with 0.5 cpus free", "constraint pool=batch matches no node", "host lab2 is down")
+    status_message: str = ""
 
 
 @dataclass(frozen=True)

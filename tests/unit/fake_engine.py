@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from paasport.engine.base import ExecResult, LogLine, NodeCapacity
+from paasport.engine.base import ExecResult, LogLine, NodeCapacity, NodeInfo
 from paasport.errors import NotFoundError
 from paasport.monitoring.events import Event
 from paasport.reconcile.drain import DrainStatus
@@ -122,6 +122,9 @@ class FakeEngine:
 
     def node_capacity(self) -> Sequence[NodeCapacity]:
         return [NodeCapacity("local", 2, 4096, 0, 0)]
+
+    def local_node(self) -> NodeInfo:
+        return NodeInfo("", "local", "127.0.0.1")
 
     def close(self) -> None:
         self.closed = True

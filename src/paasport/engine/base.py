@@ -7,8 +7,8 @@ whole state is recovered from the engine itself after a restart.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from paasport.types import AppSpec, AppVersion
@@ -28,11 +28,29 @@ LABEL_IMAGE = "paasport.image"
 
 @dataclass(frozen=True)
 class NodeCapacity:
-    node: str
+    """One node of the cluster as the engine sees it (plain docker: this host)."""
+
+    node: str  # hostname
     cpus: float
     mem_mb: float
     cpus_reserved: float
     mem_reserved_mb: float
+    address: str = ""  # where other hosts reach this node's tasks ("" unknown)
+    state: str = "ready"  # swarm: ready | down | unknown | disconnected
+    availability: str = "active"  # swarm: active | pause | drain
+    role: str = ""  # swarm: manager | worker ("" plain docker)
+    labels: Mapping[str, str] = field(default_factory=dict)  # node labels (placement)
+    tasks: int = 0  # paasport tasks running on it
+    node_id: str = ""
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """The host this process runs on, as its engine names it (for the discovery agent)."""
+
+    node_id: str  # the engine's node id ("" on plain docker)
+    name: str  # hostname
+    address: str  # where other hosts reach tasks of this node ("127.0.0.1" on plain docker)
 
 
 @dataclass(frozen=True)
@@ -95,7 +113,13 @@ class Engine(Protocol):
         """Merged task logs, oldest first; with ``follow`` keeps yielding new lines."""
         ...
 
-    def node_capacity(self) -> Sequence[NodeCapacity]: ...
+    def node_capacity(self) -> Sequence[NodeCapacity]:
+        """Every node of the cluster (plain docker: this host), with capacity and state."""
+        ...
+
+    def local_node(self) -> NodeInfo:
+        """The node this engine's daemon runs on (the agent registers tasks under its address)."""
+        ...
 
     def image_exists(self, image: str) -> bool: ...
 

@@ -21,7 +21,7 @@ from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 from paasport.engine import container_spec as cs
-from paasport.engine.base import ExecResult, LogLine, NodeCapacity
+from paasport.engine.base import ExecResult, LogLine, NodeCapacity, NodeInfo
 from paasport.engine.daemon_exits import DAEMON_SHUTDOWN_SECONDS, Verdict, verdict
 from paasport.errors import (
     EngineError,
@@ -526,8 +526,18 @@ class DockerEngine:
                 mem_mb=float(info.get("MemTotal") or 0) / (1024 * 1024),
                 cpus_reserved=cpus,
                 mem_reserved_mb=mem,
+                address="127.0.0.1",
+                tasks=sum(
+                    1 for v in self.list_app_versions() for t in v.tasks if t.state == "running"
+                ),
             ),
         )
+
+    def local_node(self) -> NodeInfo:
+        """One host: tasks are reached from here (their bridge address or 127.0.0.1)."""
+        with translated("reading the engine's info", self.where):
+            info = self.api.info()
+        return NodeInfo(node_id="", name=str(info.get("Name", "")), address="127.0.0.1")
 
     def image_exists(self, image: str) -> bool:
         try:
