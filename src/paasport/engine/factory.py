@@ -39,3 +39,12 @@ def engine_for(cluster: ClusterLike) -> Engine:
     raise EngineError(
         f"cluster {cluster.name}: unknown engine {cluster.engine!r} (expected 'docker' or 'swarm')"
     )
+
+
+def node_engine_for(cluster: ClusterLike) -> Engine:
+    """The view of THIS host only (the discovery agent's engine): on plain docker the cluster's
+    engine itself; on swarm the local daemon (``$DOCKER_HOST`` or its default socket), whose
+    containers are this node's tasks (a worker cannot list the cluster's services)."""
+    if cluster.engine == "docker":
+        return engine_for(cluster)
+    return engine_for(cluster)  # swarm: raises until engine.swarm_node exists
