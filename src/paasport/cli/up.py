@@ -100,6 +100,11 @@ def _stop_on_signals(stop: threading.Event) -> None:
 @workers_option
 @full_pass_option
 @grace_option
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help="exit 1 when another deployd holds the cluster lock instead of standing by",
+)
 @verbose_logging_option
 def deployd(
     soa_dir: Path | None,
@@ -108,9 +113,13 @@ def deployd(
     workers: int,
     full_pass_seconds: float,
     stop_grace_seconds: float,
+    no_wait: bool,
     verbose: bool,
 ) -> None:
-    """Run only the reconciler: converge this host's cluster to soa-configs + deployments.json."""
+    """Run only the reconciler: converge this host's cluster to soa-configs + deployments.json.
+
+    One deployd acts per cluster: with the ZooKeeper registry a second one stands by (doing
+    nothing) and takes over when the first stops; with --no-wait it exits 1 instead."""
     setup_logging(verbose)
     system = load_settings(config_file, soa_dir, state_dir)
     platform = build_platform(
@@ -119,6 +128,7 @@ def deployd(
         workers=workers,
         full_pass_seconds=full_pass_seconds,
         stop_grace_seconds=stop_grace_seconds,
+        wait_for_lock=not no_wait,
     )
     stop = threading.Event()
     _stop_on_signals(stop)

@@ -43,6 +43,7 @@ class EventKind(StrEnum):
     CONFIG = "config"  # a config error: what runs is left as it is
     PROXY = "proxy"  # the discovery agent's HAProxy (restarts, reloads)
     REGISTRY = "registry"  # the discovery registry (unreachable, back)
+    LOCK = "lock"  # deployd's cluster lock: held, lost, standing by
     MARK = "mark"  # mark-for-deployment / start / stop / rollback: who tagged what
     UNKNOWN = "unknown"  # read back from a log written by a version with more kinds
 

@@ -20,7 +20,13 @@ from paasport.config.system import SystemConfig, load_system_config
 from paasport.engine.base import Engine
 from paasport.errors import PaasportError, UsageError
 from paasport.monitoring.events import LEVELS, Event, EventKind, EventLog, Level, events_path
-from paasport.platform.lock import ReconcilerLock, acquire_reconciler_lock
+from paasport.platform.lock import (
+    ClusterLock,
+    LockHeld,
+    ReconcilerLock,
+    acquire_reconciler_lock,
+    standby_line,
+)
 from paasport.reconcile.store import DesiredStore
 from paasport.types import AppVersion
 
@@ -56,7 +62,8 @@ class Platform:
     agent: Any = None  # discovery.agent.Agent when discovery runs here
     monitor: Any = None  # monitoring.monitor.Monitor
     refresher: Any = None  # reconcile.refresh.DeploymentsRefresher
-    lock: ReconcilerLock | None = None
+    lock: ReconcilerLock | None = None  # one host (sqlite registry): the state dir's flock
+    cluster_lock: ClusterLock | None = None  # many hosts (zookeeper): the cluster-wide lock
     threads: list[threading.Thread] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -95,16 +102,21 @@ def build_platform(
     monitor_interval: float | None = None,
     engine: Engine | None = None,
     probe_engine: bool = True,
+    wait_for_lock: bool = True,
 ) -> Platform:
     """Engine, event log and the one desired-state store for ``system``, plus the parts asked
-    for. ``deployd`` takes the one-reconciler lock first (``LockHeld`` when another has it)."""
+    for. ``deployd`` takes the one-reconciler lock first: on one host the state dir's flock
+    (``LockHeld`` when another has it); with ZooKeeper a seat in the cluster lock (a standby
+    until it holds it; without ``wait_for_lock`` ``LockHeld`` when another holds it)."""
     from paasport.engine.factory import engine_for
 
     lock = None
-    if deployd:
-        lock = acquire_reconciler_lock(system.state_dir, system.local_cluster)
+    cluster_lock = None
     closers: list[Callable[[], None]] = []
-    if lock is not None:
+    if deployd and system.discovery.registry == "zookeeper":
+        cluster_lock = _cluster_lock(system, closers, wait_for_lock)
+    elif deployd:
+        lock = acquire_reconciler_lock(system.state_dir, system.local_cluster)
         closers.append(lock.release)
     try:
         engine = engine if engine is not None else engine_for(system.local)
@@ -119,7 +131,11 @@ def build_platform(
             system.soa_dir, system.local_cluster, system.docker_registry, system=system,
             events=events,
         )  # fmt: skip
-        platform = Platform(system, engine, events, store, lock=lock, closers=closers)
+        platform = Platform(
+            system, engine, events, store, lock=lock, cluster_lock=cluster_lock, closers=closers
+        )
+        if cluster_lock is not None:
+            cluster_lock.on_change = lock_event_hook(events, system.local_cluster)
         if deployd or monitor:
             from paasport.engine.health import HealthMonitor
 
@@ -144,6 +160,51 @@ def build_platform(
                 log.debug("closing failed", exc_info=True)
         raise
     return platform
+
+
+def _cluster_lock(
+    system: SystemConfig, closers: list[Callable[[], None]], wait: bool
+) -> ClusterLock:
+    """A seat in ``<zookeeper_path>/locks/deployd-<cluster>``, polled by a thread of its own
+    from now on; the first round is done here, so a standby says so before anything starts."""
+    from paasport.discovery.zk_lock import ZkLockSeat
+    from paasport.discovery.zk_registry import ZookeeperRegistry
+
+    d = system.discovery
+    session_timeout = float(getattr(d, "zookeeper_session_timeout_seconds", 10.0))
+
+    def open_seat() -> ZkLockSeat:
+        registry = ZookeeperRegistry(d.zookeeper_hosts, d.zookeeper_path, timeout=session_timeout)
+        return ZkLockSeat(registry, f"deployd-{system.local_cluster}")
+
+    cluster_lock = ClusterLock(open_seat, system.local_cluster, interval=0.5)
+    decision = cluster_lock.poll()
+    if not wait and not cluster_lock.is_open():
+        cluster_lock.release()
+        if decision.holder:
+            raise LockHeld(standby_line(decision.holder))
+        raise LockHeld(f"cannot take the cluster lock: {cluster_lock.why_closed()}")
+    stop = threading.Event()
+    threading.Thread(
+        target=cluster_lock.run, args=(stop,), name="cluster-lock", daemon=True
+    ).start()
+
+    def release() -> None:
+        stop.set()
+        cluster_lock.release()
+
+    closers.append(release)
+    return cluster_lock
+
+
+def lock_event_hook(events: EventLog, cluster: str) -> Callable[[str, str], None]:
+    """The cluster lock's ``on_change(level, message)`` -> the event log (kind lock)."""
+
+    def record(level: str, message: str) -> None:
+        lvl: Level = level if level in LEVELS else "warning"
+        events.record(Event(time.time(), lvl, EventKind.LOCK, cluster=cluster, message=message))
+
+    return record
 
 
 def _add_discovery(platform: Platform, deployd: bool, agent: bool, interval: float) -> None:
@@ -194,7 +255,13 @@ def _add_deployd(
     )
     drainer: Drainer = platform.drainer or NoopDrainer()
     platform.deployd = Deployd(
-        platform.store, platform.engine, platform.health, drainer, platform.events, settings
+        platform.store,
+        platform.engine,
+        platform.health,
+        drainer,
+        platform.events,
+        settings,
+        gate=platform.cluster_lock or platform.lock,
     )
 
 

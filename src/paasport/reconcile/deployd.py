@@ -23,6 +23,7 @@ from paasport.errors import PaasportError, TemporaryError
 from paasport.monitoring import metrics
 from paasport.monitoring.events import Event
 from paasport.reconcile.drain import Drainer
+from paasport.reconcile.gate import Gate, GatedDrainer, GatedEngine, OpenGate
 from paasport.reconcile.queue import WorkQueue
 from paasport.reconcile.reconciler import (
     EventSink,
@@ -92,8 +93,11 @@ class Deployd:
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        gate: Gate | None = None,
     ) -> None:
         self.store = store
+        self.gate: Gate = gate if gate is not None else OpenGate()
+        self._was_open = True  # the memory below was built while the gate was open
         self.engine = engine
         self.health = health
         self.drainer = drainer
@@ -118,6 +122,7 @@ class Deployd:
         # at once instead of waiting for the next sweep, so new tasks count as soon as they pass.
         self._kick_observer = threading.Event()
         self._kick_health = threading.Event()
+        self._full_due = False  # the gate opened again: the observer does a full pass next
 
     # ---- one pass, usable without threads (tests, benchmarks) ----
 
@@ -143,8 +148,27 @@ class Deployd:
             self.queue.put(key)
         return len(keys)
 
+    def acting(self) -> bool:
+        """Whether the gate is open; on opening again every instance's memory is forgotten
+        (drains, crash times: the holder meanwhile may have changed them) and a full pass
+        enqueued, so the engine and the registry are read afresh."""
+        open_now = self.gate.is_open()
+        with self._state_lock:
+            reopened = open_now and not self._was_open
+            self._was_open = open_now
+            if reopened:
+                self._memory.clear()
+        if reopened:
+            log.info("deployd: acting again; reading every instance afresh")
+            self._full_due = True
+            self._kick_observer.set()
+        return open_now
+
     def step(self, key: Key) -> StepResult | None:
-        """One reconcile step for one instance (the caller guarantees nobody else runs it)."""
+        """One reconcile step for one instance (the caller guarantees nobody else runs it);
+        None when there is nothing to do or the gate is closed (a standby does nothing)."""
+        if not self.acting():
+            return None
         with self._state_lock:
             memory = self._memory.setdefault(key, InstanceMemory())
         config = self.store.config(key)
@@ -162,9 +186,9 @@ class Deployd:
             config,
             deployment,
             observed,
-            self.engine,
+            GatedEngine(self.engine, self.gate),
             self.health,
-            self.drainer,
+            GatedDrainer(self.drainer, self.gate),
             self.events,
             self.clock(),
             memory=memory,
@@ -242,7 +266,9 @@ class Deployd:
         next_full = 0.0
         while not self._stop.is_set():
             now = self.monotonic()
-            if now >= next_full:
+            self.acting()  # notices a gate that opened again even when no step is queued
+            if now >= next_full or self._full_due:
+                self._full_due = False
                 next_full = now + self.settings.full_pass_seconds
                 self._guard("full pass", self.full_pass)
             else:
@@ -293,6 +319,9 @@ class Deployd:
 
     def _work(self, key: Key) -> None:
         again: float | None = None
+        if not self.acting():  # a standby: look again soon (the reopening enqueues everything)
+            self.queue.done(key, 1.0)
+            return
         try:
             result = self.step(key)
             with self._state_lock:
