@@ -7,7 +7,14 @@ from dataclasses import replace
 import pytest
 
 from paasport.bounce.plan import BounceStatus
-from paasport.view.diagnosis import DeadTask, FailingCheck, InstanceFacts, diagnose
+from paasport.view.diagnosis import (
+    DeadTask,
+    FailingCheck,
+    InstanceFacts,
+    LostHost,
+    PendingTask,
+    diagnose,
+)
 
 OK = InstanceFacts(deployed=True, desired_state="start", expected=3, running=3, healthy=3)
 MESH = replace(OK, in_discovery=True, proxy_socket="/state/haproxy/admin.sock")
@@ -141,6 +148,80 @@ CASES: list[tuple[str, InstanceFacts, bool, str, str]] = [
         f"registry unreachable: {ZK_DOWN} (the proxy keeps routing",
     ),
     ("registry down, not in discovery", replace(OK, registry_error=ZK_DOWN), True, "Running", ""),
+    (
+        "a host lost with 2 of the tasks",
+        replace(OK, running=1, healthy=1, lost=(LostHost("lab2", 2),)),
+        False,
+        "Host down",
+        "2 tasks on lab2, which is down",
+    ),
+    (
+        "two hosts lost",
+        replace(OK, running=0, healthy=0, lost=(LostHost("lab2", 2), LostHost("lab3", 1))),
+        False,
+        "Host down",
+        "2 tasks on lab2, which is down; 1 task on lab3, which is down",
+    ),
+    (
+        "a lost host's tasks already replaced",
+        replace(OK, lost=(LostHost("lab2", 2),)),
+        True,
+        "Running",
+        "",
+    ),
+    (
+        "a host lost while a crash loop: the host first",
+        replace(
+            OK,
+            running=1,
+            healthy=1,
+            lost=(LostHost("lab2", 1),),
+            dead=(DeadTask("web-2", 3, False),),
+        ),
+        False,
+        "Host down",
+        "1 task on lab2, which is down",
+    ),
+    (
+        "pending: no room",
+        replace(
+            OK, running=2, healthy=2, pending=(PendingTask("web-3", "no node with 0.5 cpus free"),)
+        ),
+        False,
+        "Waiting",
+        "1 task pending: no node with 0.5 cpus free",
+    ),
+    (
+        "pending: a constraint no node matches, the engine's word before ours",
+        replace(
+            OK,
+            running=0,
+            healthy=0,
+            cpus_free=0.1,
+            cpus_needed=1.5,
+            pending=(
+                PendingTask("web-1", "constraint pool=batch matches no node"),
+                PendingTask("web-2", "constraint pool=batch matches no node"),
+                PendingTask("web-3", "no node with 0.5 cpus free"),
+            ),
+        ),
+        False,
+        "Waiting",
+        "3 tasks pending: constraint pool=batch matches no node (and 1 other reason(s))",
+    ),
+    (
+        "crash loop before pending",
+        replace(
+            OK,
+            running=1,
+            healthy=1,
+            dead=(DeadTask("web-2", 3, False),),
+            pending=(PendingTask("web-3", "no node with 0.5 cpus free"),),
+        ),
+        False,
+        "Crashing",
+        "crash loop: task web-2 exited with code 3",
+    ),
 ]
 
 

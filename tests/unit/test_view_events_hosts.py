@@ -68,17 +68,68 @@ def test_events_text_without_a_log_says_so(tmp_path: Path) -> None:
     assert not events_path(tmp_path).exists()
 
 
-@pytest.mark.parametrize(
-    ("nodes", "expected"),
-    [
-        ((), [{"node": "here", "cpus": None, "mem_mb": None, "cpus_reserved": None,
-               "mem_reserved_mb": None}]),
-        ((NodeCapacity("b", 2, 1024, 0.5, 256), NodeCapacity("a", 4, 2048, 0, 0)),
-         [{"node": "a", "cpus": 4, "mem_mb": 2048, "cpus_reserved": 0, "mem_reserved_mb": 0},
-          {"node": "b", "cpus": 2, "mem_mb": 1024, "cpus_reserved": 0.5,
-           "mem_reserved_mb": 256}]),
-    ],
-    ids=["engine reports nothing: this host", "nodes sorted by name"],
+def _host(node: str, **fields: object) -> dict[str, object]:
+    """A host's JSON: ``fields`` over the defaults of a ready node with nothing known."""
+    base: dict[str, object] = {
+        "node": node, "node_id": "", "address": "", "state": "ready", "down": False,
+        "availability": "active", "role": "", "cpus": None, "mem_mb": None,
+        "cpus_reserved": None, "mem_reserved_mb": None, "cpus_free": None, "mem_free_mb": None,
+        "tasks": None, "labels": {},
+    }  # fmt: skip
+    return {**base, **fields}
+
+
+LAB2_DOWN = NodeCapacity(
+    "lab2", 2, 1024, 0.5, 256, address="10.251.4.12", state="down", role="worker",
+    labels={"pool": "default"}, tasks=2, node_id="n2",
 )  # fmt: skip
-def test_hosts_view(nodes: tuple[NodeCapacity, ...], expected: list[dict[str, object]]) -> None:
-    assert hosts_from("local", nodes, "here").to_json() == {"cluster": "local", "hosts": expected}
+
+
+@pytest.mark.parametrize(
+    ("nodes", "expected", "down"),
+    [
+        ((), [_host("here")], 0),
+        (
+            (NodeCapacity("b", 2, 1024, 0.5, 256, address="127.0.0.1"),
+             NodeCapacity("a", 4, 2048, 0, 0, tasks=3)),
+            [_host("a", cpus=4, mem_mb=2048, cpus_reserved=0, mem_reserved_mb=0, cpus_free=4,
+                   mem_free_mb=2048, tasks=3),
+             _host("b", address="127.0.0.1", cpus=2, mem_mb=1024, cpus_reserved=0.5,
+                   mem_reserved_mb=256, cpus_free=1.5, mem_free_mb=768, tasks=0)],
+            0,
+        ),
+        (
+            (LAB2_DOWN,
+             NodeCapacity("lab1", 2, 1024, 2.25, 0, state="ready", role="manager",
+                          availability="drain", labels={"z": "1", "pool": "batch"})),
+            [_host("lab1", role="manager", availability="drain", cpus=2, mem_mb=1024,
+                   cpus_reserved=2.25, mem_reserved_mb=0, cpus_free=-0.25, mem_free_mb=1024,
+                   tasks=0, labels={"pool": "batch", "z": "1"}),
+             _host("lab2", node_id="n2", address="10.251.4.12", state="down", down=True,
+                   role="worker", cpus=2, mem_mb=1024, cpus_reserved=0.5, mem_reserved_mb=256,
+                   cpus_free=1.5, mem_free_mb=768, tasks=2, labels={"pool": "default"})],
+            1,
+        ),
+        (
+            (NodeCapacity("x", 1, 512, 0, 0, state="", node_id="2"),
+             NodeCapacity("x", 1, 512, 0, 0, state="disconnected", node_id="1")),
+            [_host("x", node_id="1", state="disconnected", down=True, cpus=1, mem_mb=512,
+                   cpus_reserved=0, mem_reserved_mb=0, cpus_free=1, mem_free_mb=512, tasks=0),
+             _host("x", node_id="2", state="unknown", down=True, cpus=1, mem_mb=512,
+                   cpus_reserved=0, mem_reserved_mb=0, cpus_free=1, mem_free_mb=512, tasks=0)],
+            2,
+        ),
+    ],
+    ids=[
+        "engine reports nothing: this host",
+        "nodes sorted by name, free = total - reserved",
+        "a down node and an overcommitted drained one",
+        "same hostname: by node id; no state is unknown",
+    ],
+)  # fmt: skip
+def test_hosts_view(
+    nodes: tuple[NodeCapacity, ...], expected: list[dict[str, object]], down: int
+) -> None:
+    assert hosts_from("local", nodes, "here").to_json() == {
+        "cluster": "local", "down": down, "hosts": expected,
+    }  # fmt: skip

@@ -14,7 +14,10 @@ import pytest
 from paasport.cli.main import main
 from paasport.config import tree as tree_module
 from paasport.deploy import deployments as deployments_module
-from paasport.types import AppSpec
+from paasport.engine.base import NodeCapacity
+from paasport.types import AppSpec, Task
+from paasport.view.diagnosis import LostHost, PendingTask
+from paasport.view.observe import down_nodes, lost_and_pending
 
 from fake_engine import FakeEngine
 
@@ -114,3 +117,49 @@ def test_wait_for_deployment_loads_the_tree_once_and_rereads_deployments_each_ro
     assert calls["tree"] == 1
     assert calls["deployments"] >= 3  # one read per round (about one round a second)
     assert engine.calls["list"] == calls["deployments"]
+
+
+def _t(tid: str, state: str, node: str = "", host: str = "", **kw: object) -> Task:
+    return Task(tid, "web", "main", "lab", str(kw.pop("config_hash", "new")), "a" * 40,
+                state, host=host or "10.0.0.1", node=node, name=tid, **kw)  # type: ignore[arg-type]  # fmt: skip
+
+
+DOWN = down_nodes(
+    (
+        NodeCapacity("lab1", 2, 1024, 0, 0, address="10.251.4.11"),
+        NodeCapacity("lab2", 2, 1024, 0, 0, address="10.251.4.12", state="down"),
+        NodeCapacity("lab3", 2, 1024, 0, 0, address="10.251.4.13", state="disconnected"),
+    )
+)
+
+
+@pytest.mark.parametrize(
+    ("tasks", "lost", "pending", "explained"),
+    [
+        ([_t("a", "running", "lab1")], [], [], set()),
+        (
+            [_t("a", "dead", "lab2"), _t("b", "running", "lab2", config_hash="old"),
+             _t("c", "running", "lab1")],
+            [LostHost("lab2", 2)], [], {"a", "b"},
+        ),
+        (  # no node name: matched by address
+            [_t("a", "dead", host="10.251.4.13")], [LostHost("lab3", 1)], [], {"a"},
+        ),
+        (
+            [_t("a", "starting", status_message="no node with 0.5 cpus free"),
+             _t("b", "dead", status_message="constraint pool=batch matches no node"),
+             _t("c", "dead", exit_code=3, status_message="task: non-zero exit (3)"),
+             _t("d", "starting", status_message="waiting", config_hash="old")],
+            [],
+            [PendingTask("a", "no node with 0.5 cpus free"),
+             PendingTask("b", "constraint pool=batch matches no node")],
+            {"a", "b"},
+        ),
+    ],
+    ids=["all well", "a down node by name", "a down node by address", "pending, not crashes"],
+)  # fmt: skip
+def test_lost_hosts_and_pending_tasks(
+    tasks: list[Task], lost: list[LostHost], pending: list[PendingTask], explained: set[str]
+) -> None:
+    assert lost_and_pending(tasks, "new", DOWN) == (tuple(lost), tuple(pending), explained)
+    assert DOWN == {"lab2": "lab2", "10.251.4.12": "lab2", "lab3": "lab3", "10.251.4.13": "lab3"}

@@ -25,7 +25,7 @@ from paasport.cli.options import (
     state_dir_option,
 )
 from paasport.config.system import load_system_config
-from paasport.view.observe import InstanceView
+from paasport.view.observe import InstanceView, TaskView
 from paasport.view.status import (
     StatusView,
     config_errors,
@@ -65,6 +65,30 @@ def _proxy_cell(view: InstanceView, task_id: str) -> str:
     return ", ".join(cells) or "-"
 
 
+def _host_cell(tv: TaskView) -> str:
+    """``node address:port`` (the node in red when the engine reports it down)."""
+    t = tv.task
+    where = f"{t.host}:{t.port}" if t.port else t.host
+    if not t.node or t.node == t.host:
+        node = ""
+    elif tv.host_down:
+        node = f"[red]{t.node} (down)[/red] "
+    else:
+        node = f"{t.node} "
+    return f"{node}{where}"
+
+
+def _state_cell(tv: TaskView) -> str:
+    """The task's state, its exit code, and the engine's word on why it is not running."""
+    t = tv.task
+    cell = t.state + (f" ({t.exit_code})" if t.exit_code is not None else "")
+    if t.status_message and t.state != "running":
+        from rich.markup import escape
+
+        cell += f": {escape(t.status_message)}"
+    return cell
+
+
 def render(views: Sequence[InstanceView], verbose: int) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -97,7 +121,7 @@ def render(views: Sequence[InstanceView], verbose: int) -> None:
         if verbose >= 1 and view.tasks:
             table = Table(box=None, padding=(0, 2), show_edge=False)
             in_mesh = bool(c.registrations)
-            columns = ["task", "host:port", "state", "health", "age", "restarts", "version"]
+            columns = ["task", "host", "state", "health", "age", "restarts", "version"]
             for col in [*columns, "proxy"] if in_mesh else columns:
                 table.add_column(col)
             for tv in view.tasks:
@@ -105,8 +129,8 @@ def render(views: Sequence[InstanceView], verbose: int) -> None:
                 health = tv.health + (f" ({tv.detail})" if tv.health != "healthy" else "")
                 row = [
                     t.name or t.task_id[:12],
-                    f"{t.host}:{t.port}" if t.port else t.host,
-                    t.state + (f" ({t.exit_code})" if t.exit_code is not None else ""),
+                    _host_cell(tv),
+                    _state_cell(tv),
                     health,
                     _age(now - t.started_at) if t.started_at else "-",
                     str(t.restarts),

@@ -26,6 +26,22 @@ class FailingCheck:
 
 
 @dataclass(frozen=True)
+class LostHost:
+    """A node the engine reports down, and how many of the instance's tasks were on it."""
+
+    node: str
+    tasks: int
+
+
+@dataclass(frozen=True)
+class PendingTask:
+    """A task of the desired version the engine has not placed or started, in its words."""
+
+    name: str
+    message: str  # Task.status_message: "no node with 0.5 cpus free"
+
+
+@dataclass(frozen=True)
 class InstanceFacts:
     """What status knows about one instance; every field is a plain value."""
 
@@ -49,6 +65,8 @@ class InstanceFacts:
     proxy_socket: str = ""  # this host's HAProxy admin socket
     proxy_error: str = ""  # why that HAProxy did not answer ("" when it did)
     registry_error: str = ""  # why the registry did not answer ("" when it did)
+    lost: tuple[LostHost, ...] = ()  # down nodes its tasks were on (those are not in ``dead``)
+    pending: tuple[PendingTask, ...] = ()  # new tasks waiting to be placed (not in ``dead``)
 
 
 @dataclass(frozen=True)
@@ -105,6 +123,9 @@ def _diagnose_tasks(f: InstanceFacts) -> Verdict:
             f"image {f.image} does not exist on this host: run `paasport cook-image` "
             "(or push-to-registry) for this sha",
         )
+    if f.lost and not healthy_enough:
+        hosts = "; ".join(f"{_count(h.tasks, 'task')} on {h.node}, which is down" for h in f.lost)
+        return Verdict(False, "Host down", hosts)
     oom = [d for d in f.dead if d.oom_killed]
     if oom:
         d = oom[0]
@@ -122,6 +143,13 @@ def _diagnose_tasks(f: InstanceFacts) -> Verdict:
                 False, "Crashing", f"crash loop: task {d.name} exited with code {code}{tail}"
             )
         return Verdict(False, "Crashing", f"crash loop: {f.crashes_recently} crashes recently")
+    if f.pending and f.running < f.expected:
+        p = f.pending[0]
+        others = {q.message for q in f.pending} - {p.message}
+        more = f" (and {len(others)} other reason(s))" if others else ""
+        return Verdict(
+            False, "Waiting", f"{_count(len(f.pending), 'task')} pending: {p.message}{more}"
+        )
     if f.running < f.expected and f.cpus_free is not None and f.cpus_free < f.cpus_needed:
         return Verdict(
             False,
@@ -147,3 +175,7 @@ def _diagnose_tasks(f: InstanceFacts) -> Verdict:
     if f.running < f.expected:
         return Verdict(False, "Starting", f"{f.running} of {f.expected} tasks running")
     return Verdict(False, "Starting", f"{f.healthy} of {f.expected} tasks healthy")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

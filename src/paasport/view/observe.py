@@ -18,7 +18,7 @@ from pathlib import Path
 from paasport.bounce.desired import desired_app
 from paasport.bounce.plan import BounceStatus, bounce_status, is_happy
 from paasport.deploy.deployments import Deployments, read_deployments
-from paasport.engine.base import Engine
+from paasport.engine.base import Engine, NodeCapacity
 from paasport.errors import PaasportError
 from paasport.monitoring.events import Event
 from paasport.monitoring.redact import redact
@@ -35,6 +35,8 @@ from paasport.view.diagnosis import (
     DeadTask,
     FailingCheck,
     InstanceFacts,
+    LostHost,
+    PendingTask,
     Verdict,
     diagnose,
 )
@@ -51,6 +53,7 @@ class TaskView:
     health: TaskHealth
     detail: str  # last probe response or error
     is_new: bool  # belongs to the desired app version
+    host_down: bool = False  # the engine reports the task's node down
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,10 @@ class InstanceView:
                     "name": tv.task.name,
                     "host": tv.task.host,
                     "port": tv.task.port,
+                    "node": tv.task.node,
+                    "host_down": tv.host_down,
                     "state": tv.task.state,
+                    "status_message": tv.task.status_message,
                     "health": tv.health,
                     "detail": tv.detail,
                     "age_seconds": (
@@ -164,6 +170,60 @@ def probe_tasks(
         return dict(pool.map(one, tasks))
 
 
+class NodesOnce:
+    """The engine's nodes, asked at most once per status call and only when some instance
+    needs them (tasks missing or not running); None when the engine cannot say."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._asked = False
+        self._nodes: tuple[NodeCapacity, ...] | None = None
+
+    def get(self) -> tuple[NodeCapacity, ...] | None:
+        if not self._asked:
+            self._asked = True
+            try:
+                self._nodes = tuple(self.engine.node_capacity())
+            except PaasportError:
+                self._nodes = None
+        return self._nodes
+
+
+def down_nodes(nodes: Sequence[NodeCapacity] | None) -> dict[str, str]:
+    """Name and address -> name of every node that is not ready (pure)."""
+    out: dict[str, str] = {}
+    for n in nodes or ():
+        if n.state != "ready":
+            out[n.node] = n.node
+            if n.address:
+                out[n.address] = n.node
+    return out
+
+
+def lost_and_pending(
+    tasks: Sequence[Task], new_hash: str | None, down: Mapping[str, str]
+) -> tuple[tuple[LostHost, ...], tuple[PendingTask, ...], set[str]]:
+    """Pure: the down nodes the instance's tasks were on (with how many), the new tasks the
+    engine has not placed or started with its reason, and the ids of both (not crashes)."""
+    lost: dict[str, int] = {}
+    pending: list[PendingTask] = []
+    explained: set[str] = set()
+    for t in tasks:
+        node = down.get(t.node) if t.node else down.get(t.host)
+        if node is not None:
+            lost[node] = lost.get(node, 0) + 1
+            explained.add(t.task_id)
+        elif (
+            t.config_hash == new_hash
+            and t.status_message
+            and t.state != "running"
+            and (t.state not in ("exited", "dead") or t.exit_code is None)
+        ):
+            pending.append(PendingTask(t.name or t.task_id[:12], t.status_message))
+            explained.add(t.task_id)
+    return tuple(LostHost(n, k) for n, k in sorted(lost.items())), tuple(pending), explained
+
+
 def observe_instances(
     configs: Sequence[InstanceConfig],
     read_deployments_of: Callable[[str], Deployments | None],
@@ -206,6 +266,7 @@ def observe_instances(
                 to_probe.append((t, t.healthcheck or c.healthcheck))
     health = probe_tasks(to_probe, probe, now)
 
+    nodes = NodesOnce(engine)
     views = []
     for c in configs:
         key = (c.service, c.instance)
@@ -221,7 +282,7 @@ def observe_instances(
             for av in by_key.get(key, [])
         )
         recent = tuple(events(c.service, c.instance, now - RECENT_SECONDS)) if events else ()
-        view = _view(c, state, spec, versions, health, recent, engine, now, with_events)
+        view = _view(c, state, spec, versions, health, recent, engine, nodes, now, with_events)
         views.append(_with_discovery(view, discovery) if discovery is not None else view)
     return views
 
@@ -256,28 +317,39 @@ def _view(
     health: Mapping[str, tuple[TaskHealth, str]],
     recent: tuple[Event, ...],
     engine: Engine,
+    nodes: NodesOnce,
     now: float,
     with_events: bool,
 ) -> InstanceView:
     all_tasks = [t for av in versions for t in av.tasks]
     new_hash = spec.config_hash if spec else None
+    new_live = [t for t in all_tasks if t.config_hash == new_hash and t.state == "running"]
+    expected = spec.replicas if spec else 0
+    missing = max(expected - len(new_live), 0)
+    unsettled = missing or any(t.state != "running" for t in all_tasks)
+    down = down_nodes(nodes.get()) if unsettled else {}
+    lost, pending, explained = lost_and_pending(all_tasks, new_hash, down)
     task_views = tuple(
-        TaskView(t, t.health, health.get(t.task_id, ("unknown", ""))[1], t.config_hash == new_hash)
+        TaskView(
+            t,
+            t.health,
+            health.get(t.task_id, ("unknown", ""))[1],
+            t.config_hash == new_hash,
+            host_down=(down.get(t.node) if t.node else down.get(t.host)) is not None,
+        )
         for t in all_tasks
     )
-    new_live = [t for t in all_tasks if t.config_hash == new_hash and t.state == "running"]
     corpses = [t for t in all_tasks if t.config_hash == new_hash and t.state in ("exited", "dead")]
     # a task paasport stopped because it failed its health checks is no crash (its exit code is
-    # the SIGTERM paasport sent): status names the failing check instead
+    # the SIGTERM paasport sent): status names the failing check instead; nor is a task lost
+    # with its host or one the engine could not place (status names the host or the reason)
     replaced = _replaced_for_health(recent)
-    dead = [t for t in corpses if t.task_id not in replaced]
+    dead = [t for t in corpses if t.task_id not in replaced and t.task_id not in explained]
     bounce = (
         bounce_status(spec, versions, c.bounce_method, c.bounce_margin_factor) if spec else None
     )
-    expected = spec.replicas if spec else 0
-    missing = max(expected - len(new_live), 0)
     healthy = sum(1 for t in new_live if is_happy(t))
-    free = _capacity(engine) if missing else (None, None)
+    free = _capacity(nodes.get()) if missing else (None, None)
     facts = InstanceFacts(
         deployed=state is not None,
         desired_state=state.desired_state if state else "start",
@@ -298,6 +370,8 @@ def _view(
             (e.message for e in reversed(recent) if e.kind == "reconcile" and e.level == "error"),
             "",
         ),
+        lost=lost,
+        pending=pending,
     )
     return InstanceView(
         config=c,
@@ -320,17 +394,14 @@ def _image_exists(engine: Engine, spec: AppSpec) -> bool:
         return True  # unknown: do not blame the image
 
 
-def _capacity(engine: Engine) -> tuple[float | None, float | None]:
-    """The most CPU and memory (MB) free on one node; None when the engine cannot say."""
-    try:
-        nodes = engine.node_capacity()
-    except PaasportError:
-        return None, None
-    if not nodes:
+def _capacity(nodes: Sequence[NodeCapacity] | None) -> tuple[float | None, float | None]:
+    """The most CPU and memory (MB) free on one ready node; None when the engine cannot say."""
+    ready = [n for n in nodes or () if n.state == "ready"]
+    if not ready:
         return None, None
     return (
-        max(n.cpus - n.cpus_reserved for n in nodes),
-        max(n.mem_mb - n.mem_reserved_mb for n in nodes),
+        max(n.cpus - n.cpus_reserved for n in ready),
+        max(n.mem_mb - n.mem_reserved_mb for n in ready),
     )
 
 
