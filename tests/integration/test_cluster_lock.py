@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_reconciler import SLOW_HTTPD, World, instance_yaml
+from test_reconciler import SLOW_HTTPD, World, instance_yaml, world  # noqa: F401 (fixture)
 
 from paasport.engine.docker import DockerEngine
 from paasport.monitoring.events import EventLog
@@ -123,15 +123,15 @@ def lock_world(
         _delete_zk_path(zk_hosts, zk_path)
 
 
-def _wait(what: str, cond: object, timeout: float, world: LockWorld) -> None:
+def _wait(what: str, cond: object, timeout: float, w: LockWorld) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():  # type: ignore[operator]
             return
         time.sleep(0.2)
     raise AssertionError(
-        f"timed out waiting for {what}\n--- a\n{world.log_of('a')[-3000:]}\n--- b\n"
-        f"{world.log_of('b')[-3000:]}"
+        f"timed out waiting for {what}\n--- a\n{w.log_of('a')[-3000:]}\n--- b\n"
+        f"{w.log_of('b')[-3000:]}"
     )
 
 
@@ -202,3 +202,27 @@ def test_a_deployd_cut_from_zookeeper_stops_acting_and_finishes_the_bounce_when_
     versions = w.versions()
     assert len(versions) == 1 and versions[0].config_hash not in old
     assert len(cluster_containers(w.cluster)) == 3
+
+
+def test_a_task_created_but_never_started_is_replaced(world: World) -> None:  # noqa: F811
+    """A deployd killed between a container's create and start leaves it "created": the next
+    deployd must replace it (not wait for ever on a task that never starts, nor add a second
+    app version)."""
+    world.engine.never_started_seconds = 1.0
+    client = world.engine.api
+    real_start = client.start
+    skipped: list[str] = []
+
+    def start_all_but_the_first(container: str, *args: object, **kwargs: object) -> object:
+        if not skipped:
+            skipped.append(container)
+            return None  # as if the creator died right after creating it
+        return real_start(container, *args, **kwargs)
+
+    client.start = start_all_but_the_first
+    world.write_service(instance_yaml(instances=2))
+    world.start_deployd()
+    world.wait_for("convergence", lambda: world.converged(2), timeout=60)
+    assert skipped
+    assert skipped[0] not in cluster_containers(world.cluster)
+    assert len(cluster_containers(world.cluster)) == 2

@@ -10,7 +10,7 @@ import pytest
 from paasport.engine import container_spec as cs
 from paasport.engine.factory import engine_for
 from paasport.errors import EngineError
-from paasport.types import AppSpec, HealthCheck, Volume
+from paasport.types import AppSpec, AppVersion, HealthCheck, Task, Volume
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 HASH = "cafebabe12345678"
@@ -495,3 +495,26 @@ def test_exited_during_outage(
     finished_at: float | None, outages: list[tuple[float, float]], expected: bool
 ) -> None:
     assert cs.exited_during_outage(finished_at, outages) is expected
+
+
+def _created(tid: str, started_at: float) -> Task:
+    return Task(tid, "web", "main", "c", "h", "a" * 40, "starting", started_at=started_at)
+
+
+@pytest.mark.parametrize(
+    ("created_ids", "now", "dead"),
+    [
+        ([], 1000.0, set()),
+        (["old", "young"], 1000.0, {"old"}),  # created 40 s ago: its creator died
+        (["young"], 1000.0, set()),  # 5 s: still being started
+        (["old"], 950.0, set()),
+    ],
+)
+def test_containers_left_created_become_dead_tasks(
+    created_ids: list[str], now: float, dead: set[str]
+) -> None:
+    av = AppVersion("web", "main", "c", "h", "a" * 40, "img",
+                    tasks=(_created("old", 960.0), _created("young", 995.0)))  # fmt: skip
+    (out,) = cs.never_started([av], created_ids, now, after=30.0)
+    assert {t.task_id for t in out.tasks if t.state == "dead"} == dead
+    assert all(t.status_message == cs.NEVER_STARTED for t in out.tasks if t.state == "dead")

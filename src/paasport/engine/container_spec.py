@@ -448,3 +448,35 @@ def split_log_line(line: str) -> tuple[str, str]:
 def log_lines(text: str) -> Sequence[tuple[str, str]]:
     """Every complete line of a timestamped log chunk as (timestamp, message)."""
     return [split_log_line(line.rstrip("\r")) for line in text.split("\n") if line]
+
+
+NEVER_STARTED = "created but never started (whoever created it stopped before starting it)"
+
+
+def never_started(
+    versions: Sequence[AppVersion], created_ids: Iterable[str], now: float, after: float
+) -> tuple[AppVersion, ...]:
+    """Containers still in Docker's ``created`` state ``after`` seconds past their creation
+    (a deployd killed between create and start) as dead tasks, so the reconciler replaces
+    them instead of waiting for ever on a task that never starts (pure)."""
+    stale = {
+        cid
+        for cid in created_ids
+        for av in versions
+        for t in av.tasks
+        if t.task_id == cid and t.started_at and now - t.started_at > after
+    }
+    if not stale:
+        return tuple(versions)
+    return tuple(
+        dataclasses.replace(
+            av,
+            tasks=tuple(
+                dataclasses.replace(t, state="dead", status_message=NEVER_STARTED)
+                if t.task_id in stale
+                else t
+                for t in av.tasks
+            ),
+        )
+        for av in versions
+    )

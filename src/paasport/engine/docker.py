@@ -144,6 +144,8 @@ class DockerEngine:
         self._unanswered_since: float | None = None
         self._outages: list[tuple[float, float]] = []
         self._answered_at: float | None = None  # the last new connection the daemon accepted
+        # a container left "created" this long (its creator died before starting it) is dead
+        self.never_started_seconds = 30.0
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -298,7 +300,11 @@ class DockerEngine:
             with self._details_lock:
                 for cid in [c for c in self._exit_details if c not in listed]:
                     del self._exit_details[cid]
-        return cs.app_versions_from_containers(summaries, self._node, details)
+        versions = cs.app_versions_from_containers(summaries, self._node, details)
+        created = [str(s["Id"]) for s in summaries if s.get("State") == "created"]
+        if not created:
+            return versions
+        return cs.never_started(versions, created, time.time(), self.never_started_seconds)
 
     def _without_outage_exits(
         self, summaries: list[dict[str, Any]], details: Mapping[str, cs.ExitDetails]
