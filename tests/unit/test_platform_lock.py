@@ -168,6 +168,26 @@ def test_an_unreachable_zookeeper_at_start_is_retried() -> None:
     assert lock.is_open() and len(opened) == 1
 
 
+class _AbandonedSeat(FakeSeat):
+    """A registry client abandoned after a missed deadline: reconnects on the next call."""
+
+    abandoned: bool = True
+
+    def session(self) -> int | None:
+        return None if self.abandoned else super().session()
+
+    def contenders(self) -> list[C]:
+        self.abandoned = False
+        return super().contenders()
+
+
+def test_an_abandoned_client_is_reconnected_by_the_next_round() -> None:
+    seat = _AbandonedSeat(FakeZk(), 7)
+    lock = _lock(seat, "h1/1", [])
+    lock.poll()
+    assert lock.is_open()
+
+
 def test_release_leaves_the_queue_so_the_next_takes_over_at_once() -> None:
     zk = FakeZk()
     seat = FakeSeat(zk, 1)

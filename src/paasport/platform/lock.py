@@ -10,6 +10,7 @@ ends. ``decide`` is the pure rule; ``ClusterLock.poll`` does one round of bounde
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -211,6 +212,12 @@ class ClusterLock:
             self._seat = self.open_seat()
         seat = self._seat
         session = seat.session()
+        if session is None:
+            # a client the registry abandoned (a call past its deadline) reconnects only on
+            # its next call: make one (bounded), then look again
+            with contextlib.suppress(PaasportError):
+                seat.contenders()
+            session = seat.session()
         if session is None:
             self._holding = False
             self._why = f"not connected to {seat.where}"
