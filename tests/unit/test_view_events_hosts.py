@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from paasport.monitoring.events import Event, EventLog, events_path
 from paasport.view.events import load_events
 from paasport.view.history import who_by_tag
 from paasport.view.hosts import hosts_from
+
+from fake_engine import FakeEngine
 
 
 def test_events_view_is_what_events_json_prints(tmp_path: Path) -> None:
@@ -133,3 +136,36 @@ def test_hosts_view(
     assert hosts_from("local", nodes, "here").to_json() == {
         "cluster": "local", "down": down, "hosts": expected,
     }  # fmt: skip
+
+
+class _LabEngine(FakeEngine):
+    def node_capacity(self) -> Sequence[NodeCapacity]:
+        return [
+            LAB2_DOWN,
+            NodeCapacity("lab1", 2, 1024, 0.5, 128, address="10.251.4.11", role="manager",
+                         labels={"pool": "default"}, tasks=1),
+        ]  # fmt: skip
+
+
+@pytest.mark.parametrize("verb", ["hosts", "list-hosts"])
+def test_hosts_cli_shows_a_down_node(
+    verb: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = _LabEngine()
+    monkeypatch.setattr("paasport.engine.factory.engine_for", lambda cluster: engine)
+    config = tmp_path / "paasport.yaml"
+    config.write_text(f"state_dir: {tmp_path}\nsoa_dir: {tmp_path}\n")
+    shown = CliRunner().invoke(cli, [verb, "--config", str(config)])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert lines[0] == "cluster local: 2 node(s), 1 down: lab2"
+    lab1 = next(line for line in lines[1:] if "lab1" in line)
+    lab2 = next(line for line in lines[1:] if "lab2" in line)
+    assert lines.index(lab1) < lines.index(lab2)  # sorted by hostname
+    for cell in ("10.251.4.11", "ready", "manager", "0.5/2 (1.5 free)", "128/1024 (896 free)",
+                 "pool=default"):  # fmt: skip
+        assert cell in lab1, lab1
+    assert "DOWN" in lab2 and "worker" in lab2 and "10.251.4.12" in lab2
+    assert engine.closed
+    as_json = CliRunner().invoke(cli, [verb, "--config", str(config), "--json"])
+    assert json.loads(as_json.output)["down"] == 1
