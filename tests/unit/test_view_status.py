@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +163,63 @@ def test_lost_hosts_and_pending_tasks(
 ) -> None:
     assert lost_and_pending(tasks, "new", DOWN) == (tuple(lost), tuple(pending), explained)
     assert DOWN == {"lab2": "lab2", "10.251.4.12": "lab2", "lab3": "lab3", "10.251.4.13": "lab3"}
+
+
+class _LabEngine(FakeEngine):
+    lab2_state: str = "down"
+
+    def node_capacity(self) -> Sequence[NodeCapacity]:
+        return [
+            NodeCapacity("lab1", 2, 1024, 1.5, 0, address="10.251.4.11"),
+            NodeCapacity("lab2", 2, 1024, 0, 0, address="10.251.4.12", state=self.lab2_state),
+        ]
+
+
+def test_status_names_a_lost_host_and_pending_reasons_and_shows_each_tasks_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_tree(tmp_path)
+    (tmp_path / "soa" / "web" / "instances-local.yaml").write_text(
+        "main:\n  instances: 3\n  cpus: 0.5\ncanary:\n  instances: 1\n"
+    )
+    engine = _LabEngine(cluster="local")
+    monkeypatch.setattr("paasport.engine.factory.engine_for", lambda cluster: engine)
+
+    def status(*argv: str) -> str:
+        with pytest.raises(SystemExit):
+            main(["status", "--config", str(config), "-s", "web", "-i", "main", *argv])
+        return capsys.readouterr().out
+
+    (entry,) = json.loads(status("--json"))
+    new = str(entry["config_hash"])
+
+    def task(tid: str, state: str, node: str, host: str, port: int | None, msg: str) -> Task:
+        return Task(tid, "web", "main", "local", new, SHA, state, host=host, port=port,  # type: ignore[arg-type]
+                    node=node, name=tid, status_message=msg, started_at=1.0)  # fmt: skip
+
+    engine.tasks = {
+        "t1": task("t1", "running", "lab1", "10.251.4.11", 31000, ""),
+        "t2": task("t2", "dead", "lab2", "10.251.4.12", None, "host lab2 is down"),
+        "t3": task("t3", "starting", "", "", None, "no node with 0.5 cpus free"),
+    }
+    (entry,) = json.loads(status("--json"))
+    assert (entry["state"], entry["why"]) == ("Host down", "1 task on lab2, which is down")
+    shown = {t["id"]: (t["node"], t["host_down"], t["status_message"]) for t in entry["tasks"]}
+    assert shown == {
+        "t1": ("lab1", False, ""),
+        "t2": ("lab2", True, "host lab2 is down"),
+        "t3": ("", False, "no node with 0.5 cpus free"),
+    }
+    text = status("-v")
+    assert "lab1 10.251.4.11:31000" in text
+    assert "lab2 (down) 10.251.4.12" in text
+    assert "starting: no node with 0.5 cpus free" in text
+
+    # the lost task replaced; one still cannot be placed: the engine's reason, not a crash
+    del engine.tasks["t2"]
+    engine.lab2_state = "ready"
+    (entry,) = json.loads(status("--json"))
+    assert (entry["state"], entry["why"]) == (
+        "Waiting",
+        "1 task pending: no node with 0.5 cpus free",
+    )
