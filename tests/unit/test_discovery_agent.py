@@ -14,9 +14,10 @@ from paasport.discovery.agent import (
     mesh_check,
     registrations_by_instance,
     route_changes,
+    tasks_to_check,
 )
 from paasport.discovery.registry import Backend, MemoryRegistry
-from paasport.errors import RegistryUnavailable
+from paasport.errors import EngineUnavailable, RegistryUnavailable
 from paasport.types import AppVersion, HealthCheck, InstanceConfig, Namespace, Task
 
 WEB = Namespace("web", "main", 20001, healthcheck_uri="/ping", healthcheck_timeout_s=0.5)
@@ -252,3 +253,76 @@ def test_a_failing_event_hook_never_stops_a_pass() -> None:
     agent.on_event = broken
     agent.proxy = FakeProxy(["restarted"])  # type: ignore[assignment]
     assert agent.run_once().restarted == "restarted"
+
+
+TO_CHECK_CASES = [
+    # name, lost_since, now, withdraw_after, expect tasks kept, withdrawn
+    ("engine answers", None, 50.0, 10.0, True, False),
+    ("engine away briefly: keep checking", 40.0, 45.0, 10.0, True, False),
+    ("engine away past the session: withdraw", 40.0, 50.0, 10.0, False, True),
+    ("one host never withdraws", 0.0, 1e6, None, True, False),
+]
+
+
+@pytest.mark.parametrize(
+    "name,lost_since,now,after,kept,withdrawn", TO_CHECK_CASES, ids=[c[0] for c in TO_CHECK_CASES]
+)
+def test_tasks_to_check(
+    name: str,
+    lost_since: float | None,
+    now: float,
+    after: float | None,
+    kept: bool,
+    withdrawn: bool,
+) -> None:
+    last = [task("t1"), task("t2")]
+    tasks, out = tasks_to_check(last, lost_since, now, after)
+    assert (list(tasks) == last, out) == (kept, withdrawn)
+
+
+class DownEngine(FakeEngine):
+    down = False
+
+    def list_app_versions(
+        self, service: str | None = None, instance: str | None = None
+    ) -> Sequence[AppVersion]:
+        if self.down:
+            raise EngineUnavailable("the Docker engine at unix:///x does not answer")
+        return super().list_app_versions(service, instance)
+
+
+def test_agent_checks_the_last_tasks_while_its_engine_is_away_then_withdraws() -> None:
+    engine, health, registry = DownEngine(), FakeHealth(), FlakyRegistry()
+    now = [10.0]
+    events: list[tuple[str, str]] = []
+    agent = Agent(
+        engine,  # type: ignore[arg-type]
+        registry,
+        None,
+        lambda: (NAMESPACES, [MAIN]),  # type: ignore[arg-type]
+        agent_id="h1",
+        health=health,  # type: ignore[arg-type]
+        clock=lambda: now[0],
+        on_event=lambda level, message: events.append((level, message)),
+        withdraw_after=10.0,
+    )
+    engine.tasks = [task("t1", port=1001), task("t2", port=1002)]
+    health.healthy = {"t1", "t2"}
+    agent.run_once()
+    assert {b.task_id for b in registry.backends()} == {"t1", "t2"}
+    engine.down = True
+    health.healthy = {"t1"}  # t2's container died with the engine: its checks fail
+    now[0] = 12.0
+    report = agent.run_once()
+    assert any("does not answer" in e for e in report.errors)
+    assert {b.task_id for b in registry.backends()} == {"t1"}  # the live one keeps serving
+    now[0] = 22.5
+    agent.run_once()
+    assert list(registry.backends()) == []  # gone longer than a session: the host leaves
+    assert [lvl for lvl, _ in events] == ["warning", "error"]
+    engine.down = False
+    health.healthy = {"t1", "t2"}
+    now[0] = 30.0
+    agent.run_once()
+    assert {b.task_id for b in registry.backends()} == {"t1", "t2"}
+    assert events[-1][0] == "info"

@@ -53,4 +53,22 @@ def test_without_root_the_locks_live_in_a_folder_of_this_user(
 
     monkeypatch.setattr(os, "access", lambda path, mode: False)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
-    assert proxy_lock.default_lock_dir() == tmp_path / f"paasport-{os.geteuid()}" / "proxy-ports"
+    assert proxy_lock.default_lock_dir() == (
+        tmp_path
+        / f"paasport-{os.geteuid()}"
+        / "proxy-ports"
+        / proxy_lock.netns_folder(proxy_lock.current_netns())
+    )
+
+
+def test_each_network_namespace_has_its_own_lock_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lab's three hosts are three namespaces of one machine serving the same ports."""
+    from paasport.discovery import proxy_lock
+
+    folders = set()
+    for inode in (4026531840, 4026532999, 4026532999, None):
+        monkeypatch.setattr(proxy_lock, "current_netns", lambda inode=inode: inode)
+        folders.add(proxy_lock.default_lock_dir())
+    assert len(folders) == 3
+    assert all(f.parent == proxy_lock.default_lock_dir().parent for f in folders)
+    assert proxy_lock.netns_folder(7) == "netns-7"

@@ -397,6 +397,7 @@ SYSTEM = Obj(
                 "registry": Enum(("sqlite", "zookeeper")),
                 "zookeeper_hosts": Str(description="host:port[,host:port]"),
                 "zookeeper_path": Str(r"/.*", "an absolute ZooKeeper path"),
+                "zookeeper_session_timeout_seconds": Num(2, 60),
                 "proxy_bind": ListOf(Str(), description="addresses HAProxy listens on"),
                 "haproxy_bin": Str(),
             }

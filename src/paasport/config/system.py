@@ -38,6 +38,8 @@ class DiscoveryConfig:
     registry: Literal["sqlite", "zookeeper"] = "sqlite"
     zookeeper_hosts: str = "127.0.0.1:2181"
     zookeeper_path: str = "/paasport"
+    # a host that dies leaves every proxy this long after its agent's last heartbeat
+    zookeeper_session_timeout_seconds: float = 10.0
     proxy_bind: tuple[str, ...] = ("127.0.0.1",)
     haproxy_bin: str = "haproxy"
 

@@ -89,6 +89,22 @@ def desired_backends(
     return out
 
 
+def tasks_to_check(
+    last_seen: Sequence[Task], lost_since: float | None, now: float, withdraw_after: float | None
+) -> tuple[Sequence[Task], bool]:
+    """While this host's engine does not answer: which tasks the agent goes on checking, and
+    whether it withdraws them all. It keeps probing what the engine last listed (a dead
+    container fails its checks and leaves; a live one keeps serving) until the engine has been
+    gone ``withdraw_after`` seconds: then the host is out of the cluster (Swarm marks the node
+    down and the reconciler replaces its tasks) and its backends go. None: never withdraw (one
+    host: a restarting dockerd's live-restored tasks keep serving). Pure."""
+    if lost_since is None:
+        return last_seen, False
+    if withdraw_after is not None and now - lost_since >= withdraw_after:
+        return (), True
+    return last_seen, False
+
+
 @dataclass(frozen=True)
 class RouteChanges:
     """Backends that became routable / stopped being routable between two applied sets."""
@@ -145,8 +161,10 @@ class Agent:
         check_interval: float = 0.5,
         clock: Callable[[], float] = time.time,
         on_event: EventHook | None = None,
+        withdraw_after: float | None = None,
     ) -> None:
         self.engine = engine
+        self.withdraw_after = withdraw_after  # see tasks_to_check
         self.registry = registry
         self.proxy = proxy
         self.source = source
@@ -165,6 +183,11 @@ class Agent:
         self.on_event = on_event
         self._last_proxy_error = ""
         self._last_conflict = ""
+        self._last_tasks: Sequence[
+            Task
+        ] = ()  # what the engine listed last (checked while it is away)
+        self._engine_lost_since: float | None = None
+        self._withdrawn = False
 
     def _check_for(
         self, namespaces: Mapping[str, Namespace], regs: Mapping[InstanceKey, tuple[str, ...]]
@@ -184,8 +207,7 @@ class Agent:
     ) -> Snapshot:
         """Make the registry hold exactly this host's healthy backends; returns its new state."""
         regs = registrations_by_instance(instances, namespaces)
-        versions = self.engine.list_app_versions()
-        tasks = [t for v in versions for t in v.tasks if (t.service, t.instance) in regs]
+        tasks = [t for t in self._engine_tasks(now, report) if (t.service, t.instance) in regs]
         report.tasks = len(tasks)
         states = self.health.update(tasks, self._check_for(namespaces, regs), complete=True)
         healthy = {tid: s.health == "healthy" for tid, s in states.items()}
@@ -207,6 +229,40 @@ class Agent:
         if report.registered or report.deregistered:
             return self.registry.snapshot()
         return before
+
+    def _engine_tasks(self, now: float, report: PassReport) -> Sequence[Task]:
+        """This host's tasks from the engine; while it does not answer, the last ones it listed
+        (``tasks_to_check``), with one event when it goes and when it is back."""
+        try:
+            versions = self.engine.list_app_versions()
+        except PaasportError as err:
+            if self._engine_lost_since is None:
+                self._engine_lost_since = now
+                self._event(
+                    "warning",
+                    f"this host's engine does not answer ({err}); checking the "
+                    f"{len(self._last_tasks)} task(s) it last listed",
+                )
+            tasks, withdraw = tasks_to_check(
+                self._last_tasks, self._engine_lost_since, now, self.withdraw_after
+            )
+            if withdraw and not self._withdrawn:
+                self._withdrawn = True
+                self._event(
+                    "error",
+                    f"this host's engine has not answered for {now - self._engine_lost_since:.0f}s:"
+                    " withdrawing its backends from every proxy",
+                )
+            report.errors.append(f"engine: {err}")
+            return tasks
+        if self._engine_lost_since is not None:
+            self._event(
+                "info",
+                f"this host's engine answers again after {now - self._engine_lost_since:.0f}s",
+            )
+        self._engine_lost_since, self._withdrawn = None, False
+        self._last_tasks = tuple(t for v in versions for t in v.tasks)
+        return self._last_tasks
 
     def _route(
         self,

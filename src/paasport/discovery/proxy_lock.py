@@ -2,6 +2,8 @@
 
 ``discovery.haproxy`` claims the ports of its listeners before it starts or reloads HAProxy; a
 second agent (another state dir, another process) gets ProxyConflict naming the first one.
+A "host" is a network namespace: the lock folder is keyed by it, so the lab's hosts (three
+namespaces of one machine, one agent and HAProxy each, the same ports) do not refuse each other.
 """
 
 from __future__ import annotations
@@ -18,14 +20,30 @@ from paasport.errors import PermanentError
 DEFAULT_LOCK_DIR = Path("/run/paasport/proxy-ports")
 
 
+def netns_folder(ns_inode: int | None) -> str:
+    """The lock sub-folder of one network namespace (ports are per namespace). Pure."""
+    return f"netns-{ns_inode}" if ns_inode is not None else "netns-unknown"
+
+
+def current_netns() -> int | None:
+    """The inode of this process's network namespace (None where /proc does not say)."""
+    try:
+        return os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        return None
+
+
 def default_lock_dir() -> Path:
-    """/run/paasport/proxy-ports where this user may create it (root), else a folder of this
-    user's (SO_REUSEPORT only ever shares a port between processes of one user anyway)."""
+    """/run/paasport/proxy-ports/netns-<inode> where this user may create it (root), else a
+    folder of this user's (SO_REUSEPORT only ever shares a port between processes of one user
+    anyway); one folder per network namespace."""
     run = DEFAULT_LOCK_DIR.parent
     if os.access(run if run.exists() else run.parent, os.W_OK):
-        return DEFAULT_LOCK_DIR
-    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-    return Path(base) / f"paasport-{os.geteuid()}" / "proxy-ports"
+        base_dir = DEFAULT_LOCK_DIR
+    else:
+        base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+        base_dir = Path(base) / f"paasport-{os.geteuid()}" / "proxy-ports"
+    return base_dir / netns_folder(current_netns())
 
 
 class ProxyConflict(PermanentError):

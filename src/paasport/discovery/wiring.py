@@ -41,7 +41,9 @@ def open_registry(system: SystemConfig) -> Registry:
     if d.registry == "zookeeper":
         from paasport.discovery.zk_registry import ZookeeperRegistry
 
-        return ZookeeperRegistry(d.zookeeper_hosts, d.zookeeper_path)
+        return ZookeeperRegistry(
+            d.zookeeper_hosts, d.zookeeper_path, timeout=d.zookeeper_session_timeout_seconds
+        )
     from paasport.discovery.sqlite_registry import SqliteRegistry
 
     return SqliteRegistry(registry_file(system))
@@ -156,6 +158,17 @@ class BackendsUp:
             self._registry = None
 
 
+def host_agent_id(engine: Engine, cluster: str) -> str:
+    """``<host>/<cluster>``: the host as its engine names it (a Swarm node's hostname; the lab's
+    hosts share one kernel but not one UTS name), else this machine's hostname."""
+    try:
+        name = engine.local_node().name
+    except PaasportError as err:
+        log.info("agent id from the hostname: the engine did not name this node (%s)", err)
+        name = ""
+    return f"{name}/{cluster}" if name else default_agent_id(cluster)
+
+
 def build_agent(
     system: SystemConfig,
     engine: Engine,
@@ -174,9 +187,14 @@ def build_agent(
         open_registry(system),
         proxy_for(system),
         source,
-        agent_id=agent_id or default_agent_id(system.local_cluster),
+        agent_id=agent_id or host_agent_id(engine, system.local_cluster),
         interval=interval,
         on_event=on_event,
+        # many hosts: a host whose engine is gone longer than a registry session leaves the
+        # proxies, as a host that died would; one host: its live-restored tasks keep serving
+        withdraw_after=system.discovery.zookeeper_session_timeout_seconds
+        if system.local.engine != "docker"
+        else None,
     )
 
 

@@ -220,7 +220,7 @@ def _add_discovery(platform: Platform, deployd: bool, agent: bool, interval: flo
     if agent:
         platform.agent = build_agent(
             system,
-            platform.engine,
+            _agent_engine(platform),
             interval=interval,
             source=platform.store.agent_view,
             on_event=proxy_event_hook(platform.events, system.local_cluster),
@@ -229,6 +229,19 @@ def _add_discovery(platform: Platform, deployd: bool, agent: bool, interval: flo
         with contextlib.suppress(PaasportError):  # a broken tree: the passes say why
             platform.store.ensure_loaded()
         platform.agent.claim_ports()  # ProxyConflict: another agent serves them (one line)
+
+
+def _agent_engine(platform: Platform) -> Engine:
+    """The agent checks and registers this host's tasks only: on plain docker the platform's
+    engine is this host; on a swarm it is the local daemon's node view (a worker cannot list
+    the cluster, and other hosts' tasks are their agents' to check)."""
+    if platform.system.local.engine == "docker":
+        return platform.engine
+    from paasport.engine.factory import node_engine_for
+
+    engine = node_engine_for(platform.system.local)
+    platform.closers.append(engine.close)
+    return engine
 
 
 def proxy_event_hook(events: EventLog, cluster: str) -> Callable[[str, str], None]:
