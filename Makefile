@@ -11,7 +11,7 @@ PYTEST_RC = rc=$$?; case $$rc in \
 	124|137) echo "make: pytest ran past $(TEST_TIMEOUT)s and was stopped" >&2; exit 1;; \
 	*) exit $$rc;; esac
 
-.PHONY: up test bootstrap lint typecheck unit integration services bench clean
+.PHONY: up test bootstrap lint typecheck unit integration services bench clean lab lab-down
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -21,6 +21,13 @@ up: bootstrap
 
 services: bootstrap
 	@bash scripts/services.sh start
+
+# the 3-host Swarm lab on this machine (scripts/lab.sh; README "Many hosts")
+lab: bootstrap
+	@bash scripts/lab.sh up
+
+lab-down:
+	@bash scripts/lab.sh down
 
 lint: bootstrap
 	$(VENV)/ruff check src tests bench
