@@ -32,10 +32,9 @@ def engine_for(cluster: ClusterLike) -> Engine:
 
         return DockerEngine(cluster.name, base_url=cluster.docker_host)
     if cluster.engine == "swarm":
-        raise EngineError(
-            f"cluster {cluster.name}: engine 'swarm' is not available yet in this version of "
-            "paasport; use engine 'docker' (one host)"
-        )
+        from paasport.engine.swarm import SwarmEngine
+
+        return SwarmEngine(cluster.name, base_url=cluster.docker_host)
     raise EngineError(
         f"cluster {cluster.name}: unknown engine {cluster.engine!r} (expected 'docker' or 'swarm')"
     )
@@ -45,6 +44,8 @@ def node_engine_for(cluster: ClusterLike) -> Engine:
     """The view of THIS host only (the discovery agent's engine): on plain docker the cluster's
     engine itself; on swarm the local daemon (``$DOCKER_HOST`` or its default socket), whose
     containers are this node's tasks (a worker cannot list the cluster's services)."""
-    if cluster.engine == "docker":
-        return engine_for(cluster)
-    return engine_for(cluster)  # swarm: raises until engine.swarm_node exists
+    if cluster.engine == "swarm":
+        from paasport.engine.swarm import SwarmNodeEngine
+
+        return SwarmNodeEngine(cluster.name)  # the local daemon: DOCKER_HOST or its socket
+    return engine_for(cluster)
