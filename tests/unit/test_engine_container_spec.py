@@ -407,10 +407,19 @@ def test_engine_for_docker_builds_a_lazy_docker_engine() -> None:
     assert (engine.cluster, engine.base_url) == ("prod", "unix:///run/other.sock")
 
 
+def test_engine_for_swarm_builds_the_cluster_and_node_views() -> None:
+    from paasport.engine.factory import node_engine_for
+    from paasport.engine.swarm import SwarmEngine, SwarmNodeEngine
+
+    cluster = Cluster("lab", "swarm", "unix:///run/manager.sock")
+    engine = engine_for(cluster)
+    assert isinstance(engine, SwarmEngine) and engine.base_url == "unix:///run/manager.sock"
+    assert isinstance(node_engine_for(cluster), SwarmNodeEngine)
+
+
 @pytest.mark.parametrize(
     ("engine", "message"),
     [
-        ("swarm", "cluster c: engine 'swarm' is not available yet"),
         ("kubernetes", "cluster c: unknown engine 'kubernetes'"),
     ],
 )
