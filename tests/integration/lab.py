@@ -7,7 +7,9 @@ their own with ``spawn``), and removes all of it at the end. Every call has a de
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 LAB_SH = ROOT / "scripts" / "lab.sh"
 HOSTS = ("lab1", "lab2", "lab3")
+SPAWNED: list[subprocess.Popen[bytes]] = []  # stopped at the end of the session at the latest
 
 
 def lab_sh(lab_id: int, *args: str, timeout: float = 180.0) -> subprocess.CompletedProcess[str]:
@@ -80,7 +83,7 @@ class Lab:
         """Start a long-running ``cmd`` on ``host`` (own process group; the caller stops it)."""
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
-            return subprocess.Popen(
+            proc = subprocess.Popen(
                 self._cmd(host, cmd),
                 env=self._env(),
                 stdout=out,
@@ -88,6 +91,8 @@ class Lab:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
+        SPAWNED.append(proc)
+        return proc
 
     def get(self, host: str, port: int, path: str = "/", timeout: float = 2.0) -> tuple[int, str]:
         """One HTTP GET to 127.0.0.1:port from inside ``host``: (status, body); (0, why) when
@@ -158,6 +163,22 @@ def lab_leftovers(lab_id: int) -> list[str]:
     return left
 
 
+def stop_spawned(grace: float = 10.0) -> None:
+    """Stop what tests spawned on the lab and left running (their process groups)."""
+    alive = [p for p in SPAWNED if p.poll() is None]
+    for proc in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in alive:
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    SPAWNED.clear()
+
+
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     lab_id = int(os.environ.get("PAASPORT_TEST_LAB_ID", "7"))
@@ -169,6 +190,7 @@ def lab() -> Iterator[Lab]:
     try:
         yield lab_from(lab_id)
     finally:
+        stop_spawned()
         down = lab_sh(lab_id, "down", timeout=180)
         assert down.returncode == 0, down.stderr
         assert lab_leftovers(lab_id) == []
