@@ -15,6 +15,7 @@ BounceMethod = Literal["crossover", "upthendown", "downthenup", "brutal"]
 HealthcheckMode = Literal["http", "tcp", "cmd"]
 DrainMethod = Literal["proxy", "noop"]
 DesiredState = Literal["start", "stop"]
+ConstraintOperator = Literal["CLUSTER", "LIKE", "UNLIKE", "UNIQUE", "GROUP_BY", "MAX_PER"]
 TaskState = Literal["starting", "running", "exited", "dead"]
 TaskHealth = Literal["unknown", "healthy", "unhealthy"]
 
@@ -24,6 +25,17 @@ class Volume:
     container_path: str
     host_path: str
     mode: Literal["RO", "RW"] = "RO"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """One validated PaaSTA/Marathon placement rule ``[attribute, OPERATOR, value]``.
+
+    ``value`` None: the operator takes none (UNIQUE, GROUP_BY without a count)."""
+
+    attribute: str
+    operator: ConstraintOperator
+    value: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,9 @@ class InstanceConfig:
     drain_method: DrainMethod = "proxy"
     drain_timeout_seconds: float = 60.0
     backoff_seconds: float = 10.0
+    pool: str | None = None
+    # the effective rules: ``constraints`` if set, else ``extra_constraints`` plus the pool rule
+    constraints: tuple[Constraint, ...] = ()
     source_file: str = ""
     source_line: int = 0
 
@@ -163,6 +178,8 @@ class AppSpec:
     volumes: tuple[Volume, ...] = ()
     healthcheck: HealthCheck = field(default_factory=HealthCheck)
     deploy_group: str = ""
+    # engine-neutral placement rules ("pool==batch", "hostname!=lab2"); engines translate them
+    placement: tuple[str, ...] = ()
 
     @property
     def app_id(self) -> str:

@@ -341,7 +341,9 @@ def test_up_end_to_end(world: E2E) -> None:
     old_hash = first["config_hash"]
     assert [v["config_hash"] for v in first["app_versions"]] == [old_hash]
     verbose = world.run("status", "-s", SERVICE, "-v")
-    header = next(line for line in verbose.stdout.splitlines() if line.split()[:2] == ["task", "host"])
+    header = next(
+        line for line in verbose.stdout.splitlines() if line.split()[:2] == ["task", "host"]
+    )
     assert header.split()[-1] == "proxy", verbose.stdout
     assert verbose.stdout.count(f"{SERVICE}.main: up") == INSTANCES, verbose.stdout
     mesh = json.loads(world.run("mesh-status", "-s", SERVICE, "--json").stdout)

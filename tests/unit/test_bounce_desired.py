@@ -10,6 +10,7 @@ import pytest
 
 from paasport.bounce.desired import config_hash, desired_app, image_for, standard_env
 from paasport.types import (
+    Constraint,
     DeploymentState,
     HealthCheck,
     InstanceConfig,
@@ -66,6 +67,9 @@ CHANGED: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("bounce method", {"bounce_method": "brutal"}, {}),
     ("registrations", {"registrations": ("web.other",)}, {}),
     ("monitoring team", {"monitoring": MonitoringConfig(team="ops")}, {}),
+    ("pool", {"pool": "batch"}, {}),
+    ("constraints", {"constraints": (Constraint("hostname", "UNLIKE", "lab2"),)}, {}),
+    ("spreading constraint", {"constraints": (Constraint("hostname", "UNIQUE"),)}, {}),
 ]
 
 
@@ -96,6 +100,59 @@ def test_hash_covers_registry_and_is_12_hex() -> None:
     assert re.fullmatch(r"[0-9a-f]{12}", plain)
     assert config_hash(CONFIG, DEPLOYMENT, "127.0.0.1:5000") != plain
     assert config_hash(CONFIG, DEPLOYMENT) == plain  # stable across calls
+
+
+# Hashes computed on the code before pool/constraints existed (commit a327a12): an instance
+# that does not use placement keeps its exact hash, so an upgrade bounces nothing.
+PRE_PLACEMENT_HASHES = [
+    (CONFIG, None, "ec74f5a2b7c8"),
+    (CONFIG, "127.0.0.1:5000", "be3fd45ecd7c"),
+    (
+        replace(
+            CONFIG,
+            cmd="httpd -f",
+            cpus=0.5,
+            extra_volumes=(Volume("/data", "/srv/data", "RW"),),
+            registrations=("web.main",),
+        ),
+        None,
+        "46d5bbc97fa1",
+    ),
+]
+
+
+@pytest.mark.parametrize(("config", "registry", "expected"), PRE_PLACEMENT_HASHES)
+def test_hash_without_placement_is_the_pre_placement_hash(
+    config: InstanceConfig, registry: str | None, expected: str
+) -> None:
+    assert config_hash(config, DEPLOYMENT, registry) == expected
+    assert config_hash(replace(config, pool=None, constraints=()), DEPLOYMENT, registry) == expected
+    assert config_hash(replace(config, pool="batch"), DEPLOYMENT, registry) != expected
+
+
+def test_pool_and_constraints_enter_the_hash_separately() -> None:
+    pool = replace(CONFIG, pool="batch", constraints=(Constraint("pool", "LIKE", "batch"),))
+    other_pool = replace(pool, pool="web", constraints=(Constraint("pool", "LIKE", "web"),))
+    rules_only = replace(CONFIG, constraints=(Constraint("pool", "LIKE", "batch"),))
+    hashes = {config_hash(c, DEPLOYMENT) for c in (CONFIG, pool, other_pool, rules_only)}
+    assert len(hashes) == 4
+
+
+@pytest.mark.parametrize(
+    ("constraints", "placement"),
+    [
+        ((), ()),
+        (
+            (Constraint("pool", "LIKE", "batch"), Constraint("hostname", "UNLIKE", "lab2")),
+            ("pool==batch", "hostname!=lab2"),
+        ),
+        ((Constraint("hostname", "UNIQUE"),), ()),
+    ],
+)
+def test_desired_app_placement(
+    constraints: tuple[Constraint, ...], placement: tuple[str, ...]
+) -> None:
+    assert desired_app(replace(CONFIG, constraints=constraints), DEPLOYMENT).placement == placement
 
 
 @pytest.mark.parametrize(

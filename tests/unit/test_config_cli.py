@@ -94,6 +94,7 @@ def test_list_and_info_json(soa: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert info["namespaces"] == [{"namespace": "hello.main", "proxy_port": 19101, "mode": "http"}]
     canary = next(i for i in info["instances"] if i["instance"] == "canary")
     assert (canary["deploy_group"], canary["registrations"]) == ("local.canary", ["hello.main"])
+    assert (canary["pool"], canary["placement"]) == (None, [])
     code, out, _ = run(["info", "-s", "hello", "--soa-dir", str(soa)], capsys)
     assert code == 0
     assert "hello.main" in out and "19101" in out and "local.canary" in out
@@ -151,6 +152,9 @@ def test_examples_pass_their_schema(path: Path) -> None:
     [
         ("instances", {"main": {"cpus": "x"}}),
         ("instances", {"main": {"typo": 1}}),
+        ("instances", {"main": {"constraints": [["pool", "EQUALS", "x"]]}}),
+        ("instances", {"main": {"extra_constraints": [["pool"]]}}),
+        ("instances", {"main": {"pool": "a b"}}),
         ("smartstack", {"main": {"proxy_port": 80}}),
         ("monitoring", {"page": "yes"}),
         ("deploy", {"pipeline": [{"stepp": "x"}]}),

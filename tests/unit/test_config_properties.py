@@ -181,7 +181,7 @@ def test_system_config_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     config.write_text(
         "clusters: {local: {engine: docker}, east: {engine: swarm, docker_host: tcp://h:2375}}\n"
         "soa_dir: soa\nstate_dir: /srv/state\ndocker_registry: 127.0.0.1:5000\n"
-        "instance_defaults: {mem: 256, pool: x}\n"
+        "instance_defaults: {mem: 256, gpus: 1}\n"
         "discovery: {registry: zookeeper, proxy_bind: [127.0.0.1, 172.17.0.1]}\n"
         "monitoring: {alertmanager_url: 'http://127.0.0.1:9093', check_interval_seconds: 2}\n"
     )
@@ -196,7 +196,7 @@ def test_system_config_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert system.discovery.registry == "zookeeper"
     assert system.monitoring.check_interval_seconds == 2.0
     assert system.instance_defaults == {"mem": 256.0}
-    assert [p.field for p in system.problems] == ["instance_defaults.pool"]
+    assert [p.field for p in system.problems] == ["instance_defaults.gpus"]
     monkeypatch.setenv("PAASPORT_SOA_DIR", "/from/env")
     assert load_system_config().soa_dir == Path("/from/env")
     assert load_system_config(soa_dir=Path("/arg")).soa_dir == Path("/arg")

@@ -15,10 +15,13 @@ from paasport.engine.swarm_spec import (
     SwarmState,
     app_versions,
     capacities,
+    constraints_of,
+    human_rule,
     node_tasks,
     pending_reason,
     service_name,
     service_spec,
+    swarm_constraint,
 )
 from paasport.types import AppSpec, HealthCheck, Volume
 
@@ -45,6 +48,36 @@ def test_service_spec_carries_labels_resources_env_cmd_and_binds() -> None:
     assert s.args == ("/bin/sh", "-c", "httpd -f")
     assert s.mounts == (("/data", "/srv/data", False),)
     assert (s.container_port, s.host_network, s.healthcheck_cmd) == (8888, False, None)
+
+
+PLACEMENT_CASES = [
+    # AppSpec.placement, the Swarm constraints of its services, each shown back as
+    ((), (), ()),
+    (("pool==batch",), ("node.labels.pool==batch",), ("pool=batch",)),
+    (("hostname!=lab2",), ("node.hostname!=lab2",), ("hostname!=lab2",)),
+    (("pool==batch", "hostname!=lab2.example.com", "rack!=r1"),
+     ("node.labels.pool==batch", "node.hostname!=lab2.example.com", "node.labels.rack!=r1"),
+     ("pool=batch", "hostname!=lab2.example.com", "rack!=r1")),
+    (("hostname==lab1",), ("node.hostname==lab1",), ("hostname=lab1",)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("placement", "swarm", "human"), PLACEMENT_CASES)
+def test_placement_becomes_swarm_constraints_and_reads_back_as_written(
+    placement: tuple[str, ...], swarm: tuple[str, ...], human: tuple[str, ...]
+) -> None:
+    from dataclasses import replace
+
+    s = service_spec(replace(SPEC, placement=placement), "abcdef", now=0)
+    assert s.constraints == swarm
+    assert tuple(swarm_constraint(r) for r in placement) == swarm
+    assert tuple(human_rule(c) for c in swarm) == human
+
+
+def test_human_rule_keeps_constraints_paasport_did_not_write() -> None:
+    assert human_rule("node.role==manager") == "role=manager"
+    assert human_rule("node.labels.pool == batch") == "pool=batch"
+    assert human_rule("engine.labels.x") == "engine.labels.x"
 
 
 def test_a_cmd_health_check_becomes_dockers_own() -> None:
@@ -114,12 +147,25 @@ def test_the_newest_task_of_a_service_counts_and_other_clusters_are_ignored() ->
     assert [(t.task_id, t.state, t.node) for t in version.tasks] == [("s1", "running", "lab2")]
 
 
-CAPS = [NodeCapacity("lab1", 2, 1024, 1.8, 100), NodeCapacity("lab2", 2, 1024, 0.5, 1000)]
+CAPS = [
+    NodeCapacity("lab1", 2, 1024, 1.8, 100, labels={"pool": "default"}),
+    NodeCapacity("lab2", 2, 1024, 0.5, 1000, labels={"pool": "batch"}),
+]
 PENDING_CASES = [
     ("no room", "no suitable node (insufficient resources on 2 nodes)", (),
      "no node with 1 cpus and 512 MB free (lab1 0.2 cpus/924 MB free, lab2 1.5 cpus/24 MB free)"),
     ("no pool", "no suitable node (scheduling constraints not satisfied on 2 nodes)",
      ("node.labels.pool==batch",), "constraint pool=batch matches no node"),
+    ("no host", "no suitable node (scheduling constraints not satisfied on 2 nodes)",
+     ("node.labels.pool==batch", "node.hostname!=lab2"), "constraint pool=batch and hostname!=lab2 matches no node"),
+    ("no room in the pool", "no suitable node (scheduling constraints not satisfied on 1 node; insufficient resources on 1 node)",
+     ("node.labels.pool==batch",), "no node matching pool=batch with 1 cpus and 512 MB free (lab2 1.5 cpus/24 MB free)"),
+    ("no room beside lab2", "no suitable node (scheduling constraints not satisfied on 1 node; insufficient resources on 1 node)",
+     ("node.hostname!=lab2",), "no node matching hostname!=lab2 with 1 cpus and 512 MB free (lab1 0.2 cpus/924 MB free)"),
+    ("room only off the pool", "no suitable node (insufficient resources on 2 nodes)",
+     ("node.labels.pool==gpu",), "constraint pool=gpu matches no node"),
+    ("no constraints given", "no suitable node (scheduling constraints not satisfied on 2 nodes)",
+     (), "the placement constraints match no node"),
     ("other", "no suitable node (1 node not available for new tasks)", (),
      "no suitable node (1 node not available for new tasks)"),
 ]  # fmt: skip
@@ -130,6 +176,22 @@ PENDING_CASES = [
 )
 def test_pending_reasons_in_words(name: str, err: str, constraints: Any, expected: str) -> None:
     assert pending_reason(err, 1, 512, constraints, CAPS) == expected
+
+
+def test_a_pending_task_names_the_rules_of_its_service() -> None:
+    placed = service("s1")
+    placed["Spec"]["TaskTemplate"] = {
+        "Placement": {"Constraints": ["node.labels.pool==batch", "node.hostname!=lab2"]}
+    }
+    err = "no suitable node (scheduling constraints not satisfied on 3 nodes)"
+    state = SwarmState([placed], [task("s1", "", "pending", err)], NODES)
+    assert constraints_of(placed) == ("node.labels.pool==batch", "node.hostname!=lab2")
+    [version] = app_versions(state, "lab", 20.0, {"s1": constraints_of(placed)})
+    [t] = version.tasks
+    assert (t.state, t.status_message) == (
+        "starting",
+        "constraint pool=batch and hostname!=lab2 matches no node",
+    )
 
 
 def test_capacities_count_what_live_tasks_reserve_per_node() -> None:

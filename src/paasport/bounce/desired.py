@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import fields, is_dataclass
 from typing import Any
 
+from paasport.config.placement import placement_rules
 from paasport.types import AppSpec, DeploymentState, InstanceConfig
 
 # Version of the hash recipe: bump it only on purpose (every instance bounces once).
@@ -32,6 +33,11 @@ UNHASHED_FIELDS = frozenset(
         "monitoring",
     }
 )
+
+
+# Fields added after v1 that enter the hash only when set: an instance that does not use them
+# keeps the hash it had before they existed (no fleet-wide bounce on upgrade).
+HASHED_WHEN_SET: Mapping[str, object] = {"pool": None, "constraints": ()}
 
 
 def image_for(deployment: DeploymentState, registry: str | None = None) -> str:
@@ -87,14 +93,16 @@ def config_hash(
 ) -> str:
     """First 12 hex chars of sha256 over the canonical JSON of what defines the app version.
 
-    Covers every InstanceConfig field except UNHASHED_FIELDS, the full image (registry
-    included), git sha, image_version, force_bounce and the final container env. Never covers
+    Covers every InstanceConfig field except UNHASHED_FIELDS (and HASHED_WHEN_SET ones left at
+    their unset value), the full image (registry included), git sha, image_version,
+    force_bounce and the final container env. Never covers
     ``instances`` nor ``desired_state``: scaling and stop/start never create a new version.
     """
     hashed = {
         f.name: _plain(getattr(config, f.name))
         for f in fields(config)
         if f.name not in UNHASHED_FIELDS
+        and not (f.name in HASHED_WHEN_SET and getattr(config, f.name) == HASHED_WHEN_SET[f.name])
     }
     document = {
         "recipe": HASH_RECIPE,
@@ -133,4 +141,5 @@ def desired_app(
         volumes=config.extra_volumes,
         healthcheck=config.healthcheck,
         deploy_group=config.deploy_group,
+        placement=placement_rules(config.constraints),
     )

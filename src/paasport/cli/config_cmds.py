@@ -20,6 +20,7 @@ from paasport.cli.options import (
     settings_from,
     soa_dir_option,
 )
+from paasport.config.placement import placement_rules
 from paasport.config.system import SystemConfig
 from paasport.config.tree import SoaTree, load_tree
 from paasport.errors import ConfigError, ConfigProblem, UsageError
@@ -181,6 +182,8 @@ def _instance_row(c: InstanceConfig) -> dict[str, Any]:
         "registrations": list(c.registrations),
         "bounce_method": c.bounce_method,
         "healthcheck_mode": c.healthcheck.mode,
+        "pool": c.pool,
+        "placement": list(placement_rules(c.constraints)),  # docs/placement.md
     }
 
 

@@ -6,6 +6,7 @@ PaaSTA fields paasport does not implement are listed per kind: they validate wit
 
 from __future__ import annotations
 
+from paasport.config.placement import CONSTRAINT, LITERAL, LITERAL_WHAT
 from paasport.config.spec import (
     Bool,
     Custom,
@@ -152,12 +153,16 @@ INSTANCE_FIELDS: dict[str, Spec] = {
     "drain_timeout_seconds": Num(0),
     "backoff_seconds": Num(0),
     "replication_threshold": Int(0, 100, "PaaSTA's crit percent for the replication check"),
+    "pool": Str(LITERAL, LITERAL_WHAT, description="run on nodes labelled pool=<this> (swarm)"),
+    "constraints": ListOf(
+        CONSTRAINT, description="placement rules replacing the defaults (the pool rule)"
+    ),
+    "extra_constraints": ListOf(CONSTRAINT, description="placement rules added to the defaults"),
 }
 
 # PaaSTA instance fields (paasta-spec.md §1.4, §1.5, §1.6) that paasport accepts and ignores.
 INSTANCE_UNUSED = frozenset(
     {
-        "pool",
         "cpu_burst_add",
         "cfs_period_us",
         "gpus",
@@ -181,8 +186,6 @@ INSTANCE_UNUSED = frozenset(
         "namespace",
         "role",
         "dependencies_reference",
-        "constraints",
-        "extra_constraints",
         "autoscaling",
         "sfn_autoscaling",
         "bounce_overprovision_factor",

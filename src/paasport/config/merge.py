@@ -14,6 +14,7 @@ from typing import Any
 
 from paasport.config.fields import BUILD_STEPS
 from paasport.config.host_access import host_access_issues
+from paasport.config.placement import effective_constraints
 from paasport.config.spec import Issue
 from paasport.types import HealthCheck, InstanceConfig, MonitoringConfig, Namespace, Volume
 
@@ -133,6 +134,7 @@ _PLAIN_FIELDS = (
     "drain_method",
     "drain_timeout_seconds",
     "backoff_seconds",
+    "pool",
 )
 
 
@@ -164,6 +166,9 @@ def build_instance(
     issues: list[Issue] = []
     merged = deep_merge(*layers)
     issues.extend(host_access_issues(merged, allowed_host_paths, allow_host_network))
+
+    constraints, placement_issues = effective_constraints(merged)
+    issues.extend(placement_issues)
 
     if merged.get("cmd") is not None and merged.get("args") is not None:
         issues.append(Issue(("cmd",), "expected either cmd or args, found both"))
@@ -267,6 +272,7 @@ def build_instance(
         healthcheck=HealthCheck(**hc),
         registrations=registrations,
         monitoring=monitoring_config(mon, merged.get("replication_threshold")),
+        constraints=constraints,
         source_file=source_file,
         source_line=source_line,
         **kwargs,

@@ -182,7 +182,9 @@ def nano_cpus_for(cpus: float) -> int:
 def container_spec(spec: AppSpec, suffix: str, now: float) -> ContainerSpec:
     """The Docker create arguments of one task of ``spec`` created at ``now``.
 
-    ``suffix`` makes the container name unique.
+    ``suffix`` makes the container name unique. ``spec.placement`` is ignored: the docker
+    engine runs one host, so every task lands here whatever its pool or constraints
+    (docs/placement.md); a change of placement still bounces, as the config hash covers it.
     """
     if spec.cmd is not None:
         command: tuple[str, ...] | None = ("/bin/sh", "-c", spec.cmd)

@@ -99,10 +99,9 @@ class SwarmEngine:
         state = self._state((LABEL_SERVICE, service), (LABEL_INSTANCE, instance))
         placement = {str(s.get("ID")): ss.constraints_of(s) for s in state.services}
         versions = ss.app_versions(state, self.cluster, time.time(), placement)
-        unplaced = any(
-            t.status_message.startswith("no node with") for v in versions for t in v.tasks
-        )
-        if unplaced and (service or instance):  # what is free counts every task of the cluster
+        # "no node [matching ...] with N cpus ... free": free room counts every task of the cluster
+        unplaced = any(t.status_message.startswith("no node ") for v in versions for t in v.tasks)
+        if unplaced and (service or instance):
             caps = ss.capacities(self._state())
             versions = ss.app_versions(state, self.cluster, time.time(), placement, caps)
         return versions
@@ -133,7 +132,7 @@ class SwarmEngine:
     def _create_one(self, spec: AppSpec) -> None:
         import docker.types as dt
 
-        s = ss.service_spec(spec, _suffix(), time.time())
+        s = ss.service_spec(spec, _suffix(), time.time())  # spec.placement -> s.constraints
         healthcheck = None
         if s.healthcheck_cmd:
             healthcheck = dt.Healthcheck(

@@ -50,6 +50,52 @@ _FINISHED = {"complete", "shutdown", "failed"}
 _DEAD = {"rejected", "orphaned", "remove"}
 
 
+_RULE = re.compile(r"([^=!]+)(==|!=)(.*)")
+_HOSTNAME = "node.hostname"
+_LABELS = "node.labels."
+
+
+def swarm_constraint(rule: str) -> str:
+    """An AppSpec placement rule in Swarm syntax: ``hostname!=lab2`` -> ``node.hostname!=lab2``,
+    any other attribute a node label (``pool==batch`` -> ``node.labels.pool==batch``)."""
+    match = _RULE.fullmatch(rule)
+    if match is None:
+        raise ValueError(f"not a placement rule: {rule!r}")  # config.placement writes them
+    attr, op, value = match.groups()
+    key = _HOSTNAME if attr == "hostname" else f"{_LABELS}{attr}"
+    return f"{key}{op}{value}"
+
+
+def human_rule(constraint: str) -> str:
+    """A Swarm constraint as the user wrote it: ``node.labels.pool==batch`` -> ``pool=batch``,
+    ``node.hostname!=lab2`` -> ``hostname!=lab2`` (others only lose their ``node.``)."""
+    match = _RULE.fullmatch(constraint.replace(" ", ""))
+    if match is None:
+        return constraint
+    key, op, value = match.groups()
+    if key.startswith(_LABELS):
+        key = key[len(_LABELS) :]
+    elif key.startswith("node."):
+        key = key[len("node.") :]
+    return f"{key}{'=' if op == '==' else op}{value}"
+
+
+def satisfies(node: NodeCapacity, constraint: str) -> bool:
+    """Whether ``node`` meets one Swarm constraint paasport writes (label or hostname);
+    True for any other kind, which paasport cannot judge. Pure."""
+    match = _RULE.fullmatch(constraint.replace(" ", ""))
+    if match is None:
+        return True
+    key, op, value = match.groups()
+    if key == _HOSTNAME:
+        actual: str | None = node.node
+    elif key.startswith(_LABELS):
+        actual = node.labels.get(key[len(_LABELS) :])
+    else:
+        return True
+    return (actual == value) == (op == "==")
+
+
 def service_name(spec: AppSpec, suffix: str) -> str:
     """``pp-<service>-<instance>-<config8>-<suffix>``: Swarm names allow [a-zA-Z0-9-_], 63 chars."""
     head = _UNSAFE.sub("-", f"pp-{spec.service}-{spec.instance}").strip("-")
@@ -80,12 +126,11 @@ class ServiceSpec:
     preferences: tuple[str, ...] = field(default=())
 
 
-def service_spec(
-    spec: AppSpec, suffix: str, now: float, constraints: Sequence[str] = ()
-) -> ServiceSpec:
+def service_spec(spec: AppSpec, suffix: str, now: float) -> ServiceSpec:
     """One task of ``spec`` as a Swarm service: labels like the docker engine's (plus
     ``paasport.task``), cpus/mem as limits AND reservations (so the scheduler places by them),
-    env, cmd (as the image's CMD, keeping its entrypoint, like the docker engine), binds."""
+    env, cmd (as the image's CMD, keeping its entrypoint, like the docker engine), binds, and
+    ``spec.placement`` as Swarm constraints."""
     if spec.cmd is not None:
         args: tuple[str, ...] | None = ("/bin/sh", "-c", spec.cmd)
     elif spec.args is not None:
@@ -103,7 +148,7 @@ def service_spec(
         mounts=tuple((v.container_path, v.host_path, v.mode != "RW") for v in spec.volumes),
         nano_cpus=cs.nano_cpus_for(spec.cpus),
         mem_bytes=round(spec.mem * 1024 * 1024),
-        constraints=tuple(constraints),
+        constraints=tuple(swarm_constraint(r) for r in spec.placement),
         container_port=None if spec.net == "host" else spec.container_port,
         host_network=spec.net == "host",
         stop_grace_ns=int(STOP_GRACE_SECONDS * 1e9),
@@ -190,17 +235,19 @@ def pending_reason(
     ``error`` is the task's ``Status.Err`` ("no suitable node (insufficient resources on 3
     nodes)"); ``nodes`` the nodes with what paasport's tasks reserve on them."""
     ready = [n for n in nodes if n.state == "ready" and n.availability == "active"]
-    if "insufficient resources" in error:
+    rules = " and ".join(human_rule(c) for c in constraints)
+    eligible = [n for n in ready if all(satisfies(n, c) for c in constraints)]
+    if "insufficient resources" in error and (eligible or not constraints):
         free = ", ".join(
             f"{n.node} {max(0.0, n.cpus - n.cpus_reserved):g} cpus/"
             f"{max(0.0, n.mem_mb - n.mem_reserved_mb):.0f} MB free"
-            for n in sorted(ready, key=lambda n: n.node)
+            for n in sorted(eligible, key=lambda n: n.node)
         )
-        return f"no node with {cpus:g} cpus and {mem:g} MB free ({free or 'no ready node'})"
-    if "constraint" in error:
-        rules = [c.replace("node.labels.", "").replace("==", "=") for c in constraints]
+        among = f" matching {rules}" if rules else ""
+        return f"no node{among} with {cpus:g} cpus and {mem:g} MB free ({free or 'no ready node'})"
+    if "constraint" in error or "insufficient resources" in error:
         if rules:
-            return f"constraint {' and '.join(rules)} matches no node"
+            return f"constraint {rules} matches no node"
         return "the placement constraints match no node"
     if not ready:
         return "no ready node in the cluster"
