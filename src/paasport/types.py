@@ -214,6 +214,9 @@ class Task:
     # the engine's own word on a task that is not running: why it is pending or was rejected
     # ("no node with 0.5 cpus free", "constraint pool=batch matches no node", "host lab2 is down")
     status_message: str = ""
+    # dead because its host is gone (a Swarm node down), not because the app failed: replaced
+    # elsewhere at once, never counted as a crash
+    host_lost: bool = False
 
 
 @dataclass(frozen=True)

@@ -250,9 +250,9 @@ def _replaced_without(web: Web, lost: str, sha: str) -> dict[str, Any] | None:
     return st
 
 
-def _names_down(web: Web, lost: str) -> str:
-    text = web.paasport("lab1", "status", "-s", SERVICE, "-v", check=False)
-    return text if f"{lost} (down)" in text or f"host {lost} is down" in text else ""
+def _names_down(text: str, lost: str) -> bool:
+    """Whether a ``status -v`` says the instance is short because ``lost`` went down."""
+    return "Host down" in text and (f"{lost}, which" in text or f"{lost} (down)" in text)
 
 
 def _routes_to(web: Web, host: str, address: str) -> bool:
@@ -277,7 +277,7 @@ class StatusWatch:
             with contextlib.suppress(subprocess.SubprocessError, OSError):
                 text = self.web.paasport("lab1", "status", "-s", SERVICE, "-v", check=False)
                 self.seen.append(text)
-                if f"{self.host} (down)" in text or f"host {self.host} is down" in text:
+                if _names_down(text, self.host):
                     self.named = text
             self.stop.wait(0.5)
 

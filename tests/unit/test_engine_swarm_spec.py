@@ -134,6 +134,7 @@ def test_a_services_task_as_a_paasport_task(name: str, payload: Any, expected: A
     assert (t.task_id, t.config_hash) == ("s1", "c1")
     assert (t.state, t.host, t.port, t.exit_code) == expected[:4]
     assert expected[4] in t.status_message
+    assert t.host_lost == (name == "host down")  # lost with its host: no crash, no backoff
 
 
 def test_the_newest_task_of_a_service_counts_and_other_clusters_are_ignored() -> None:

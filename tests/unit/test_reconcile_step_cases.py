@@ -59,6 +59,9 @@ def parse_task(task_id: str, text: str) -> Task:
             fields["health"] = token
         elif token == "oom":
             fields["oom_killed"] = True
+        elif token == "lost":
+            fields["host_lost"] = True
+            fields["node"] = "lab3"
         elif token.startswith("started="):
             fields["started_at"] = float(token.split("=", 1)[1])
         elif token.startswith("exit="):
@@ -121,7 +124,9 @@ def test_next_step(case: dict[str, Any]) -> None:
     for event in step.events:  # every new corpse is recorded once, with its last lines
         task_id = event.data["task_id"]
         assert task_id in step.memory.seen_corpses and task_id not in memory.seen_corpses
-        if str(event.kind) != "unhealthy":
+        if str(event.kind) == "host":  # lost with its host: named, no log lines to show
+            assert event.data["node"] == "lab3" and "host lab3 is down" in event.message
+        elif str(event.kind) != "unhealthy":
             assert event.data["last_lines"] == ["booting", f"fatal {task_id}"]
 
 

@@ -163,6 +163,13 @@ CASES: list[tuple[str, InstanceFacts, bool, str, str]] = [
         "2 tasks on lab2, which is down; 1 task on lab3, which is down",
     ),
     (
+        "tasks lost with a host, gone from the engine, not replaced yet",
+        replace(OK, running=1, healthy=1, lost=(LostHost("lab3", 2, replaced=True),)),
+        False,
+        "Host down",
+        "2 tasks lost with lab3, which went down; being replaced",
+    ),
+    (
         "a lost host's tasks already replaced",
         replace(OK, lost=(LostHost("lab2", 2),)),
         True,

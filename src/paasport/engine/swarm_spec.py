@@ -302,6 +302,13 @@ def capacities(state: SwarmState) -> tuple[NodeCapacity, ...]:
     return tuple(sorted(out, key=lambda n: (n.node, n.node_id)))
 
 
+def _on_lost_node(task: Mapping[str, Any] | None, node: Node | None) -> bool:
+    """Whether ``task`` was placed on a node the manager no longer sees ready."""
+    return (
+        task is not None and node is not None and node.state != "ready" and bool(task.get("NodeID"))
+    )
+
+
 def _task_state(
     task: Mapping[str, Any] | None, node: Node | None, now: float, created: float
 ) -> tuple[TaskState, int | None, str]:
@@ -312,8 +319,7 @@ def _task_state(
     state = str(status.get("State", ""))
     err = str(status.get("Err") or "")
     code = (status.get("ContainerStatus") or {}).get("ExitCode")
-    lost = node is not None and node.state != "ready" and bool(task.get("NodeID"))
-    if lost and node is not None and state in {"running", *_STARTING}:
+    if _on_lost_node(task, node) and node is not None and state in {"running", *_STARTING}:
         return "dead", None, f"host {node.hostname or node.node_id} is {node.state}"
     if state == "running":
         return "running", None, ""
@@ -393,6 +399,7 @@ def app_versions(
                     healthcheck=cs.healthcheck_from_label(labels.get(LABEL_HEALTHCHECK)),
                     container_port=container_port,
                     status_message=message,
+                    host_lost=task_state == "dead" and _on_lost_node(latest, node),
                 ),
             )
         )

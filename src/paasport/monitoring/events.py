@@ -36,6 +36,7 @@ class EventKind(StrEnum):
     CRASH = "crash"
     OOM = "oom"
     UNHEALTHY = "unhealthy"  # a task replaced after failing its health checks
+    HOST = "host"  # a task lost with its host (a node down), replaced elsewhere
     RECONCILE = "reconcile"  # deployd's errors for an instance
     CHECK = "check"
     ALERT = "alert"

@@ -127,6 +127,16 @@ def _crash_event(
     return PendingEvent("warning", EventKind.CRASH, message, data.to_json())
 
 
+def _lost_event(task: Task) -> PendingEvent:
+    why = task.status_message or f"host {task.node or task.host} is down"
+    return PendingEvent(
+        "warning",
+        EventKind.HOST,
+        f"task {_name(task)} was lost with its host ({why}); replacing it elsewhere",
+        {"task": _name(task), "task_id": task.task_id, "node": task.node, "host": task.host},
+    )
+
+
 def next_step(
     actions: Sequence[Action],
     desired: AppSpec | None,
@@ -142,13 +152,17 @@ def next_step(
 
     ``last_lines``: the last log lines of the corpses not yet in ``memory.seen_corpses``.
     """
-    corpses = [a.task for a in actions if isinstance(a, KillTask) and is_corpse_of(a.task, desired)]
+    dead = [a.task for a in actions if isinstance(a, KillTask) and is_corpse_of(a.task, desired)]
+    corpses = [t for t in dead if not t.host_lost]
     failed = [a.task for a in actions if isinstance(a, KillTask) and is_liveness_kill(a)]
-    if (not corpses and not failed) or not policy.configured:
-        return _with_drains(tuple(actions), memory, (), None, policy)
-    decision = decide(memory.crash_times, policy.backoff_seconds, now, policy.backoff)
     seen = set(memory.seen_corpses)
-    events: list[PendingEvent] = []
+    # lost with their host: the app did nothing wrong, so no backoff holds their replacement
+    events = [_lost_event(t) for t in dead if t.host_lost and t.task_id not in seen]
+    seen.update(t.task_id for t in dead if t.host_lost)
+    if (not corpses and not failed) or not policy.configured:
+        remembered = StepMemory(memory.crash_times, frozenset(seen), memory.draining_since)
+        return _with_drains(tuple(actions), remembered, tuple(events), None, policy)
+    decision = decide(memory.crash_times, policy.backoff_seconds, now, policy.backoff)
     for task in corpses:
         if task.task_id not in seen:
             seen.add(task.task_id)

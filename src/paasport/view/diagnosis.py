@@ -31,6 +31,7 @@ class LostHost:
 
     node: str
     tasks: int
+    replaced: bool = False  # its tasks are gone already (deployd replaces them elsewhere)
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,12 @@ def _diagnose_tasks(f: InstanceFacts) -> Verdict:
             "(or push-to-registry) for this sha",
         )
     if f.lost and not healthy_enough:
-        hosts = "; ".join(f"{_count(h.tasks, 'task')} on {h.node}, which is down" for h in f.lost)
+        hosts = "; ".join(
+            f"{_count(h.tasks, 'task')} lost with {h.node}, which went down; being replaced"
+            if h.replaced
+            else f"{_count(h.tasks, 'task')} on {h.node}, which is down"
+            for h in f.lost
+        )
         return Verdict(False, "Host down", hosts)
     oom = [d for d in f.dead if d.oom_killed]
     if oom:

@@ -329,6 +329,7 @@ def _view(
     unsettled = missing or any(t.state != "running" for t in all_tasks)
     down = down_nodes(nodes.get()) if unsettled else {}
     lost, pending, explained = lost_and_pending(all_tasks, new_hash, down)
+    lost = (*lost, *hosts_lost_recently(recent, lost))
     task_views = tuple(
         TaskView(
             t,
@@ -402,6 +403,20 @@ def _capacity(nodes: Sequence[NodeCapacity] | None) -> tuple[float | None, float
     return (
         max(n.cpus - n.cpus_reserved for n in ready),
         max(n.mem_mb - n.mem_reserved_mb for n in ready),
+    )
+
+
+def hosts_lost_recently(recent: Sequence[Event], known: Sequence[LostHost]) -> tuple[LostHost, ...]:
+    """Pure: hosts deployd recently lost tasks with (``host`` events), beyond ``known``: the
+    tasks are gone from the engine, but status still says why the instance is short."""
+    counts: dict[str, int] = {}
+    for e in recent:
+        if e.kind == "host":
+            node = str(e.data.get("node") or e.data.get("host") or "a host")
+            counts[node] = counts.get(node, 0) + 1
+    seen = {h.node for h in known}
+    return tuple(
+        LostHost(node, n, replaced=True) for node, n in sorted(counts.items()) if node not in seen
     )
 
 
