@@ -21,6 +21,7 @@ from paasport.engine.swarm_spec import (
     pending_reason,
     service_name,
     service_spec,
+    services_on_lost_nodes,
     swarm_constraint,
 )
 from paasport.types import AppSpec, HealthCheck, Volume
@@ -227,3 +228,14 @@ def test_the_node_view_reports_the_cluster_views_task_ids() -> None:
         "lab2",
         "running",
     )
+
+
+def test_services_whose_newest_task_is_on_a_down_node_are_named_with_the_node() -> None:
+    tasks = [
+        task("s1", "n1", "running"),
+        task("s2", "n3", "running"),
+        task("s3", "n3", "failed", created="2026-01-01T00:00:00Z"),
+        task("s3", "n2", "running", created="2026-01-01T00:01:00Z"),  # moved off lab3
+    ]
+    state = SwarmState([service("s1"), service("s2"), service("s3")], tasks, NODES)
+    assert services_on_lost_nodes(state) == {"s2": "lab3"}

@@ -34,6 +34,7 @@ from paasport.types import AppSpec, AppVersion
 log = logging.getLogger("paasport.engine")
 _ALPHABET = string.ascii_lowercase + string.digits
 STOP_WAIT_SECONDS = ss.STOP_GRACE_SECONDS + 15.0  # a removed service's task is gone by then
+LOGS_DEADLINE_SECONDS = 15.0  # one task's logs through the manager; a stuck node never hangs
 
 
 def _suffix() -> str:
@@ -210,6 +211,7 @@ class SwarmEngine:
         until its container is gone (a task on a node that is down is gone at once)."""
         self._remove(task_id)
         deadline = time.monotonic() + max(grace_seconds, ss.STOP_GRACE_SECONDS) + 15.0
+        down: set[str] | None = None  # nodes not ready: their tasks never report stopping
         while time.monotonic() < deadline:
             with translated(f"waiting for task {task_id[:12]} to stop", self.where):
                 # the service is gone: its task stays listed until its container stopped
@@ -219,6 +221,14 @@ class SwarmEngine:
                 for t in left
                 if (t.get("Status") or {}).get("State") in ("running", "starting", "preparing")
             ]
+            if running and down is None:
+                with translated("listing the nodes", self.where):
+                    down = {
+                        str(n.get("ID"))
+                        for n in self.api.nodes()
+                        if (n.get("Status") or {}).get("State") != "ready"
+                    }
+            running = [t for t in running if str(t.get("NodeID") or "") not in (down or set())]
             if not running:
                 return
             time.sleep(0.2)
@@ -274,23 +284,51 @@ class SwarmEngine:
         from paasport.engine import container_spec as cs
 
         state = self._state((LABEL_SERVICE, service), (LABEL_INSTANCE, instance))
+        lost = ss.services_on_lost_nodes(state)
         out: list[LogLine] = []
         for s in state.services:
             sid = str(s.get("ID"))
             name = str((s.get("Spec") or {}).get("Name", ""))
+            if sid in lost:
+                log.info("logs of %s skipped: its host %s is down", name or sid, lost[sid])
+                continue
             for stream in ("stdout", "stderr"):
                 kwargs: dict[str, Any] = {"timestamps": True, "tail": tail if tail else "all"}
                 kwargs[stream] = True
                 kwargs["stderr" if stream == "stdout" else "stdout"] = False
                 if since is not None:
                     kwargs["since"] = since
-                with translated(f"reading the logs of task {sid[:12]}", self.where):
-                    raw = self.api.service_logs(sid, **kwargs)
-                text = b"".join(raw).decode("utf-8", "replace")
+                text = self._read_logs(sid, kwargs)
                 for stamp, message in cs.log_lines(text):
                     out.append(LogLine(sid, name, stamp, stream, message))
         out.sort(key=lambda line: line.timestamp)
         return out[-tail:] if tail else out
+
+    def _read_logs(self, sid: str, kwargs: dict[str, Any]) -> str:
+        """One service's logs, within LOGS_DEADLINE_SECONDS: docker-py reads log streams with
+        the socket timeout off, and the manager waits on a node that stopped answering."""
+        result: list[str] = []
+        failure: list[BaseException] = []
+
+        def read() -> None:
+            try:
+                with translated(f"reading the logs of task {sid[:12]}", self.where):
+                    raw = self.api.service_logs(sid, **kwargs)
+                    result.append(b"".join(raw).decode("utf-8", "replace"))
+            except BaseException as err:  # handed to the caller's thread
+                failure.append(err)
+
+        reader = threading.Thread(target=read, name=f"swarm-logs-{sid[:12]}", daemon=True)
+        reader.start()
+        reader.join(LOGS_DEADLINE_SECONDS)
+        if failure:
+            raise failure[0]
+        if not result:
+            raise EngineError(
+                f"{self.where}: the logs of task {sid[:12]} did not arrive within "
+                f"{LOGS_DEADLINE_SECONDS:g}s (is its node down?)"
+            )
+        return result[0]
 
 
 def _ts(stamp: str) -> float:

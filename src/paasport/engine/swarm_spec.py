@@ -302,6 +302,22 @@ def capacities(state: SwarmState) -> tuple[NodeCapacity, ...]:
     return tuple(sorted(out, key=lambda n: (n.node, n.node_id)))
 
 
+def services_on_lost_nodes(state: SwarmState) -> dict[str, str]:
+    """Pure: service id -> the hostname of the non-ready node its newest task was placed on
+    (its logs cannot be read: the manager would wait for that node forever)."""
+    nodes = state.node_map()
+    tasks_of: dict[str, list[Mapping[str, Any]]] = {}
+    for t in state.tasks:
+        tasks_of.setdefault(str(t.get("ServiceID")), []).append(t)
+    out = {}
+    for sid, tasks in tasks_of.items():
+        latest = latest_task(tasks)
+        node = nodes.get(str(latest.get("NodeID") or "")) if latest else None
+        if _on_lost_node(latest, node) and node is not None:
+            out[sid] = node.hostname or node.node_id
+    return out
+
+
 def _on_lost_node(task: Mapping[str, Any] | None, node: Node | None) -> bool:
     """Whether ``task`` was placed on a node the manager no longer sees ready."""
     return (

@@ -307,6 +307,7 @@ def _new_corpse_lines(
         for a in planned
         if isinstance(a, KillTask)
         and is_corpse_of(a.task, desired)
+        and not a.task.host_lost  # no crash to explain, and its host cannot be asked
         and a.task.task_id not in memory.seen_corpses
     }
 
