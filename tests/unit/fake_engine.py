@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Set
 from dataclasses import dataclass, field
 
 from paasport.engine.base import ExecResult, LogLine, NodeCapacity, NodeInfo
@@ -178,6 +178,7 @@ class FakeDrainer:
     started: list[str] = field(default_factory=list)
     done: set[str] = field(default_factory=set)
     forgotten: list[str] = field(default_factory=list)
+    fenced: list[str] = field(default_factory=list)
     marks: dict[str, float] = field(default_factory=dict)  # drains begun before (tests set them)
 
     def start(self, task: Task, config: InstanceConfig | None) -> None:
@@ -194,6 +195,12 @@ class FakeDrainer:
 
     def marked(self, tasks: Sequence[Task]) -> dict[str, float]:
         return {t.task_id: self.marks[t.task_id] for t in tasks if t.task_id in self.marks}
+
+    def fence(self, task: Task, config: InstanceConfig | None) -> None:
+        self.fenced.append(task.task_id)
+
+    def sweep(self, live: Set[str], now: float) -> int:
+        return 0
 
 
 @dataclass

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from paasport.discovery.drain import DrainStatus, RegistryDrainer, drain_status, drains_begun
+from paasport.discovery.drain import (
+    FENCE_SECONDS,
+    DrainStatus,
+    RegistryDrainer,
+    drain_status,
+    drains_begun,
+    stale_fences,
+)
 from paasport.discovery.registry import AgentReport, Backend, DrainMark, MemoryRegistry
 from paasport.types import InstanceConfig, Task
 
@@ -132,3 +139,31 @@ def test_registry_drainer_names_drains_begun_by_an_earlier_process() -> None:
     assert fresh.marked([TASK]) == {"t1": 100.0}
     fresh.forget(TASK)
     assert fresh.marked([TASK]) == {}
+
+
+def test_a_fenced_task_leaves_the_proxies_and_a_re_registration_stays_drained() -> None:
+    reg = MemoryRegistry()
+    reg.register(Backend("web.main", "t1", "10.0.0.3", 1001, "lab3"))
+    drainer = RegistryDrainer(reg, clock=lambda: 100.0)
+    drainer.fence(TASK, CONFIG)
+    assert reg.backends() == ()
+    # lab3 comes back and its agent registers the task before Swarm stopped it there
+    reg.register(Backend("web.main", "t1", "10.0.0.3", 1001, "lab3"))
+    assert [b.state for b in reg.backends()] == ["drain"]
+    assert drainer.sweep(set(), now=100.0 + FENCE_SECONDS - 1) == 0  # too young
+    assert drainer.sweep({"t1"}, now=100.0 + FENCE_SECONDS + 1) == 0  # the task still runs
+    assert drainer.sweep(set(), now=100.0 + FENCE_SECONDS + 1) == 1
+    assert reg.drain_marks() == ()
+
+
+@pytest.mark.parametrize(
+    ("live", "now", "expect"),
+    [
+        (set(), 100.0 + FENCE_SECONDS + 1, ["t1"]),
+        (set(), 100.0 + FENCE_SECONDS, []),
+        ({"t1"}, 10_000.0, []),
+    ],
+    ids=["old and gone", "not old enough", "still running"],
+)
+def test_stale_fences(live: set[str], now: float, expect: list[str]) -> None:
+    assert [m.task_id for m in stale_fences([MARK], live, now, FENCE_SECONDS)] == expect

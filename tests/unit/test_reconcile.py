@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -348,3 +349,19 @@ def test_a_crash_quotes_its_last_lines_with_secrets_redacted() -> None:
     (crash,) = [e for e in w.events.events if e.kind == "crash"]
     assert crash.data["last_lines"] == ["DB_PASSWORD=***", "panic: cannot reach ***"]
     assert "hunter22" not in crash.message and "app:pw" not in crash.message
+
+
+def test_a_task_lost_with_its_host_is_fenced_replaced_at_once_and_no_crash() -> None:
+    w = World()
+    config = cfg(drain_method="proxy", instances=2)
+    w.converge(config, dep())
+    lost = w.engine.live()[0]
+    w.engine.tasks[lost.task_id] = dataclasses.replace(
+        lost, state="dead", host_lost=True, node="lab3", status_message="host lab3 is down"
+    )
+    w.step(config, dep())
+    assert lost.task_id not in w.engine.tasks
+    assert w.drainer.fenced == [lost.task_id] and lost.task_id not in w.drainer.forgotten
+    assert len(w.engine.live()) == 2  # replaced in the same step: no backoff
+    kinds = [e.kind for e in w.events.events]
+    assert "host" in kinds and "crash" not in kinds

@@ -10,11 +10,15 @@ Structurally a ``paasport.reconcile.drain.Drainer`` (discovery never imports rec
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 
 from paasport.discovery.registry import AgentReport, DrainMark, Registry, session_key
 from paasport.types import InstanceConfig, Task
+
+# How long a lost task's fence (its drain mark) outlives the task: a host that comes back has
+# its engine stop the task well within this, and its agent withdraws it.
+FENCE_SECONDS = 900.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,13 @@ def drains_begun(task_ids: Iterable[str], marks: Iterable[DrainMark]) -> dict[st
         if m.task_id in wanted:
             out[m.task_id] = min(m.since, out.get(m.task_id, m.since))
     return out
+
+
+def stale_fences(
+    marks: Iterable[DrainMark], live: Set[str], now: float, age: float
+) -> tuple[DrainMark, ...]:
+    """Pure: the drain marks of tasks not in ``live`` set more than ``age`` seconds ago."""
+    return tuple(m for m in marks if m.task_id not in live and now - m.since > age)
 
 
 def task_namespaces(registry: Registry, task: Task, config: InstanceConfig | None) -> set[str]:
@@ -127,3 +138,16 @@ class RegistryDrainer:
 
     def marked(self, tasks: Sequence[Task]) -> Mapping[str, float]:
         return drains_begun((t.task_id for t in tasks), self.registry.drain_marks())
+
+    def fence(self, task: Task, config: InstanceConfig | None) -> None:
+        names = task_namespaces(self.registry, task, config)
+        now = self.clock()
+        start_drain(self.registry, task, names, now)  # kept: a re-registration stays drained
+        for ns in sorted(names):
+            self.registry.deregister(ns, task.task_id)
+
+    def sweep(self, live: Set[str], now: float) -> int:
+        old = stale_fences(self.registry.drain_marks(), live, now, FENCE_SECONDS)
+        for mark in old:
+            self.registry.set_draining(mark.namespace, mark.task_id, False, now)
+        return len(old)

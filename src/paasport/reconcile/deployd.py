@@ -143,9 +143,15 @@ class Deployd:
 
     def full_pass(self) -> int:
         """Enqueue every instance (configured or running); returns how many."""
-        keys = self.all_keys(self.observe())
+        snapshot = self.observe()
+        keys = self.all_keys(snapshot)
         for key in sorted(keys):
             self.queue.put(key)
+        if self.acting():
+            live = {t.task_id for vs in snapshot.values() for av in vs for t in av.tasks}
+            swept = GatedDrainer(self.drainer, self.gate).sweep(live, self.clock())
+            if swept:
+                log.info("deployd: dropped %d old fence(s) of tasks lost with their hosts", swept)
         return len(keys)
 
     def acting(self) -> bool:

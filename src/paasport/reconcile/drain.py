@@ -8,7 +8,7 @@ restart it asks ``marked`` which live tasks a drain had begun on, and finishes t
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -54,6 +54,16 @@ class Drainer(Protocol):
         out of rotation for good)."""
         ...
 
+    def fence(self, task: Task, config: InstanceConfig | None) -> None:
+        """``task`` was lost with its host and removed: stop routing to it now, and keep it out
+        of rotation if that host comes back and its agent registers it again before the engine
+        has stopped it there (a drain mark that outlives the task, swept by ``sweep``)."""
+        ...
+
+    def sweep(self, live: Set[str], now: float) -> int:
+        """Drop the fences (drain marks) of tasks not in ``live`` once they are old; how many."""
+        ...
+
 
 class NoopDrainer:
     """``drain_method: noop``: never waits; a task is safe to stop at once."""
@@ -69,3 +79,9 @@ class NoopDrainer:
 
     def marked(self, tasks: Sequence[Task]) -> Mapping[str, float]:
         return {}
+
+    def fence(self, task: Task, config: InstanceConfig | None) -> None:
+        return None
+
+    def sweep(self, live: Set[str], now: float) -> int:
+        return 0

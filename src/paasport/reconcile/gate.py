@@ -7,7 +7,7 @@ hands to ``reconcile_instance`` so a lock lost mid-step stops the next mutation 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence, Set
 from typing import Protocol
 
 from paasport.engine.base import Engine, ExecResult, LogLine, NodeCapacity, NodeInfo
@@ -123,3 +123,11 @@ class GatedDrainer:
 
     def marked(self, tasks: Sequence[Task]) -> Mapping[str, float]:
         return self.drainer.marked(tasks)
+
+    def fence(self, task: Task, config: InstanceConfig | None) -> None:
+        _check(self.gate, f"fencing task {task.name or task.task_id[:12]}")
+        self.drainer.fence(task, config)
+
+    def sweep(self, live: Set[str], now: float) -> int:
+        _check(self.gate, "sweeping old fences")
+        return self.drainer.sweep(live, now)

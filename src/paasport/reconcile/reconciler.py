@@ -419,8 +419,11 @@ def _stop_all(stops: Sequence[tuple[Action, Task, float]], drainer: Drainer, ctx
     """Stop tasks concurrently (each may wait its grace period); the first error wins."""
 
     def stop(task: Task, grace: float) -> None:
+        if task.host_lost:  # out of every proxy now, and fenced should its host come back
+            drainer.fence(task, ctx.config)
         ctx.engine.stop_task(task.task_id, grace)
-        drainer.forget(task)
+        if not task.host_lost:
+            drainer.forget(task)
 
     if len(stops) == 1:
         _, task, grace = stops[0]
