@@ -369,3 +369,48 @@ def test_a_second_deployd_stands_by_then_takes_over_a_sigkilled_first(web: Web) 
     assert "lock" in log.lower(), log[-2000:]
     with contextlib.suppress(KeyError):
         del web.deployds["lab1"]
+
+
+PLACED_YAML = """
+batch:
+  cpus: 0.1
+  mem: 32
+  instances: 2
+  cmd: "trap 'exit 0' TERM; sleep 3600 & wait"
+  deploy_group: lab.main
+  pool: batch
+gpu:
+  cpus: 0.1
+  mem: 32
+  instances: 1
+  cmd: "trap 'exit 0' TERM; sleep 3600 & wait"
+  deploy_group: lab.main
+  pool: gpu
+"""
+
+
+def test_pool_places_tasks_on_the_nodes_labelled_so_and_names_a_pool_no_node_has(web: Web) -> None:
+    instances = web.lab.soa_dir / SERVICE / "instances-lab.yaml"
+    web.lab.exec("lab1", "docker", "node", "update", "--label-add", "pool=batch", "lab2")
+    try:
+        instances.write_text(INSTANCES_YAML + PLACED_YAML)
+
+        def placed() -> dict[str, Any] | None:
+            out = web.paasport("lab1", "status", "-s", SERVICE, "--json", check=False)
+            by = {e["instance"]: e for e in json.loads(out)}
+            batch, gpu = by.get("batch"), by.get("gpu")
+            if not batch or not gpu or batch["healthy"] != 2 or not gpu["tasks"]:
+                return None
+            return by
+
+        by = web.wait("batch on lab2 and gpu pending", placed, 60)
+        assert hosts_of(by["batch"]) == {"lab2": 2}
+        [pending] = by["gpu"]["tasks"]
+        assert pending["state"] == "starting"
+        assert pending["status_message"] == "constraint pool=gpu matches no node", pending
+        text = web.paasport("lab1", "status", "-s", SERVICE, "-i", "gpu", check=False)
+        assert "constraint pool=gpu matches no node" in text, text
+    finally:
+        instances.write_text(INSTANCES_YAML)
+        web.lab.exec("lab1", "docker", "node", "update", "--label-add", "pool=default", "lab2")
+    web.wait("the batch and gpu tasks removed", lambda: len(web.services()) == INSTANCES, 60)
