@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
 from bounce_under_load import parse_wrk, stop_wrk
-
 from conftest import build_busybox_image
 from discovery_world import World
 from private_dockerd import PrivateDockerd

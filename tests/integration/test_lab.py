@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import pytest
+
 from lab import Lab, lab, lab_sh  # noqa: F401  (the session fixture)
 
 

@@ -14,197 +14,34 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from lab import Lab, lab  # noqa: F401  (the session fixture)
 
-from harness import commit_version, new_repo
+from harness import new_repo
+from lab import Lab, lab, stop_spawned  # noqa: F401  (the session fixture)
+from lab_service import LabService as Web
+from lab_service import Load, hosts_of, instances_yaml
 
 SERVICE = "web"
 INSTANCES = 6
 PROXY_PORT = 19301
 SESSION_TIMEOUT = 4  # scripts/lab.sh: zookeeper_session_timeout_seconds
-LOAD_SCRIPT = Path(__file__).with_name("lab_load.py")
-# busybox httpd ignores SIGTERM as PID 1: sh traps it and exits, so a stop takes no grace
-CMD = (
-    'mkdir -p /www && echo "web $PAASTA_GIT_SHA" > /www/index.html && echo ok > /www/status;'
-    " trap 'exit 0' TERM; httpd -f -p 8888 -h /www & wait"
-)
-INSTANCES_YAML = f"""\
-main:
-  cpus: 0.1
-  mem: 32
-  instances: {INSTANCES}
-  cmd: {json.dumps(CMD)}
-  container_port: 8888
-  healthcheck_grace_period_seconds: 3
-  healthcheck_interval_seconds: 1
-  bounce_method: crossover
-"""
-SMARTSTACK_YAML = f"""\
-main:
-  proxy_port: {PROXY_PORT}
-  mode: http
-  healthcheck_uri: /status
-  timeout_connect_ms: 500
-  timeout_server_ms: 2000
-"""
-
-
-@dataclass
-class Web:
-    lab: Lab
-    root: Path
-    repo: Path
-    agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    deployds: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    version: int = 1
-
-    def paasport(self, host: str, *args: str, check: bool = True) -> str:
-        return self.lab.exec(host, "paasport", *args, timeout=60, check=check).stdout
-
-    def status(self) -> dict[str, Any]:
-        [entry] = json.loads(self.paasport("lab1", "status", "-s", SERVICE, "--json", check=False))
-        return dict(entry)
-
-    def start_agent(self, host: str) -> None:
-        self.agents[host] = self.lab.spawn(
-            host, "paasport", "agent", "--stop-proxy", log=self.root / f"{host}-agent.log"
-        )
-
-    def start_deployd(self, host: str) -> subprocess.Popen[bytes]:
-        proc = self.lab.spawn(
-            host, "paasport", "deployd", "--full-pass-seconds", "5", "--stop-grace-seconds", "2",
-            log=self.root / f"{host}-deployd.log",
-        )  # fmt: skip
-        self.deployds[host] = proc
-        return proc
-
-    def new_version(self) -> str:
-        """Commit the next version, push its image (the base image under the build's name)."""
-        self.version += 1
-        return self.push(commit_version(self.repo, self.version))
-
-    def push(self, sha: str) -> str:
-        image = f"{self.lab.registry}/services-{SERVICE}:paasta-{sha}"
-        self.lab.exec("lab1", "docker", "tag", self.lab.base_image, image)
-        self.lab.exec("lab1", "docker", "push", "-q", image, timeout=120)
-        return sha
-
-    def mark(self, sha: str) -> None:
-        self.paasport("lab1", "mark-for-deployment", "-s", SERVICE, "-l", "lab.main", "-c", sha)
-
-    def services(self) -> list[str]:
-        """Names of the Swarm services of ``web`` (one per task)."""
-        out = self.lab.exec(
-            "lab1", "docker", "service", "ls", "-q", "--filter",
-            f"label=paasport.service={SERVICE}", "--format", "{{.Name}}",
-        )  # fmt: skip
-        return out.stdout.split()
-
-    def backends(self, host: str) -> list[dict[str, Any]]:
-        """web.main's backends in ``host``'s HAProxy (mesh-status on that host)."""
-        out = self.paasport(host, "mesh-status", "-s", SERVICE, "--json", check=False)
-        try:
-            mesh = json.loads(out)
-        except ValueError:
-            return []
-        return [b for ns in mesh.get("namespaces", []) for b in ns.get("backends", [])]
-
-    def log_tail(self) -> str:
-        parts = []
-        for log in sorted(self.root.glob("*.log")):
-            lines = log.read_text(errors="replace").splitlines()[-15:]
-            parts.append(f"--- {log.name}\n" + "\n".join(lines))
-        return "\n".join(parts)
-
-    def wait(self, what: str, probe: Callable[[], Any], timeout: float) -> Any:
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            try:
-                last = probe()
-            except (OSError, ValueError, KeyError, subprocess.SubprocessError) as err:
-                last = err
-            if last:
-                return last
-            time.sleep(0.5)
-        pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}\n"
-                    f"{self.log_tail()}")  # fmt: skip
-
-    def converged(self, sha: str) -> dict[str, Any] | None:
-        """The status entry once ``sha`` runs 6 healthy tasks and nothing else, each up in
-        lab1's proxy; else None."""
-        st = self.status()
-        tasks = [t for t in st["tasks"] if t["state"] == "running"]
-        if st["git_sha"] != sha or len(tasks) != INSTANCES or len(st["app_versions"]) != 1:
-            return None
-        if not all(t["health"] == "healthy" and t["new"] for t in tasks):
-            return None
-        up = {b["task_id"] for b in self.backends("lab1") if b["state"] == "up"}
-        return st if {t["id"] for t in tasks} == up else None
-
-
-@dataclass
-class Load:
-    """lab_load.py running inside ``host`` against the proxy port."""
-
-    web: Web
-    host: str = "lab1"
-    name: str = "load"
-    result: dict[str, Any] = field(default_factory=dict)
-
-    def __enter__(self) -> Load:
-        self.out = self.web.root / f"{self.name}.json"
-        self.stop = self.web.root / f"{self.name}.stop"
-        for f in (self.out, self.stop):
-            f.unlink(missing_ok=True)
-        self.proc = self.web.lab.spawn(
-            self.host, sys.executable, str(LOAD_SCRIPT), str(PROXY_PORT), str(self.out),
-            str(self.stop), log=self.web.root / f"{self.name}-stdout.txt",
-        )  # fmt: skip
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.touch()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        if self.out.exists():
-            self.result = json.loads(self.out.read_text())
-
-
-def hosts_of(st: dict[str, Any]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for t in st["tasks"]:
-        if t["state"] == "running":
-            counts[t["node"]] = counts.get(t["node"], 0) + 1
-    return counts
+INSTANCES_YAML = instances_yaml(INSTANCES)
 
 
 @pytest.fixture(scope="module")
 def web(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:  # noqa: F811
     root = tmp_path_factory.mktemp("multihost")
-    repo = new_repo(root / "web-repo")
-    svc = lab.soa_dir / SERVICE
-    svc.mkdir(parents=True, exist_ok=True)
-    (svc / "service.yaml").write_text(f"git_url: {repo}\n")
-    (svc / "deploy.yaml").write_text("pipeline:\n  - step: lab.main\n")
-    (svc / "instances-lab.yaml").write_text(INSTANCES_YAML)
-    (svc / "smartstack.yaml").write_text(SMARTSTACK_YAML)
-    w = Web(lab, root, repo)
+    w = Web(lab, root, new_repo(root / "web-repo"), lab.soa_dir, SERVICE, instances=INSTANCES,
+            proxy_port=PROXY_PORT)  # fmt: skip
+    w.write()
     try:
-        sha = w.push(commit_version(repo, 1))
+        sha = w.new_version()
         for host in lab.hosts:
             w.start_agent(host)
         w.start_deployd("lab1")
@@ -212,15 +49,11 @@ def web(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:  #
         w.wait("6 healthy tasks of the first version", lambda: w.converged(sha), 120)
         yield w
     finally:
-        from lab import stop_spawned
-
         stop_spawned()
         names = w.services() if lab.exec("lab1", "true", check=False).returncode == 0 else []
         if names:
             lab.exec("lab1", "docker", "service", "rm", *names, check=False, timeout=120)
-        import shutil
-
-        shutil.rmtree(svc, ignore_errors=True)
+        shutil.rmtree(w.folder, ignore_errors=True)
 
 
 def test_six_tasks_spread_over_the_three_hosts_and_answer_through_every_proxy(web: Web) -> None:
@@ -365,7 +198,7 @@ def test_a_second_deployd_stands_by_then_takes_over_a_sigkilled_first(web: Web) 
     st = web.wait("the standby to finish the bounce", lambda: web.converged(sha), 120)
     assert len(web.services()) == INSTANCES  # no orphan
     assert [v["git_sha"] for v in st["app_versions"]] == [sha]  # no duplicate app version
-    log = (web.root / "lab2-deployd.log").read_text(errors="replace")
+    log = (web.root / "lab-lab2-deployd.log").read_text(errors="replace")
     assert "lock" in log.lower(), log[-2000:]
     with contextlib.suppress(KeyError):
         del web.deployds["lab1"]
