@@ -79,7 +79,7 @@ dockerd_start() {
     cat >"$hd/daemon.json" <<JSON
 {"insecure-registries": ["$NET.11:5000"], "log-driver": "json-file", "log-opts": {"max-size": "5m"}}
 JSON
-    rm -f "$rd/docker.sock"
+    rm -f "$rd/docker.sock" "$rd/dockerd.pidfile"  # ours is not alive: a stale file would stop it
     # its own UTS namespace (hostname = the host's name: Swarm names the node after it)
     setsid nsenter --net="/run/netns/$(ns "$h")" unshare --uts sh -c "hostname $h; exec dockerd \
         --config-file $hd/daemon.json --data-root $hd/docker --exec-root $rd/exec \
@@ -115,6 +115,14 @@ kill_stack() {
         inspect -f '{{.State.Pid}}' 2>/dev/null || true)
     pids="$pids $(stack_pids "$h" | sort -u | tr '\n' ' ')"
     for p in $pids; do [[ $p =~ ^[0-9]+$ ]] && ((p > 1)) && kill -9 "$p" 2>/dev/null || true; done
+    # SIGKILL is not instant: a dockerd still dying would refuse a new one its pid file
+    local until=$((SECONDS + 10)) alive_one
+    while ((SECONDS < until)); do
+        alive_one=0
+        for p in $pids; do [[ $p =~ ^[0-9]+$ ]] && kill -0 "$p" 2>/dev/null && alive_one=1 && break; done
+        ((alive_one)) || break
+        sleep 0.1
+    done
     rm -f "$RUN/$h/dockerd.pid"
 }
 

@@ -211,7 +211,6 @@ class SwarmEngine:
         until its container is gone (a task on a node that is down is gone at once)."""
         self._remove(task_id)
         deadline = time.monotonic() + max(grace_seconds, ss.STOP_GRACE_SECONDS) + 15.0
-        down: set[str] | None = None  # nodes not ready: their tasks never report stopping
         while time.monotonic() < deadline:
             with translated(f"waiting for task {task_id[:12]} to stop", self.where):
                 # the service is gone: its task stays listed until its container stopped
@@ -221,14 +220,16 @@ class SwarmEngine:
                 for t in left
                 if (t.get("Status") or {}).get("State") in ("running", "starting", "preparing")
             ]
-            if running and down is None:
+            if running:
+                # asked again each round: a node may go down while we wait (Swarm notices
+                # after a few missed heartbeats), and its tasks never report stopping
                 with translated("listing the nodes", self.where):
                     down = {
                         str(n.get("ID"))
                         for n in self.api.nodes()
                         if (n.get("Status") or {}).get("State") != "ready"
                     }
-            running = [t for t in running if str(t.get("NodeID") or "") not in (down or set())]
+                running = [t for t in running if str(t.get("NodeID") or "") not in down]
             if not running:
                 return
             time.sleep(0.2)
