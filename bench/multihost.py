@@ -157,7 +157,10 @@ discovery:
         engine = DockerEngine("solo", base_url=lab.manager_socket)
         self.solo_probe = Probe(engine, {"lab1": solo / "state"}, "web")
 
+    extra: dict[str, str]
+
     def start(self) -> None:
+        self.extra = {}
         self.swarm.write(instances_yaml(0))
         self.solo.write(instances_yaml(0))
         self.sha = self.swarm.new_version()
@@ -170,11 +173,21 @@ discovery:
         self.solo.mark(self.sha)
 
     def resize(self, svc: LabService, probe: Probe, n: int, extra: str = "") -> None:
-        """Write ``n`` instances (0.05 cpus) and wait until exactly they run, healthy."""
+        """Write ``n`` instances (0.05 cpus; ``extra`` lines) and wait until exactly they run,
+        healthy; when ``extra`` changed, as a new app version (the bounce it causes is over)."""
+        rehash = n > 0 and extra != self.extra.get(svc.cluster, "")
+        self.extra[svc.cluster] = extra
+        before = {v.config_hash for v in probe.engine.list_app_versions(svc.service, "main")}
         svc.instances = n
         svc.write(instances_yaml(n, cpus=0.05, extra=extra))
-        wait(f"{svc.cluster}: {n} tasks", lambda: probe.versions() <= 1 and len(probe.running())
-             == n and probe.healthy(n), 300)  # fmt: skip
+
+        def settled() -> bool:
+            versions = probe.engine.list_app_versions(svc.service, "main")
+            if len(versions) > 1 or (rehash and versions and versions[0].config_hash in before):
+                return False
+            return len(probe.running()) == n and probe.healthy(n)
+
+        wait(f"{svc.cluster}: {n} tasks", settled, 300)
 
     def bounce(self, svc: LabService, probe: Probe) -> tuple[float, float]:
         """mark a new version: (seconds to all new healthy in lab1's proxy, to the old gone)."""
