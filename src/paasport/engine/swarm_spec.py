@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from paasport.engine import container_spec as cs
@@ -123,7 +123,6 @@ class ServiceSpec:
     healthcheck_interval_ns: int = 0
     healthcheck_timeout_ns: int = 0
     healthcheck_start_ns: int = 0
-    preferences: tuple[str, ...] = field(default=())
 
 
 def service_spec(spec: AppSpec, suffix: str, now: float) -> ServiceSpec:

@@ -61,13 +61,18 @@ class HostView:
             "role": self.role,
             "cpus": self.cpus,
             "mem_mb": self.mem_mb,
-            "cpus_reserved": self.cpus_reserved,
-            "mem_reserved_mb": self.mem_reserved_mb,
-            "cpus_free": self.cpus_free,
-            "mem_free_mb": self.mem_free_mb,
+            "cpus_reserved": _rounded(self.cpus_reserved),
+            "mem_reserved_mb": _rounded(self.mem_reserved_mb),
+            "cpus_free": _rounded(self.cpus_free),
+            "mem_free_mb": _rounded(self.mem_free_mb),
             "tasks": self.tasks,
             "labels": dict(sorted(self.labels.items())),
         }
+
+
+def _rounded(amount: float | None) -> float | None:
+    """A sum of reservations without float noise (0.15, not 0.15000000000000002)."""
+    return None if amount is None else round(amount, 6)
 
 
 @dataclass(frozen=True)
