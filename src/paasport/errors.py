@@ -6,6 +6,7 @@
     │     carries a tuple of ConfigProblem (file, line, subject, field, message)
     ├── NotFoundError                  unknown service / instance / group / commit (CLI exit 1)
     ├── PermanentError                 an operation that cannot succeed as asked   (CLI exit 1)
+    │     ├── ConflictError            the present state does not allow it (nothing to roll back to)
     │     ├── GitError                 git refused or could not reach a repo
     │     ├── ImageError               build / push / missing image
     │     └── EngineError              the engine refused a request
@@ -67,6 +68,10 @@ class NotFoundError(PaasportError):
 
 
 class PermanentError(PaasportError):
+    pass
+
+
+class ConflictError(PermanentError):
     pass
 
 

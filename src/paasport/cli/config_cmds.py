@@ -7,7 +7,7 @@ Exit status: 0 valid, 1 invalid (ConfigError / ``validate`` finding errors), 2 u
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -20,11 +20,10 @@ from paasport.cli.options import (
     settings_from,
     soa_dir_option,
 )
-from paasport.config.placement import placement_rules
 from paasport.config.system import SystemConfig
 from paasport.config.tree import SoaTree, load_tree
 from paasport.errors import ConfigError, ConfigProblem, UsageError
-from paasport.types import InstanceConfig
+from paasport.view.catalog import clusters_json, info_json, problem_json, services_json
 
 
 def _tree(ctx: click.Context, services: list[str] | None = None) -> tuple[SystemConfig, SoaTree]:
@@ -57,10 +56,6 @@ def with_deployments_problems(tree: SoaTree) -> SoaTree:
     return replace(tree, problems=tuple(problems))
 
 
-def _problem_json(p: ConfigProblem) -> dict[str, Any]:
-    return {**asdict(p), "text": str(p)}
-
-
 def _console() -> Any:
     from rich.console import Console
 
@@ -87,7 +82,7 @@ def validate(ctx: click.Context, /, service: str | None, **_params: Any) -> int:
                 "instances": len(tree.instances),
                 "errors": len(errors),
                 "warnings": len(tree.warnings),
-                "problems": [_problem_json(p) for p in tree.problems],
+                "problems": [problem_json(p) for p in tree.problems],
             }
         )
         return 1 if errors else 0
@@ -118,18 +113,7 @@ def list_services(ctx: click.Context, /, as_json: bool, **_params: Any) -> None:
     """List the services of the soa-configs tree."""
     _, tree = _tree(ctx)
     if as_json:
-        print_json(
-            [
-                {
-                    "service": name,
-                    "description": svc.description,
-                    "instances": sorted(
-                        f"{c.cluster}.{c.instance}" for c in tree.instances_for(service=name)
-                    ),
-                }
-                for name, svc in sorted(tree.services.items())
-            ]
-        )
+        print_json(services_json(tree))
         return
     for name in sorted(tree.services):
         click.echo(name)
@@ -143,19 +127,7 @@ def list_services(ctx: click.Context, /, as_json: bool, **_params: Any) -> None:
 def list_clusters(ctx: click.Context, /, as_json: bool, **_params: Any) -> None:
     """List clusters: those of the system config and those instance files name."""
     system, tree = _tree(ctx)
-    rows: list[dict[str, Any]] = []
-    for name in sorted(set(system.clusters) | set(tree.clusters)):
-        cluster = system.clusters.get(name)
-        rows.append(
-            {
-                "cluster": name,
-                "engine": cluster.engine if cluster else None,
-                "docker_host": cluster.docker_host if cluster else None,
-                "local": name == system.local_cluster,
-                "configured": cluster is not None,
-                "instances": len(tree.instances_for(cluster=name)),
-            }
-        )
+    rows = clusters_json(system, tree)
     if as_json:
         print_json(rows)
         return
@@ -168,23 +140,6 @@ def list_clusters(ctx: click.Context, /, as_json: bool, **_params: Any) -> None:
             note = "not in the system config: not deployed from this host"
         table.add_row(row["cluster"], row["engine"] or "-", str(row["instances"]), note)
     _console().print(table)
-
-
-def _instance_row(c: InstanceConfig) -> dict[str, Any]:
-    return {
-        "cluster": c.cluster,
-        "instance": c.instance,
-        "instances": c.instances,
-        "cpus": c.cpus,
-        "mem": c.mem,
-        "disk": c.disk,
-        "deploy_group": c.deploy_group,
-        "registrations": list(c.registrations),
-        "bounce_method": c.bounce_method,
-        "healthcheck_mode": c.healthcheck.mode,
-        "pool": c.pool,
-        "placement": list(placement_rules(c.constraints)),  # docs/placement.md
-    }
 
 
 @click.command("info")
@@ -203,22 +158,7 @@ def info(ctx: click.Context, /, service: str, as_json: bool, **_params: Any) -> 
         (ns for ns in tree.namespaces.values() if ns.service == service), key=lambda n: n.name
     )
     if as_json:
-        print_json(
-            {
-                "service": service,
-                "description": svc.description,
-                "git_url": svc.git_url,
-                "docker_registry": svc.docker_registry,
-                "team": mon.team,
-                "deploy_groups": list(svc.deploy_groups),
-                "instances": [_instance_row(c) for c in instances],
-                "namespaces": [
-                    {"namespace": ns.full_name, "proxy_port": ns.proxy_port, "mode": ns.mode}
-                    for ns in namespaces
-                ],
-                "errors": [_problem_json(p) for p in tree.errors],
-            }
-        )
+        print_json(info_json(tree, service))
         return 1 if tree.errors else 0
     from rich.table import Table
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,11 +29,9 @@ from paasport.cli.options import (
 from paasport.config.system import SystemConfig, effective_registry
 from paasport.config.tree import SoaTree, load_tree
 from paasport.deploy import tags, workflow
-from paasport.deploy.git import GitRepo, check_git_url, git_user_name, resolve_git_url
-from paasport.errors import ConfigError, PaasportError, UsageError
-
-# The event kind that says who made a tag and why (tags are lightweight: git does not say).
-MARK_EVENT = "mark"
+from paasport.deploy.git import GitRepo, git_user_name
+from paasport.errors import PaasportError, UsageError
+from paasport.platform import mutations
 
 commit_option = click.option(
     "--commit", "-c", "commit", required=True, help="commit: sha, short sha, branch or tag"
@@ -50,38 +47,13 @@ def _service_name(service: str | None) -> str:
     return service.removeprefix("services-")  # PaaSTA accepts the image repo name too
 
 
-def _load(ctx: click.Context, service: str) -> tuple[SystemConfig, SoaTree]:
-    system = settings_from(ctx)
-    return system, load_tree(system.soa_dir, [service], system=system)
-
-
-def _require_valid(tree: SoaTree, service: str) -> None:
-    """Writing verbs regenerate deployments.json from the instance list: it must be complete."""
-    if tree.errors:  # load_tree(services=[service]) reports only that service's problems
-        raise ConfigError(tree.errors)
-    if service in tree.incomplete_services:
-        raise ConfigError(f"{service}: its configuration is incomplete; run paasport validate")
-
-
 def _target(
     ctx: click.Context, service: str, git_url: str | None = None, *, write: bool = True
 ) -> tuple[SystemConfig, SoaTree, workflow.ServiceTarget]:
-    system, tree = _load(ctx, service)
-    if write:
-        _require_valid(tree, service)
-    target = workflow.target_from_tree(tree, service, write=write)
-    if git_url:
-        why = check_git_url(git_url)  # before a relative path is made absolute
-        if why is not None:
-            raise UsageError(f"--git-url: {why}")
-        target = workflow.ServiceTarget(
-            service=target.service,
-            git_url=resolve_git_url(git_url, Path.cwd()),
-            deploy_groups=target.deploy_groups,
-            control_branches=target.control_branches,
-            soa_dir=target.soa_dir,
-            git_url_source="--git-url",
-        )
+    system = settings_from(ctx)
+    tree, target = mutations.service_target(
+        system, service, write=write, git_url=git_url, base_dir=Path.cwd()
+    )
     return system, tree, target
 
 
@@ -100,50 +72,14 @@ def _who() -> str:
         return "paasport"
 
 
-def _record_mark(
-    ctx: click.Context,
-    service: str,
-    result: workflow.TagResult,
-    *,
-    action: str,
-    who: str,
-    deploy_group: str | None,
-    cluster: str | None = None,
-    instance: str | None = None,
-) -> None:
-    """Who made the tag and why, in the event log (deploy-history reads it back). The tag is
-    already made: an event log that cannot be written is a warning, not a failure."""
-    from paasport.monitoring.events import Event, EventLog, events_path
+def _actor() -> mutations.Actor:
+    return mutations.Actor(_who())
 
-    parsed = tags.parse_deploy_tag(tags.TAG_PREFIX + result.tag, result.sha)
-    where = f"{cluster}.{instance}" if cluster and instance else deploy_group
-    message = f"{who}: {action} {service} {where} at {result.sha[:12]} (tag {result.tag})"
-    data: dict[str, object] = {
-        "user": who,
-        "action": action,
-        "git_sha": result.sha,
-        "deploy_group": deploy_group,
-        "tag": result.tag,
-        "image_version": parsed.image_version if parsed else None,
-    }
-    if result.rollback_tag:
-        data["rollback_tag"] = result.rollback_tag
-    event = Event(
-        time=time.time(),
-        level="info",
-        kind=MARK_EVENT,
-        service=service,
-        instance=instance,
-        cluster=cluster,
-        message=message,
-        data=data,
-    )
-    try:
-        system = settings_from(ctx)
-        with EventLog(events_path(system.state_dir)) as log:
-            log.record(event)
-    except PaasportError as err:
-        click.echo(f"warning: tag made, but who made it is not recorded: {err}", err=True)
+
+def _warn(outcome: mutations.Outcome) -> workflow.TagResult:
+    if outcome.warning:
+        click.echo(f"warning: {outcome.warning}", err=True)
+    return outcome.result
 
 
 def _report(result: workflow.TagResult, as_json: bool) -> None:
@@ -190,23 +126,15 @@ def mark_for_deployment(
     if not deploy_group:
         raise UsageError("missing --deploy-group/-l")
     service = _service_name(service)
-    _, _, target = _target(ctx, service, git_url)
-    who = _who()
-    with GitRepo(target.require_git_url()) as repo:
-        result = workflow.mark_for_deployment(
-            target,
-            repo,
-            deploy_group,
-            commit,
-            now=time.time(),
-            image_version=image_version,
-            who=who,
-        )
-    _record_mark(ctx, service, result, action="deploy", who=who, deploy_group=deploy_group)
+    system, _, target = _target(ctx, service, git_url)
+    outcome = mutations.mark_for_deployment(
+        system, target, deploy_group, commit, _actor(), image_version=image_version
+    )
+    result = _warn(outcome)
     _report(result, as_json)
 
 
-def _control_command(name: str, state: tags.ControlState, doc: str) -> click.Command:
+def _control_command(name: mutations.ControlAction, doc: str) -> click.Command:
     @click.command(name, help=doc)
     @service_option(required=True)
     @click.option("--cluster", "-c", "cluster", required=True, help="cluster name")
@@ -226,35 +154,20 @@ def _control_command(name: str, state: tags.ControlState, doc: str) -> click.Com
         **_options: Any,
     ) -> None:
         service = _service_name(service)
-        _, _, target = _target(ctx, service)
-        who = _who()
-        with GitRepo(target.require_git_url()) as repo:
-            result = workflow.set_desired_state(
-                target, repo, cluster, instance, state, now=time.time(), who=who
-            )
-        _record_mark(
-            ctx,
-            service,
-            result,
-            action=name,
-            who=who,
-            deploy_group=target.control_branches.get(f"{cluster}.{instance}"),
-            cluster=cluster,
-            instance=instance,
-        )
+        system, _, target = _target(ctx, service)
+        outcome = mutations.set_desired_state(system, target, cluster, instance, name, _actor())
+        result = _warn(outcome)
         _report(result, as_json)
 
     return command
 
 
 start = _control_command(
-    "start", "start", "Start an instance (tag paasta-<cluster>.<instance>-<time>-start)."
+    "start", "Start an instance (tag paasta-<cluster>.<instance>-<time>-start)."
 )
-stop = _control_command(
-    "stop", "stop", "Stop an instance (tag paasta-<cluster>.<instance>-<time>-stop)."
-)
+stop = _control_command("stop", "Stop an instance (tag paasta-<cluster>.<instance>-<time>-stop).")
 restart = _control_command(
-    "restart", "start", "Restart an instance: a new start tag, which forces a bounce."
+    "restart", "Restart an instance: a new start tag, which forces a bounce."
 )
 
 
@@ -278,7 +191,7 @@ def generate_deployments(
     failed = 0
     for name in names or sorted(tree.services):
         try:
-            _require_valid(tree, name)
+            mutations.require_valid(tree, name)
             target = workflow.target_from_tree(tree, name)
             if target.git_url:
                 with GitRepo(target.require_git_url()) as repo:
@@ -326,24 +239,15 @@ def get_latest_deployment(
     target.require_group(deploy_group)
     with GitRepo(target.require_git_url()) as repo:
         latest = workflow.deployed(target, repo, deploy_group)
-    from paasport.deploy.images import image_name
+    from paasport.view.deployments import latest_json
 
-    image = image_name(service, latest.sha, _registry(system, tree, service), latest.image_version)
+    found = latest_json(service, deploy_group, latest, _registry(system, tree, service))
     if as_json:
-        print_json(
-            {
-                "service": service,
-                "deploy_group": deploy_group,
-                "git_sha": latest.sha,
-                "image_version": latest.image_version,
-                "docker_image": image,
-                "tag": latest.ref.removeprefix(tags.TAG_PREFIX),
-                "time": tags.parse_timestamp(latest.timestamp).isoformat(),
-            }
-        )
+        print_json(found)
     elif sha_only:
         click.echo(latest.sha)
     else:
+        image = found["docker_image"]
         click.echo(f"{deploy_group}: {latest.sha} ({image}), marked {latest.timestamp}")
 
 
@@ -420,23 +324,14 @@ def rollback(
     if not deploy_group:
         raise UsageError("missing --deploy-group/-l")
     service = _service_name(service)
-    _, _, target = _target(ctx, service, write=commit is not None)
-    target.require_group(deploy_group)
-    with GitRepo(target.require_git_url()) as repo:
-        if commit is None:
-            before = workflow.deployed_commits(repo.tag_refs(), deploy_group)
-        else:
-            who = _who()
-            result = workflow.rollback(
-                target, repo, deploy_group, commit, now=time.time(), force=force, who=who
-            )
-            _record_mark(
-                ctx, service, result, action="rollback", who=who, deploy_group=deploy_group
-            )
-            _report(result, as_json)
-            if not as_json:
-                click.echo("remember to revert the change in git too")
-            return
+    system, _, target = _target(ctx, service, write=commit is not None)
+    if commit is not None:
+        outcome = mutations.rollback(system, target, deploy_group, commit, _actor(), force=force)
+        _report(_warn(outcome), as_json)
+        if not as_json:
+            click.echo("remember to revert the change in git too")
+        return
+    before = mutations.deployed_before(target, deploy_group)
     if as_json:
         print_json(
             [

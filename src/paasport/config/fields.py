@@ -30,6 +30,11 @@ SERVICE_NAME = r"[a-z0-9][a-z0-9_-]*"
 REGISTRATION = r"[a-z0-9][a-z0-9_-]*\.[a-z0-9_-]+"
 HEALTHCHECK_URI = r"/[-_0-9a-zA-Z/?&.=%~+:,]*"
 STEP_NAME = r"[a-zA-Z0-9_.-]+"
+# HOST:PORT, the host a name, an IPv4 address or a bracketed IPv6 one (empty: 127.0.0.1)
+LISTEN = (
+    r"(?:[A-Za-z0-9_.-]*|\[[0-9A-Fa-f:.]+\]):"
+    r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+)
 
 
 def _priority(value: object) -> tuple[object, str | None]:
@@ -403,6 +408,18 @@ SYSTEM = Obj(
                 "zookeeper_session_timeout_seconds": Num(2, 60),
                 "proxy_bind": ListOf(Str(), description="addresses HAProxy listens on"),
                 "haproxy_bin": Str(),
+            }
+        ),
+        "api": Obj(
+            {
+                "listen": Str(
+                    LISTEN,
+                    "HOST:PORT (e.g. 127.0.0.1:5054)",
+                    description="where the HTTP API listens (default 127.0.0.1:5054)",
+                ),
+                "require_token_for_reads": Bool(
+                    description="reads need a token too (default false: only mutations do)"
+                ),
             }
         ),
         "monitoring": Obj(

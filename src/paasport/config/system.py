@@ -54,6 +54,14 @@ class MonitoringSinksConfig:
     check_interval_seconds: float = 10.0
 
 
+@dataclass(frozen=True)
+class ApiConfig:
+    """The HTTP API of ``paasport api`` and ``paasport up`` (docs/api.md)."""
+
+    listen: str = "127.0.0.1:5054"  # PaaSTA's API port
+    require_token_for_reads: bool = False  # mutations always need one
+
+
 def _default_clusters() -> Mapping[str, ClusterConfig]:
     return {"local": ClusterConfig("local", "docker")}
 
@@ -68,6 +76,7 @@ class SystemConfig:
     instance_defaults: Mapping[str, object] = field(default_factory=dict)
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     monitoring: MonitoringSinksConfig = field(default_factory=MonitoringSinksConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
     # host access: extra_volumes hostPath prefixes instances may mount, and net: host
     allowed_host_paths: tuple[str, ...] = ()
     allow_host_network: bool = False
@@ -128,7 +137,8 @@ def system_config_from(
 
     disc = data.get("discovery") if isinstance(data.get("discovery"), dict) else {}
     mon = data.get("monitoring") if isinstance(data.get("monitoring"), dict) else {}
-    assert isinstance(disc, dict) and isinstance(mon, dict)
+    api = data.get("api") if isinstance(data.get("api"), dict) else {}
+    assert isinstance(disc, dict) and isinstance(mon, dict) and isinstance(api, dict)
     disc_args: dict[str, Any] = {
         k: (tuple(v) if isinstance(v, list) else v) for k, v in disc.items()
     }
@@ -143,6 +153,7 @@ def system_config_from(
         instance_defaults=defaults if isinstance(defaults, dict) else {},
         discovery=DiscoveryConfig(**disc_args),
         monitoring=MonitoringSinksConfig(**mon),
+        api=ApiConfig(**api),
         allowed_host_paths=tuple(p for p in allowed if isinstance(p, str))
         if isinstance(allowed, list)
         else (),

@@ -1,0 +1,234 @@
+"""The writing deploy verbs as plain functions: mark-for-deployment, start/stop/restart, rollback.
+
+``cli/deploy_cmds.py`` and the HTTP API (``api/routes_write.py``) both call these: each loads
+the service, tags through ``deploy.workflow`` (tags in git, never the engine) and records who
+did it in the event log (a ``mark`` event; the API adds the token's name and team).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from paasport.config.system import SystemConfig
+from paasport.config.tree import SoaTree, load_tree
+from paasport.deploy import tags, workflow
+from paasport.deploy.git import GitRepo, check_git_url, resolve_git_url
+from paasport.errors import ConfigError, ConflictError, PaasportError, UsageError
+from paasport.monitoring.events import Event, EventKind, EventLog, events_path
+
+ControlAction = Literal["start", "stop", "restart"]
+CONTROL_STATES: dict[str, tags.ControlState] = {
+    "start": "start",
+    "stop": "stop",
+    "restart": "start",  # a new start tag forces a bounce
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asks: a person at the CLI (``who``) or an API token (its name and team)."""
+
+    who: str
+    team: str | None = None
+    token: str | None = None  # the token's name (API)
+    admin: bool = False
+
+    @property
+    def via(self) -> str:
+        return "api" if self.token is not None else "cli"
+
+    @property
+    def label(self) -> str:
+        if self.token is None:
+            return self.who
+        return f"{self.who} (token {self.token}, team {self.team or '-'}, via the API)"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: workflow.TagResult
+    warning: str | None = None  # the tag is made, but the event log could not be written
+
+
+def require_valid(tree: SoaTree, service: str) -> None:
+    """Writing verbs regenerate deployments.json from the instance list: it must be complete."""
+    if tree.errors:  # load_tree(services=[service]) reports only that service's problems
+        raise ConfigError(tree.errors)
+    if service in tree.incomplete_services:
+        raise ConfigError(f"{service}: its configuration is incomplete; run paasport validate")
+
+
+def service_target(
+    system: SystemConfig,
+    service: str,
+    *,
+    write: bool = True,
+    git_url: str | None = None,
+    base_dir: Path | None = None,
+) -> tuple[SoaTree, workflow.ServiceTarget]:
+    """The loaded tree and the ServiceTarget of ``service``; ``git_url`` overrides service.yaml's
+    (a relative path is resolved against ``base_dir``)."""
+    tree = load_tree(system.soa_dir, [service], system=system)
+    if write:
+        require_valid(tree, service)
+    target = workflow.target_from_tree(tree, service, write=write)
+    if git_url:
+        why = check_git_url(git_url)  # before a relative path is made absolute
+        if why is not None:
+            raise UsageError(f"--git-url: {why}")
+        target = workflow.ServiceTarget(
+            service=target.service,
+            git_url=resolve_git_url(git_url, base_dir or Path.cwd()),
+            deploy_groups=target.deploy_groups,
+            control_branches=target.control_branches,
+            soa_dir=target.soa_dir,
+            git_url_source="--git-url",
+        )
+    return tree, target
+
+
+def mark_event(
+    service: str,
+    result: workflow.TagResult,
+    *,
+    action: str,
+    actor: Actor,
+    deploy_group: str | None,
+    cluster: str | None = None,
+    instance: str | None = None,
+    now: float,
+) -> Event:
+    """The ``mark`` event of one tag: who made it and why (deploy-history reads it). Pure."""
+    parsed = tags.parse_deploy_tag(tags.TAG_PREFIX + result.tag, result.sha)
+    where = f"{cluster}.{instance}" if cluster and instance else deploy_group
+    message = f"{actor.label}: {action} {service} {where} at {result.sha[:12]} (tag {result.tag})"
+    data: dict[str, object] = {
+        "user": actor.who,
+        "action": action,
+        "git_sha": result.sha,
+        "deploy_group": deploy_group,
+        "tag": result.tag,
+        "image_version": parsed.image_version if parsed else None,
+        "via": actor.via,
+    }
+    if actor.token is not None:
+        data["token"] = actor.token
+        data["team"] = actor.team
+    if result.rollback_tag:
+        data["rollback_tag"] = result.rollback_tag
+    return Event(
+        time=now,
+        level="info",
+        kind=EventKind.MARK,
+        service=service,
+        instance=instance,
+        cluster=cluster,
+        message=message,
+        data=data,
+    )
+
+
+def record(system: SystemConfig, event: Event) -> str | None:
+    """Append ``event``; the tag is already made, so a failure is a warning (returned)."""
+    try:
+        with EventLog(events_path(system.state_dir)) as log:
+            log.record(event)
+    except PaasportError as err:
+        return f"tag made, but who made it is not recorded: {err}"
+    return None
+
+
+def mark_for_deployment(
+    system: SystemConfig,
+    target: workflow.ServiceTarget,
+    deploy_group: str,
+    commit: str,
+    actor: Actor,
+    *,
+    image_version: str | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Outcome:
+    """Tag ``commit`` as what ``deploy_group`` runs, regenerate deployments.json, record it."""
+    with GitRepo(target.require_git_url()) as repo:
+        result = workflow.mark_for_deployment(
+            target, repo, deploy_group, commit, now=clock(), image_version=image_version,
+            who=actor.who,
+        )  # fmt: skip
+    event = mark_event(
+        target.service, result, action="deploy", actor=actor, deploy_group=deploy_group,
+        now=clock(),
+    )  # fmt: skip
+    return Outcome(result, record(system, event))
+
+
+def set_desired_state(
+    system: SystemConfig,
+    target: workflow.ServiceTarget,
+    cluster: str,
+    instance: str,
+    action: ControlAction,
+    actor: Actor,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> Outcome:
+    """start/stop/restart one instance (a control tag on the sha its deploy group runs)."""
+    with GitRepo(target.require_git_url()) as repo:
+        result = workflow.set_desired_state(
+            target, repo, cluster, instance, CONTROL_STATES[action], now=clock(), who=actor.who
+        )
+    event = mark_event(
+        target.service,
+        result,
+        action=action,
+        actor=actor,
+        deploy_group=target.control_branches.get(f"{cluster}.{instance}"),
+        cluster=cluster,
+        instance=instance,
+        now=clock(),
+    )
+    return Outcome(result, record(system, event))
+
+
+def deployed_before(target: workflow.ServiceTarget, deploy_group: str) -> list[tags.DeployTag]:
+    """Each sha the group ran, newest first (the first is what it runs now)."""
+    target.require_group(deploy_group)
+    with GitRepo(target.require_git_url()) as repo:
+        return workflow.deployed_commits(repo.tag_refs(), deploy_group)
+
+
+def previous_sha(before: list[tags.DeployTag], service: str, deploy_group: str) -> str:
+    """The sha a rollback without one goes back to: the one deployed before the current. Pure."""
+    if len(before) < 2:
+        what = "was never marked" if not before else f"ran only {before[0].sha[:12]}"
+        raise ConflictError(f"{service}: {deploy_group} {what}: there is no earlier sha")
+    return before[1].sha
+
+
+def rollback(
+    system: SystemConfig,
+    target: workflow.ServiceTarget,
+    deploy_group: str,
+    commit: str | None,
+    actor: Actor,
+    *,
+    force: bool = False,
+    clock: Callable[[], float] = time.time,
+) -> Outcome:
+    """Re-mark ``deploy_group`` at ``commit`` (None: the sha it ran before the current one)."""
+    target.require_group(deploy_group)
+    with GitRepo(target.require_git_url()) as repo:
+        if commit is None:
+            before = workflow.deployed_commits(repo.tag_refs(), deploy_group)
+            commit = previous_sha(before, target.service, deploy_group)
+        result = workflow.rollback(
+            target, repo, deploy_group, commit, now=clock(), force=force, who=actor.who
+        )
+    event = mark_event(
+        target.service, result, action="rollback", actor=actor, deploy_group=deploy_group,
+        now=clock(),
+    )  # fmt: skip
+    return Outcome(result, record(system, event))
