@@ -13,7 +13,8 @@
     └── TemporaryError(delay)          retryable: the reconciler retries after ``delay`` seconds
           │     (``backoff``: longer each time in a row, or every ``delay`` for cheap probes)
           ├── EngineUnavailable        the engine did not answer
-          └── RegistryUnavailable      the discovery registry did not answer (no backoff)
+          ├── RegistryUnavailable      the discovery registry did not answer (no backoff)
+          └── ApiUnavailable           another cluster's paasport API did not answer in time
 
 Library code never calls ``sys.exit``: exit codes are decided in ``paasport.cli.main`` only,
 HTTP status codes in ``paasport.api`` only.
@@ -107,6 +108,12 @@ class EngineUnavailable(TemporaryError):
 class RegistryUnavailable(TemporaryError):
     """Asking the registry again is cheap, and a bounce waiting on it should resume as soon as
     it answers: retried every ``delay`` (1 s), never backed off."""
+
+    backoff = False
+
+
+class ApiUnavailable(TemporaryError):
+    """A cluster's HTTP API did not answer within its deadline (or refused the connection)."""
 
     backoff = False
 

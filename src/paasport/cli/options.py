@@ -87,6 +87,14 @@ cluster_option: Callable[[F], F] = click.option(
     "--cluster", "-c", "cluster", default=None, help="cluster name"
 )
 
+token_option: Callable[[F], F] = click.option(
+    "--token",
+    "token",
+    envvar="PAASPORT_API_TOKEN",
+    default=None,
+    help="API token sent to clusters' APIs (env PAASPORT_API_TOKEN)",
+)
+
 instance_option: Callable[[F], F] = click.option(
     "--instance", "-i", "instance", default=None, help="instance name"
 )

@@ -383,6 +383,13 @@ SYSTEM = Obj(
                 {
                     "engine": Enum(("docker", "swarm")),
                     "docker_host": Nullable(Str(description="Docker engine URL, e.g. unix://...")),
+                    "api_url": Nullable(
+                        Str(
+                            r"https?://[^\s/]+(/\S*)?",
+                            "an http(s) URL, e.g. http://10.0.0.5:5054",
+                            description="the cluster's paasport API (read by the CLI elsewhere)",
+                        )
+                    ),
                 }
             ),
             key_pattern=INSTANCE_NAME,

@@ -31,6 +31,7 @@ class ClusterConfig:
     name: str
     engine: EngineKind = "docker"
     docker_host: str | None = None  # None: the local engine (DOCKER_HOST or its socket)
+    api_url: str | None = None  # the cluster's paasport API, for the CLI on other clusters' hosts
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,10 @@ def system_config_from(
         for name, spec in raw_clusters.items():
             spec = spec if isinstance(spec, dict) else {}
             clusters[name] = ClusterConfig(
-                name, spec.get("engine") or "docker", spec.get("docker_host")
+                name,
+                spec.get("engine") or "docker",
+                spec.get("docker_host"),
+                (spec.get("api_url") or "").rstrip("/") or None,
             )
     else:
         clusters = dict(_default_clusters())

@@ -19,7 +19,7 @@ from paasport.config.tree import INSTANCE_FILE, SoaTree
 from paasport.deploy import deployments as deployments_module
 from paasport.deploy.deployments import Deployments
 from paasport.engine.base import Engine
-from paasport.errors import NotFoundError, PaasportError, UsageError
+from paasport.errors import EngineUnavailable, NotFoundError, PaasportError, UsageError
 from paasport.monitoring.events import Event
 from paasport.reconcile.store import (
     INSTANCE_FILE_KINDS,
@@ -31,6 +31,12 @@ from paasport.reconcile.store import (
 from paasport.types import AppVersion, HealthCheck, InstanceConfig, Task
 from paasport.view.observe import InstanceView, observe_instances
 from paasport.view.proxy import DiscoveryReading, read_discovery
+from paasport.view.remote import (
+    DEFAULT_TIMEOUT_SECONDS,
+    ClusterAnswer,
+    ask_clusters,
+    request_json,
+)
 
 
 @dataclass(frozen=True)
@@ -351,6 +357,7 @@ def load_status(
     instance: str | None = None,
     *,
     with_events: bool = False,
+    tree: SoaTree | None = None,
 ) -> StatusView:
     """The status of the selected instances: one tree load, one read per deployments.json,
     one engine listing, one proxy and registry reading (when some instance is in discovery)."""
@@ -359,16 +366,23 @@ def load_status(
     from paasport.engine.factory import engine_for
 
     _local_cluster(system, cluster)
-    tree = load_selected_tree(system, service)
+    tree = tree if tree is not None else load_selected_tree(system, service)
+    not_found: NotFoundError | None = None
+    try:
+        configs = select_instances(system, service, cluster, instance, tree=tree)
+    except NotFoundError as err:  # unless it still runs (below): said before the engine is asked
+        not_found, configs = err, []
     with closing(engine_for(system.local)) as engine:
-        listed = engine.list_app_versions(service)  # the one listing of this status call
-        refused = refused_removals(system, tree, listed, service, instance)
         try:
-            configs = select_instances(system, service, cluster, instance, tree=tree)
-        except NotFoundError:
-            if not refused:
-                raise
-            configs = []  # -i names an instance that runs, but is no longer configured
+            listed = engine.list_app_versions(service)  # the one listing of this status call
+        except EngineUnavailable:
+            if not_found is not None:
+                raise not_found from None
+            raise
+        refused = refused_removals(system, tree, listed, service, instance)
+        if not_found is not None and not refused:
+            raise not_found
+        # with refused removals, -i may name an instance that runs but is no longer configured
         return _status(system, tree, configs, instance, refused, with_events, engine, listed)
 
 
@@ -408,3 +422,112 @@ def _status(
         listed=listed,
     )
     return StatusView(tuple(views), tuple(broken), discovery)
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    """Which clusters a status reads: ``clusters`` (the local one read directly, the others
+    through their API) and ``skipped``, those with instances but no ``api_url``."""
+
+    clusters: tuple[str, ...]
+    skipped: tuple[str, ...] = ()
+    tree: SoaTree | None = None  # the tree loaded to decide, for load_status to reuse
+
+
+def plan_clusters(
+    system: SystemConfig, service_clusters: Iterable[str], cluster: str | None
+) -> ClusterPlan:
+    """``-c CLUSTER``: that one (it must be the local one or have an ``api_url``); otherwise
+    every cluster the service has instances on, the local one first. Pure."""
+    local = system.local_cluster
+    if cluster is not None:
+        known = system.clusters.get(cluster)
+        if known is None:
+            names = ", ".join(sorted(system.clusters))
+            raise UsageError(f"-c {cluster}: no such cluster in paasport.yaml (clusters: {names})")
+        if cluster != local and not known.api_url:
+            raise UsageError(
+                f"this host runs cluster {local!r}; cluster {cluster!r} has no api_url in "
+                f"paasport.yaml (clusters.{cluster}.api_url), so it can only be read on one "
+                "of its hosts"
+            )
+        return ClusterPlan((cluster,))
+    named = set(service_clusters) & set(system.clusters)
+    others = sorted(named - {local})
+    asked = tuple(c for c in others if system.clusters[c].api_url)
+    skipped = tuple(c for c in others if not system.clusters[c].api_url)
+    return ClusterPlan(((local,) if local in named or not asked else ()) + asked, skipped)
+
+
+def clusters_to_read(system: SystemConfig, service: str | None, cluster: str | None) -> ClusterPlan:
+    """plan_clusters for ``service`` (no service: the local cluster, or ``-c``'s)."""
+    if service is None or cluster is not None:
+        return (
+            plan_clusters(system, (), cluster) if cluster else ClusterPlan((system.local_cluster,))
+        )
+    tree = load_selected_tree(system, service)
+    plan = plan_clusters(system, tree.clusters, None)
+    return ClusterPlan(plan.clusters, plan.skipped, tree)
+
+
+def status_path(service: str | None, instance: str | None) -> str:
+    """The API path of a status reading (docs/api.md)."""
+    if service is None:
+        return "/v1/status"
+    if instance is None:
+        return f"/v1/services/{service}/status"
+    return f"/v1/services/{service}/{instance}/status"
+
+
+def status_of_clusters(
+    system: SystemConfig,
+    clusters: Sequence[str],
+    service: str | None,
+    instance: str | None,
+    *,
+    with_events: bool,
+    token: str | None,
+) -> tuple[ClusterAnswer, ...]:
+    """Each cluster's ``status --json`` list, in parallel: the local cluster read here, the
+    others from their API (2 s each); a cluster that cannot be read is its one line."""
+
+    def read(name: str) -> object:
+        if name == system.local_cluster:
+            return load_status(system, service, name, instance, with_events=with_events).to_json()
+        params = {"cluster": name, **({"events": "1"} if with_events else {})}
+        return request_json(
+            system.clusters[name], "GET", status_path(service, instance), params=params, token=token
+        )
+
+    return ask_clusters(clusters, read, deadline=DEFAULT_TIMEOUT_SECONDS + 8)
+
+
+def answer_entries(
+    answer: ClusterAnswer, service: str | None, instance: str | None
+) -> list[dict[str, object]]:
+    """A cluster's answer as ``status --json`` entries; a cluster that did not answer is one
+    entry in state ``Unreachable`` with the line saying why. Pure."""
+    if answer.answered:
+        data = answer.data if isinstance(answer.data, list) else []
+        return [dict(e) for e in data if isinstance(e, Mapping)]
+    return [
+        {
+            "service": service or "",
+            "instance": instance,
+            "cluster": answer.cluster,
+            "state": "Unreachable",
+            "ok": False,
+            "why": answer.error,
+            "problems": [answer.error],
+            "desired_state": None,
+            "git_sha": None,
+            "config_hash": None,
+            "expected": None,
+            "running": None,
+            "healthy": None,
+            "bounce": None,
+            "app_versions": [],
+            "tasks": [],
+            "events": [],
+        }
+    ]

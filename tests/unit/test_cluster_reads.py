@@ -1,0 +1,125 @@
+"""Reading several clusters: which clusters status asks, and how an API's answer maps onto
+paasport's errors and status entries (the HTTP round trips: tests/integration/test_api.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from paasport.config.system import ClusterConfig, SystemConfig
+from paasport.errors import ApiUnavailable, NotFoundError, PermanentError, UsageError
+from paasport.view.remote import ClusterAnswer, answer_error, ask_clusters
+from paasport.view.status import ClusterPlan, answer_entries, plan_clusters, status_path
+
+SYSTEM = SystemConfig(
+    clusters={
+        "local": ClusterConfig("local"),
+        "prod": ClusterConfig("prod", api_url="http://10.0.0.5:5054"),
+        "dev": ClusterConfig("dev", api_url="http://10.0.0.6:5054"),
+        "dark": ClusterConfig("dark"),  # no api_url: only read on its own hosts
+    },
+    local_cluster="local",
+)
+
+
+@pytest.mark.parametrize(
+    ("service_clusters", "cluster", "expected"),
+    [
+        pytest.param((), None, ClusterPlan(("local",)), id="nothing named: the local cluster"),
+        pytest.param(("local",), None, ClusterPlan(("local",)), id="only local"),
+        pytest.param(
+            ("prod", "local", "dev"), None, ClusterPlan(("local", "dev", "prod")),
+            id="local first, then the others sorted",
+        ),
+        pytest.param(("prod",), None, ClusterPlan(("prod",)), id="only a remote one"),
+        pytest.param(
+            ("local", "dark"), None, ClusterPlan(("local",), ("dark",)),
+            id="a cluster without api_url is skipped, not failed",
+        ),
+        pytest.param(
+            ("dark",), None, ClusterPlan(("local",), ("dark",)),
+            id="nothing askable: the local cluster still answers",
+        ),
+        pytest.param(
+            ("local", "elsewhere"), None, ClusterPlan(("local",)),
+            id="a cluster paasport.yaml does not name is not asked",
+        ),
+        pytest.param(("local", "prod"), "prod", ClusterPlan(("prod",)), id="-c a remote cluster"),
+        pytest.param((), "local", ClusterPlan(("local",)), id="-c the local cluster"),
+    ],
+)  # fmt: skip
+def test_plan_clusters(
+    service_clusters: tuple[str, ...], cluster: str | None, expected: ClusterPlan
+) -> None:
+    assert plan_clusters(SYSTEM, service_clusters, cluster) == expected
+
+
+@pytest.mark.parametrize(
+    ("cluster", "message"),
+    [
+        ("nope", "-c nope: no such cluster in paasport.yaml (clusters: dark, dev, local, prod)"),
+        ("dark", "cluster 'dark' has no api_url in paasport.yaml (clusters.dark.api_url)"),
+    ],
+)
+def test_plan_clusters_refuses_a_cluster_it_cannot_read(cluster: str, message: str) -> None:
+    with pytest.raises(UsageError) as err:
+        plan_clusters(SYSTEM, (), cluster)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind", "text"),
+    [
+        (404, {"error": {"message": "no service 'x'"}}, NotFoundError,
+         "answered 404: no service 'x'"),
+        (422, {"error": {"message": "expected an integer", "field": "instances"}}, UsageError,
+         "answered 422: expected an integer (instances)"),
+        (400, {"detail": "bad"}, UsageError, "answered 400: bad"),
+        (503, {"error": {"message": "the engine did not answer"}}, ApiUnavailable,
+         "answered 503: the engine did not answer"),
+        (401, None, PermanentError, "answered 401: unauthorized"),
+        (500, None, PermanentError, "answered 500: no message"),
+    ],
+)  # fmt: skip
+def test_answer_error(status: int, body: object, kind: type, text: str) -> None:
+    raw = "unauthorized" if status == 401 else ""
+    err = answer_error("cluster prod: API at http://p", status, body, raw)
+    assert type(err) is kind
+    assert str(err) == f"cluster prod: API at http://p {text}"
+
+
+def test_a_cluster_that_does_not_answer_is_one_entry_and_the_others_still_print() -> None:
+    def read(cluster: str) -> object:
+        if cluster == "prod":
+            raise ApiUnavailable("cluster prod: API at http://p did not answer in 2 s")
+        if cluster == "dev":
+            raise NotFoundError("no service 'web' in /soa")
+        return [{"service": "web", "instance": "main", "cluster": cluster, "ok": True}]
+
+    answers = ask_clusters(["local", "prod", "dev"], read, deadline=5)
+    assert answers == (
+        ClusterAnswer(
+            "local", [{"service": "web", "instance": "main", "cluster": "local", "ok": True}]
+        ),
+        ClusterAnswer("prod", None, "cluster prod: API at http://p did not answer in 2 s"),
+        ClusterAnswer("dev", None, "cluster dev: no service 'web' in /soa"),
+    )
+    entries = [e for a in answers for e in answer_entries(a, "web", None)]
+    assert [(e["cluster"], e.get("state", "-"), e["ok"]) for e in entries] == [
+        ("local", "-", True),
+        ("prod", "Unreachable", False),
+        ("dev", "Unreachable", False),
+    ]
+    assert entries[1]["why"] == "cluster prod: API at http://p did not answer in 2 s"
+    assert entries[1]["expected"] is None
+
+
+@pytest.mark.parametrize(
+    ("service", "instance", "path"),
+    [
+        (None, None, "/v1/status"),
+        ("web", None, "/v1/services/web/status"),
+        ("web", "main", "/v1/services/web/main/status"),
+    ],
+)
+def test_status_path(service: str | None, instance: str | None, path: str) -> None:
+    assert status_path(service, instance) == path
