@@ -60,25 +60,40 @@ class ConfigErrorView:
 
     def to_json(self) -> dict[str, object]:
         """Same keys as an instance's entry, with nothing observed (docs/views.md)."""
-        return {
-            "service": self.service,
-            "instance": self.instance,
-            "cluster": self.cluster,
-            "state": "Config error",
-            "ok": False,
-            "why": self.why,
-            "problems": list(self.problems),
-            "desired_state": None,
-            "git_sha": None,
-            "config_hash": None,
-            "expected": None,
-            "running": None,
-            "healthy": None,
-            "bounce": None,
-            "app_versions": [],
-            "tasks": [],
-            "events": [],
-        }
+        return unobserved_entry(
+            self.service, self.instance, self.cluster, "Config error", self.why, self.problems
+        )
+
+
+def unobserved_entry(
+    service: str,
+    instance: str | None,
+    cluster: str,
+    state: str,
+    why: str,
+    problems: Sequence[str],
+) -> dict[str, object]:
+    """A status entry with nothing observed (a config error, a cluster that did not answer):
+    the keys of an instance's entry, ``expected`` None. Pure."""
+    return {
+        "service": service,
+        "instance": instance,
+        "cluster": cluster,
+        "state": state,
+        "ok": False,
+        "why": why,
+        "problems": list(problems),
+        "desired_state": None,
+        "git_sha": None,
+        "config_hash": None,
+        "expected": None,
+        "running": None,
+        "healthy": None,
+        "bounce": None,
+        "app_versions": [],
+        "tasks": [],
+        "events": [],
+    }
 
 
 @dataclass(frozen=True)
@@ -510,24 +525,5 @@ def answer_entries(
     if answer.answered:
         data = answer.data if isinstance(answer.data, list) else []
         return [dict(e) for e in data if isinstance(e, Mapping)]
-    return [
-        {
-            "service": service or "",
-            "instance": instance,
-            "cluster": answer.cluster,
-            "state": "Unreachable",
-            "ok": False,
-            "why": answer.error,
-            "problems": [answer.error],
-            "desired_state": None,
-            "git_sha": None,
-            "config_hash": None,
-            "expected": None,
-            "running": None,
-            "healthy": None,
-            "bounce": None,
-            "app_versions": [],
-            "tasks": [],
-            "events": [],
-        }
-    ]
+    why = answer.error
+    return [unobserved_entry(service or "", instance, answer.cluster, "Unreachable", why, [why])]
