@@ -21,7 +21,11 @@ from paasport.discovery.haproxy_config import (
     render_config,
     state_from_servers,
 )
-from paasport.discovery.haproxy_stats import filter_server_state, parse_servers_state
+from paasport.discovery.haproxy_stats import (
+    current_worker_of,
+    filter_server_state,
+    parse_servers_state,
+)
 from paasport.discovery.registry import Backend
 from paasport.types import Namespace
 
@@ -179,3 +183,26 @@ def test_saved_server_state_keeps_only_unchanged_slots() -> None:
     state = fresh_state([WEB], ["127.0.0.1"], [be("t1", 1001), be("t2", 2002)])
     kept = filter_server_state(SERVERS_STATE, state)
     assert [r.name for r in parse_servers_state(kept)] == ["s0"]  # s1 moved from :1 to :2002
+
+
+SHOW_PROC_AFTER_RELOAD = """\
+#<PID>          <type>          <reloads>       <uptime>        <version>
+3772            master          1 [failed: 0]   0d00h00m00s     2.6.12-1+deb12u4
+# workers
+3784            worker          0               0d00h00m00s     2.6.12-1+deb12u4
+# old workers
+3773            worker          1               0d00h00m00s     2.6.12-1+deb12u4
+# programs
+"""
+
+
+@pytest.mark.parametrize(
+    ("answer", "current"),
+    [
+        (SHOW_PROC_AFTER_RELOAD, 3784),  # never the old worker still finishing its connections
+        (SHOW_PROC_AFTER_RELOAD.replace("3784            worker", "# nothing"), None),
+        ("", None),
+    ],
+)
+def test_the_current_worker_is_the_masters_word(answer: str, current: int | None) -> None:
+    assert current_worker_of(answer) == current

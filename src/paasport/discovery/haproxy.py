@@ -34,6 +34,7 @@ from paasport.discovery.haproxy_config import (
 )
 from paasport.discovery.haproxy_stats import (
     ServerStat,
+    current_worker_of,
     filter_server_state,
     parse_servers_state,
     parse_show_stat,
@@ -154,11 +155,20 @@ class HAProxyProcess:
                 return int(line.split(":", 1)[1])
         return None
 
+    def current_worker(self) -> int | None:
+        """The worker the master names as current (``show proc``), or None. The master's
+        word, not the admin socket's: a slow admin answer must not hide the old worker."""
+        try:
+            return current_worker_of(runtime_command(self.master_socket, "show proc", 2.0))
+        except ProxyUnavailable:
+            return None
+
     def _wait_worker(self, not_pid: int | None, timeout: float = 10.0) -> int:
+        """The new worker once it answers on the admin socket (never ``not_pid``)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             pid = self.worker_pid()
-            if pid is not None and pid != not_pid:
+            if pid is not None and pid != not_pid and pid == self.current_worker():
                 return pid
             time.sleep(0.02)
         raise ProxyUnavailable(
@@ -256,7 +266,9 @@ class HAProxyProcess:
             time.sleep(0.02)
 
     def _reload(self, state: ProxyState) -> None:
-        old_worker = self.worker_pid()
+        old_worker = self.current_worker()
+        if old_worker is None:  # without it the old worker could pass for the new one
+            raise ProxyUnavailable(f"haproxy master socket {self.master_socket} is silent")
         try:
             saved = runtime_command(self.admin_socket, "show servers state")
         except ProxyUnavailable:

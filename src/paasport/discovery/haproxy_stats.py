@@ -1,4 +1,5 @@
-"""Parsers for HAProxy runtime API answers, pure: ``show stat`` CSV and ``show servers state``.
+"""Parsers for HAProxy runtime API answers, pure: ``show stat`` CSV, ``show servers state`` and
+the master's ``show proc``.
 
 ``discovery.haproxy`` feeds them socket output; ``discovery.mesh`` and the drainer read the
 resulting ServerStat rows (status, check, current sessions per server).
@@ -157,3 +158,17 @@ def filter_server_state(text: str, state: ProxyState) -> str:
         if (row.backend, row.name, row.host, row.port) in wanted:
             keep.append(row.line)
     return "\n".join(keep) + "\n"
+
+
+def current_worker_of(show_proc: str) -> int | None:
+    """The current worker's pid in the master's ``show proc`` answer (the first row under
+    ``# workers``; old workers have their own section), or None when there is none."""
+    section = ""
+    for line in show_proc.splitlines():
+        if line.startswith("#"):
+            section = line.strip("# ").lower()
+            continue
+        fields = line.split()
+        if section == "workers" and fields and fields[0].isdigit():
+            return int(fields[0])
+    return None
