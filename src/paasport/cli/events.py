@@ -6,7 +6,6 @@ Renders ``view.events.load_events`` (``-f``: ``view.events.follow_events``, whic
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from datetime import datetime
@@ -23,32 +22,10 @@ from paasport.cli.options import (
     soa_dir_option,
     state_dir_option,
 )
-from paasport.errors import UsageError
 from paasport.monitoring.events import KINDS, LEVELS, Event
-from paasport.view.events import follow_events, load_events
+from paasport.view.events import follow_events, load_events, parse_since
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _COLOURS = {"debug": "bright_black", "info": None, "warning": "yellow", "error": "red"}
-
-
-def parse_since(value: str, now: float) -> float:
-    """``10m``/``2h``/``1d`` ago, an ISO date/time, or epoch seconds -> epoch seconds (pure)."""
-    text = value.strip()
-    match = _DURATION.match(text)
-    if match:
-        return now - float(match.group(1)) * _UNIT[match.group(2)]
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        raise UsageError(
-            f"--since {value!r}: expected a duration like 30s, 10m, 2h, 1d, an ISO time like "
-            "2024-05-01T12:00 or epoch seconds"
-        ) from None
 
 
 def format_event(event: Event) -> str:

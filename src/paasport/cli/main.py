@@ -18,6 +18,7 @@ from paasport.errors import PaasportError
 # verb -> "module:attribute"; keep sorted, one line per verb.
 COMMANDS: dict[str, str] = {
     "agent": "paasport.cli.agent:agent",
+    "api": "paasport.cli.api_cmds:api",
     "cook-image": "paasport.cli.deploy_cmds:cook_image",
     "deploy-history": "paasport.cli.deploy_cmds:deploy_history",
     "deployd": "paasport.cli.up:deployd",
@@ -41,6 +42,7 @@ COMMANDS: dict[str, str] = {
     "start": "paasport.cli.deploy_cmds:start",
     "status": "paasport.cli.status:status",
     "stop": "paasport.cli.deploy_cmds:stop",
+    "token": "paasport.cli.api_cmds:token",
     "up": "paasport.cli.up:up",
     "validate": "paasport.cli.config_cmds:validate",
     "wait-for-deployment": "paasport.cli.wait:wait_for_deployment",

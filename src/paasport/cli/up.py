@@ -25,7 +25,8 @@ from paasport.cli.options import (
 )
 from paasport.config.state_files import private_dir
 from paasport.config.system import SystemConfig, config_path, default_config_text
-from paasport.platform.build import build_platform, load_settings, start_metrics
+from paasport.errors import PaasportError
+from paasport.platform.build import Platform, build_platform, load_settings, start_metrics
 
 __all__ = ["deployd", "load_settings", "setup_logging", "up"]
 
@@ -82,15 +83,35 @@ def _write_default_config(config_file: Path | None, system: SystemConfig) -> Non
     log.info("wrote the default system config %s (cluster local on this Docker engine)", path)
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
+STOPPING = "stopping paasport (the services keep running; `paasport down` stops them)"
+
+
+def stop_on_signals(stop: threading.Event, message: str = STOPPING) -> None:
+    """SIGINT and SIGTERM set ``stop`` (once, logging ``message``)."""
+
     def handler(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
             return
-        log.info("stopping paasport (the services keep running; `paasport down` stops them)")
+        log.info("%s", message)
         stop.set()
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+
+
+def _start_api(
+    platform: Platform, system: SystemConfig, listen: str | None, stop: threading.Event
+) -> None:
+    """The API beside the reconciler; a port that is taken is a warning (paasport keeps
+    running, like /metrics)."""
+    from paasport.cli.api_cmds import start_api
+
+    try:
+        server = start_api(system, listen, stop)
+    except PaasportError as err:
+        log.warning("not serving the API: %s", err)
+        return
+    platform.closers.append(server.close)
 
 
 @click.command("deployd")
@@ -131,7 +152,7 @@ def deployd(
         wait_for_lock=not no_wait,
     )
     stop = threading.Event()
-    _stop_on_signals(stop)
+    stop_on_signals(stop)
     try:
         platform.deployd.run_forever(stop)
     finally:
@@ -153,6 +174,14 @@ def deployd(
     help="how often deployments.json is regenerated from every service's git tags",
 )
 @metrics_listen_option()
+@click.option(
+    "--api-listen",
+    "api_listen",
+    default=None,
+    metavar="HOST:PORT",
+    help="serve the HTTP API on HOST:PORT (default: api.listen in paasport.yaml,"
+    " 127.0.0.1:5054; '' to not serve)",
+)
 @verbose_logging_option
 def up(
     soa_dir: Path | None,
@@ -163,11 +192,11 @@ def up(
     stop_grace_seconds: float,
     refresh_seconds: float,
     metrics_listen: str,
+    api_listen: str | None,
     verbose: bool,
 ) -> None:
     """Run paasport on this host in the foreground: reconciler, deployments refresher, health
-    checks (and discovery and monitoring where configured). Ctrl-C stops paasport, not the
-    services."""
+    checks, discovery, monitoring and the HTTP API. Ctrl-C stops paasport, not the services."""
     setup_logging(verbose)
     system = load_settings(config_file, soa_dir, state_dir)
     private_dir(system.state_dir)
@@ -184,7 +213,7 @@ def up(
         refresh_seconds=refresh_seconds,
     )
     stop = threading.Event()
-    _stop_on_signals(stop)
+    stop_on_signals(stop)
     log.info(
         "paasport up: cluster %s, soa-configs %s, state %s",
         system.local_cluster,
@@ -198,6 +227,8 @@ def up(
         platform.spawn("monitor", lambda: monitor.run_forever(stop))
         if metrics_listen:
             start_metrics(platform, metrics_listen)
+        if api_listen != "":
+            _start_api(platform, system, api_listen, stop)
         if agent is not None:
             platform.spawn("discovery-agent", lambda: agent.run_forever(stop))
         platform.deployd.run_forever(stop)

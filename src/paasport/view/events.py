@@ -7,13 +7,19 @@ creating it) and hands a frozen EventsView on; ``follow_events`` keeps yielding 
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from paasport.config.system import SystemConfig
+from paasport.errors import UsageError
 from paasport.monitoring.events import Event, EventLog, events_path
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 @dataclass(frozen=True)
@@ -86,3 +92,22 @@ def follow_events(
         )
     finally:
         log.close()
+
+
+def parse_since(value: str, now: float) -> float:
+    """``10m``/``2h``/``1d`` ago, an ISO date/time, or epoch seconds -> epoch seconds (pure)."""
+    text = value.strip()
+    match = _DURATION.match(text)
+    if match:
+        return now - float(match.group(1)) * _UNIT[match.group(2)]
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise UsageError(
+            f"--since {value!r}: expected a duration like 30s, 10m, 2h, 1d, an ISO time like "
+            "2024-05-01T12:00 or epoch seconds"
+        ) from None
