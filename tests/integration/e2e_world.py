@@ -129,7 +129,7 @@ class E2E:
         return out
 
     def status(self) -> dict[str, Any]:
-        out = self.run("status", "-s", SERVICE, "--json", check=False)
+        out = self.run("status", "-s", SERVICE, "-c", self.cluster, "--json", check=False)
         views = json.loads(out.stdout)
         assert [v["instance"] for v in views] == ["main"], out.stdout
         return dict(views[0])
