@@ -10,7 +10,8 @@ mkdir -p "$RUN_DIR"
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 APT_PACKAGES=(docker.io haproxy busybox-static git wrk docker-registry zookeeper
-              prometheus-alertmanager debootstrap iproute2 procps curl ca-certificates python3-venv)
+              prometheus-alertmanager debootstrap iproute2 procps curl ca-certificates python3-venv
+              chromium fonts-dejavu-core)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import paasport
 from paasport.api.auth import Gate, may_change
+from paasport.api.dashboard import install_dashboard
 from paasport.api.errors import (
     RateLimited,
     error_body,
@@ -40,6 +41,7 @@ from paasport.view.deployments import load_deployments
 from paasport.view.events import load_events, parse_since
 from paasport.view.history import load_deploy_history
 from paasport.view.hosts import load_hosts
+from paasport.view.logs import load_logs
 from paasport.view.mesh import load_mesh
 from paasport.view.status import load_status
 
@@ -74,8 +76,8 @@ def create_app(
     stop: threading.Event | None = None,
     extra: Callable[[FastAPI], None] | None = None,
 ) -> FastAPI:
-    """The API of ``system``'s local cluster. ``stop`` ends open event streams (server
-    shutdown); ``extra`` adds routes (the dashboard)."""
+    """The API and dashboard of ``system``'s local cluster. ``stop`` ends open event streams
+    (server shutdown); ``extra`` adds routes."""
     app = FastAPI(
         title="paasport API",
         version=paasport.__version__,
@@ -184,6 +186,17 @@ def create_app(
         new one as it is recorded; a comment every 15 s keeps proxies from closing it."""
         return event_stream(system, request, stopping, **where.filters())
 
+    @app.get("/v1/services/{service}/logs", tags=["reads"])
+    def logs(
+        service: Service,
+        _: Reader,
+        instance: str | None = None,
+        tail: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    ) -> Json:
+        """``paasport logs -s SERVICE --tail N --json``: the newest ``tail`` lines, merged."""
+        load_catalog_tree(system, service)  # an unknown service is a 404, not "no lines"
+        return load_logs(system, service, instance, tail=tail).to_json()
+
     @app.get("/v1/alerts", tags=["reads"])
     def alerts(_: Reader, service: str | None = None, team: str | None = None) -> Json:
         """The alerts firing now, with the owning team."""
@@ -253,6 +266,7 @@ def create_app(
             )
         return _outcome(outcome)
 
+    install_dashboard(app, system)
     if extra is not None:
         extra(app)
     return app

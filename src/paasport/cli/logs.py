@@ -17,6 +17,7 @@ import click
 from paasport.cli.options import config_option, instance_option, json_option, service_option
 from paasport.config.system import SystemConfig, load_system_config
 from paasport.errors import NotFoundError, UsageError
+from paasport.view.logs import log_json
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -96,14 +97,7 @@ def logs(
         for line in engine.logs(service, instance, follow=follow, since=start, tail=tail):
             name = line.task_name or line.task_id[:12]
             if as_json:  # one JSON object per line, so -f output can be piped
-                record = {
-                    "task": name,
-                    "task_id": line.task_id,
-                    "timestamp": line.timestamp,
-                    "stream": line.stream,
-                    "message": line.message.rstrip("\n"),
-                }
-                click.echo(json.dumps(record, sort_keys=True))
+                click.echo(json.dumps(log_json(line), sort_keys=True))
             else:
                 click.echo(f"{name} | {line.message.rstrip()}")
             printed += 1
