@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -415,3 +416,48 @@ def test_an_api_server_closes_within_its_deadline(tmp_path: Path) -> None:
     server.close()
     with pytest.raises(httpx.ConnectError):
         httpx.get(url + "/v1/version", timeout=2)
+
+
+def test_concurrent_reads_of_one_key_share_one_computation() -> None:
+    from paasport.api.reads import Coalescer
+
+    shared, entered, release = Coalescer(), threading.Event(), threading.Event()
+    results: list[object] = []
+
+    def slow() -> str:
+        entered.set()
+        assert release.wait(10)
+        return "answer"
+
+    leader = threading.Thread(target=lambda: results.append(shared.run("k", slow)))
+    leader.start()
+    assert entered.wait(10)
+    joiners = [
+        threading.Thread(target=lambda: results.append(shared.run("k", lambda: "not run")))
+        for _ in range(5)
+    ]
+    for t in joiners:
+        t.start()
+    deadline = time.monotonic() + 10
+    while shared.joined < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    other = shared.run("other key", lambda: "own")  # another key is not held up
+    release.set()
+    for t in [leader, *joiners]:
+        t.join(10)
+    assert other == "own" and results == ["answer"] * 6
+    assert shared.computed == 2
+    assert shared.run("k", lambda: "fresh") == "fresh"  # a finished computation is not reused
+
+
+def test_a_failed_shared_computation_fails_its_joiners_too() -> None:
+    from paasport.api.reads import Coalescer
+
+    shared = Coalescer()
+
+    def broken() -> str:
+        raise EngineUnavailable("docker is down")
+
+    with pytest.raises(EngineUnavailable):
+        shared.run("k", broken)
+    assert shared.run("k", lambda: "back") == "back"

@@ -28,6 +28,7 @@ from paasport.api.errors import (
     status_for,
     validation_body,
 )
+from paasport.api.reads import Coalescer, SharedEngine, json_bytes, json_response
 from paasport.api.stream import event_stream
 from paasport.config.system import SystemConfig
 from paasport.deploy.workflow import ServiceTarget
@@ -85,6 +86,21 @@ def create_app(
         "events as Server-Sent Events. Errors are {'error': {'message', 'field'?}}.",
     )
     gate = Gate(TokenStore(system.state_dir))
+    engine = SharedEngine(system)
+    shared = Coalescer()
+    app.state.close = engine.close  # ApiServer.close calls it
+
+    def status_json(
+        service: str | None, cluster: str | None, instance: str | None, events: bool
+    ) -> Response:
+        def compute() -> bytes:
+            view = load_status(
+                system, service, cluster, instance, with_events=events, engine=engine.get()
+            )
+            return json_bytes(view.to_json())
+
+        return json_response(shared.run(("status", service, cluster, instance, events), compute))
+
     stopping = stop or threading.Event()
     write_lock = threading.Lock()  # one mutation at a time: tags of one repo, in order
     _install_error_handlers(app)
@@ -117,7 +133,10 @@ def create_app(
     @app.get("/v1/services", tags=["reads"])
     def services(_: Reader) -> Json:
         """``paasport list --json``."""
-        return services_json(load_catalog_tree(system))
+        body = shared.run(
+            ("services",), lambda: json_bytes(services_json(load_catalog_tree(system)))
+        )
+        return json_response(body)
 
     @app.get("/v1/services/{service}", tags=["reads"])
     def info(service: Service, _: Reader) -> Json:
@@ -129,14 +148,14 @@ def create_app(
         _: Reader, cluster: str | None = None, events: bool = False, instance: str | None = None
     ) -> Json:
         """``paasport status --json`` of every service on this cluster."""
-        return load_status(system, None, cluster, instance, with_events=events).to_json()
+        return status_json(None, cluster, instance, events)
 
     @app.get("/v1/services/{service}/status", tags=["reads"])
     def status_service(
         service: Service, _: Reader, cluster: str | None = None, events: bool = False
     ) -> Json:
         """``paasport status -s SERVICE --json`` (this cluster's instances)."""
-        return load_status(system, service, cluster, None, with_events=events).to_json()
+        return status_json(service, cluster, None, events)
 
     @app.get("/v1/services/{service}/mesh", tags=["reads"])
     def mesh(service: Service, _: Reader) -> Json:
@@ -167,7 +186,7 @@ def create_app(
         events: bool = False,
     ) -> Json:
         """``paasport status -s SERVICE -i INSTANCE --json``: one entry."""
-        return load_status(system, service, cluster, instance, with_events=events).to_json()
+        return status_json(service, cluster, instance, events)
 
     @app.get("/v1/events", tags=["reads"])
     def events(
@@ -195,7 +214,7 @@ def create_app(
     ) -> Json:
         """``paasport logs -s SERVICE --tail N --json``: the newest ``tail`` lines, merged."""
         load_catalog_tree(system, service)  # an unknown service is a 404, not "no lines"
-        return load_logs(system, service, instance, tail=tail).to_json()
+        return load_logs(system, service, instance, tail=tail, engine=engine.get()).to_json()
 
     @app.get("/v1/alerts", tags=["reads"])
     def alerts(_: Reader, service: str | None = None, team: str | None = None) -> Json:
@@ -205,7 +224,7 @@ def create_app(
     @app.get("/v1/hosts", tags=["reads"])
     def hosts(_: Reader) -> Json:
         """``paasport hosts --json``: the engine's nodes, their state, capacity, reservations."""
-        return load_hosts(system).to_json()
+        return load_hosts(system, engine.get()).to_json()
 
     @app.get("/metrics", tags=["reads"], response_class=Response)
     def metrics() -> Response:
@@ -266,7 +285,7 @@ def create_app(
             )
         return _outcome(outcome)
 
-    install_dashboard(app, system)
+    install_dashboard(app, system, engine)
     if extra is not None:
         extra(app)
     return app

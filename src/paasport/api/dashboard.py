@@ -15,6 +15,7 @@ from fastapi import FastAPI, Path, Query
 from fastapi.responses import HTMLResponse, Response
 
 from paasport.api import pages
+from paasport.api.reads import SharedEngine
 from paasport.config.system import SystemConfig
 from paasport.config.tree import SoaTree
 from paasport.errors import NotFoundError, PaasportError
@@ -46,7 +47,7 @@ def _or_error(read: Callable[[], Any]) -> Any:
         return str(err)
 
 
-def install_dashboard(app: FastAPI, system: SystemConfig) -> None:
+def install_dashboard(app: FastAPI, system: SystemConfig, engine: SharedEngine) -> None:
     """Add the dashboard's routes to ``app``."""
     cluster = system.local_cluster
     files = {name: _static(name) for name in STATIC}
@@ -64,8 +65,9 @@ def install_dashboard(app: FastAPI, system: SystemConfig) -> None:
         else:
             names = list(clusters_to_read(system, service, None).clusters)
         answers = status_of_clusters(
-            system, names, service, None, with_events=False, token=token_from_env()
-        )
+            system, names, service, None, with_events=False, token=token_from_env(),
+            engine=engine.get(),
+        )  # fmt: skip
         return [x for a in answers for x in answer_entries(a, service, None)]
 
     @app.get("/static/{name}", include_in_schema=False)
@@ -104,7 +106,9 @@ def install_dashboard(app: FastAPI, system: SystemConfig) -> None:
         groups = _deploy_groups(tree, service)
         events = load_events(system, service=service, limit=200).to_json()
         timeline = [ev for ev in events if ev["kind"] in pages.KINDS_TIMELINE]
-        logs = _or_error(lambda: load_logs(system, service, None, tail=40).to_json())
+        logs = _or_error(
+            lambda: load_logs(system, service, None, tail=40, engine=engine.get()).to_json()
+        )
         body = pages.service_body(
             service,
             team=monitoring.team if monitoring else None,
@@ -129,7 +133,7 @@ def install_dashboard(app: FastAPI, system: SystemConfig) -> None:
     @app.get("/hosts", response_class=HTMLResponse, tags=["dashboard"])
     def hosts_page(fragment: Fragment = False) -> HTMLResponse:
         """The cluster's hosts with their state and reservations."""
-        body = pages.hosts_body(_or_error(lambda: load_hosts(system).to_json()))
+        body = pages.hosts_body(_or_error(lambda: load_hosts(system, engine.get()).to_json()))
         return page("hosts", body, fragment, "/v1/events/stream?kind=host")
 
 

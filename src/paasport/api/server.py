@@ -107,6 +107,9 @@ class ApiServer:
                 server.force_exit = True  # type: ignore[attr-defined]
                 self._thread.join(STOP_DEADLINE_SECONDS)
         self.sock.close()
+        close = getattr(self.app.state, "close", None)
+        if callable(close):
+            close()  # the app's engine
 
 
 def serve(app: FastAPI, listen: str, stopping: threading.Event) -> ApiServer:

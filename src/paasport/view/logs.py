@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from paasport.config.system import SystemConfig
-from paasport.engine.base import LogLine
+from paasport.engine.base import Engine, LogLine
 
 
 def log_json(line: LogLine) -> dict[str, object]:
@@ -34,15 +34,22 @@ class LogsView:
 
 
 def load_logs(
-    system: SystemConfig, service: str, instance: str | None, *, tail: int = 100
+    system: SystemConfig,
+    service: str,
+    instance: str | None,
+    *,
+    tail: int = 100,
+    engine: Engine | None = None,
 ) -> LogsView:
     """The last ``tail`` lines of each task of ``service`` (``instance``), merged, oldest
-    first (the newest ``tail`` of the merge)."""
+    first (the newest ``tail`` of the merge); ``engine`` as for ``load_status``."""
     from paasport.engine.factory import engine_for
 
-    engine = engine_for(system.local)
+    own = engine is None
+    engine = engine_for(system.local) if engine is None else engine
     try:
         lines = list(engine.logs(service, instance, follow=False, tail=tail))
     finally:
-        engine.close()
+        if own:
+            engine.close()
     return LogsView(service, instance, tuple(lines[-tail:]))

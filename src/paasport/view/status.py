@@ -9,7 +9,7 @@ the StatusView, ``wait-for-deployment`` polls ``gather``, the API serves it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import closing
+from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -373,9 +373,11 @@ def load_status(
     *,
     with_events: bool = False,
     tree: SoaTree | None = None,
+    engine: Engine | None = None,
 ) -> StatusView:
     """The status of the selected instances: one tree load, one read per deployments.json,
-    one engine listing, one proxy and registry reading (when some instance is in discovery)."""
+    one engine listing, one proxy and registry reading (when some instance is in discovery).
+    ``engine``: a long-lived one to use (the API's); default: the cluster's, closed after."""
     if not system.soa_dir.is_dir():
         raise UsageError(f"soa-configs directory {system.soa_dir} does not exist (--soa-dir)")
     from paasport.engine.factory import engine_for
@@ -387,7 +389,9 @@ def load_status(
         configs = select_instances(system, service, cluster, instance, tree=tree)
     except NotFoundError as err:  # unless it still runs (below): said before the engine is asked
         not_found, configs = err, []
-    with closing(engine_for(system.local)) as engine:
+    own = engine is None
+    engine = engine_for(system.local) if engine is None else engine
+    with closing(engine) if own else nullcontext(engine):
         try:
             listed = engine.list_app_versions(service)  # the one listing of this status call
         except EngineUnavailable:
@@ -502,13 +506,18 @@ def status_of_clusters(
     *,
     with_events: bool,
     token: str | None,
+    engine: Engine | None = None,
 ) -> tuple[ClusterAnswer, ...]:
-    """Each cluster's ``status --json`` list, in parallel: the local cluster read here, the
-    others from their API (2 s each); a cluster that cannot be read is its one line."""
+    """Each cluster's ``status --json`` list, in parallel: the local cluster read here (through
+    ``engine`` when given), the others from their API (2 s each); a cluster that cannot be read
+    is its one line."""
 
     def read(name: str) -> object:
         if name == system.local_cluster:
-            return load_status(system, service, name, instance, with_events=with_events).to_json()
+            found = load_status(
+                system, service, name, instance, with_events=with_events, engine=engine
+            )
+            return found.to_json()
         params = {"cluster": name, **({"events": "1"} if with_events else {})}
         return request_json(
             system.clusters[name], "GET", status_path(service, instance), params=params, token=token

@@ -78,7 +78,7 @@
     source.onopen = function () { liveState.textContent = "live"; liveState.className = "ok"; };
     source.onerror = function () { liveState.textContent = "reconnecting"; liveState.className = "warn"; };
     (body.getAttribute("data-kinds") || "").split(",").forEach(function (kind) {
-      if (kind) { source.addEventListener(kind, function () { schedule(150); }); }
+      if (kind) { source.addEventListener(kind, function () { schedule(60); }); }
     });
   }
   setInterval(function () { if (!document.hidden) { schedule(0); } }, 30000);
