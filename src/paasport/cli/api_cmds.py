@@ -57,7 +57,8 @@ def api(
     listen: str | None,
     verbose: bool,
 ) -> None:
-    """Serve this cluster's HTTP API in the foreground (reads, deploy verbs, event stream)."""
+    """Serve this cluster's HTTP API and dashboard in the foreground (reads, deploy verbs,
+    event stream, web pages)."""
     from paasport.cli.up import setup_logging, stop_on_signals
 
     setup_logging(verbose)

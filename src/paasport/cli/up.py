@@ -179,7 +179,7 @@ def deployd(
     "api_listen",
     default=None,
     metavar="HOST:PORT",
-    help="serve the HTTP API on HOST:PORT (default: api.listen in paasport.yaml,"
+    help="serve the HTTP API and dashboard on HOST:PORT (default: api.listen in paasport.yaml,"
     " 127.0.0.1:5054; '' to not serve)",
 )
 @verbose_logging_option
