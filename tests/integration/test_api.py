@@ -340,6 +340,20 @@ def test_status_across_two_clusters_and_one_stopped(api_world: ApiWorld) -> None
         )  # fmt: skip
         [ours] = mine
         assert ours["healthy"] == INSTANCES and ours["cluster"] == world.cluster
+        # the other read verbs across both clusters
+        mesh = aw.cli_json("mesh-status", "-s", SERVICE)
+        assert [m["cluster"] for m in mesh] == [world.cluster, OTHER], mesh
+        assert [b["state"] for b in mesh[0]["namespaces"][0]["backends"]] == ["up"] * INSTANCES
+        assert mesh[1]["proxy_error"], mesh[1]  # the other cluster runs no HAProxy here
+        events = aw.cli_json("events", "-s", SERVICE, "--kind", "mark")
+        assert events and {e["cluster"] for e in events} <= {world.cluster, OTHER, None}
+        logs = world.run("logs", "-s", SERVICE, check=False)
+        assert logs.returncode == 0, logs.stderr
+        theirs_mesh = aw.cli_json("mesh-status", "-s", SERVICE, "-c", OTHER)
+        assert theirs_mesh["cluster"] == OTHER and theirs_mesh["namespaces"]
+        history = aw.cli_json("deploy-history", "-s", SERVICE, "-c", OTHER)
+        assert all(h["target"].startswith(OTHER) for h in history), history
+        assert aw.cli_json("deploy-history", "-s", SERVICE, "-c", world.cluster)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(15) == 0
     started = time.monotonic()
@@ -349,6 +363,11 @@ def test_status_across_two_clusters_and_one_stopped(api_world: ApiWorld) -> None
     assert len(lines) == 1 and f"API at {aw.other_api}" in lines[0], out.stdout + out.stderr
     assert "did not answer" in lines[0]
     assert f"{SERVICE}.main ({world.cluster})  Running  3/3 healthy" in out.stdout, out.stdout
+    for verb in ("events", "logs", "mesh-status"):
+        out = world.run(verb, "-s", SERVICE, check=False)
+        assert out.returncode == 1, (verb, out.stdout, out.stderr)
+        said = f"cluster {OTHER}: API at {aw.other_api} did not answer"
+        assert len([ln for ln in out.stderr.splitlines() if said in ln]) == 1, (verb, out.stderr)
 
 
 def test_an_engine_that_is_down_is_a_503_naming_it(tmp_dir: Path, api_world: ApiWorld) -> None:

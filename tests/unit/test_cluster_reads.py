@@ -123,3 +123,67 @@ def test_a_cluster_that_does_not_answer_is_one_entry_and_the_others_still_print(
 )
 def test_status_path(service: str | None, instance: str | None, path: str) -> None:
     assert status_path(service, instance) == path
+
+
+def ev(t: float, cluster: str, message: str = "m") -> dict[str, object]:
+    return {"time": t, "level": "info", "kind": "bounce", "service": "web", "instance": "main",
+            "cluster": cluster, "message": message, "data": {}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("answers", "limit", "expected"),
+    [
+        pytest.param(
+            [ClusterAnswer("a", [ev(1, "a"), ev(5, "a")]), ClusterAnswer("b", [ev(3, "b")])],
+            None, [(1, "a"), (3, "b"), (5, "a")], id="merged by time",
+        ),
+        pytest.param(
+            [ClusterAnswer("a", [ev(1, "a"), ev(5, "a")]), ClusterAnswer("b", [ev(3, "b")])],
+            2, [(3, "b"), (5, "a")], id="the newest limit",
+        ),
+        pytest.param(
+            [ClusterAnswer("a", [ev(1, "a")]), ClusterAnswer("b", None, "cluster b: down")],
+            None, [(1, "a")], id="a silent cluster adds nothing",
+        ),
+        pytest.param(
+            [ClusterAnswer("a", [ev(1, "a"), {"time": "x"}, {"kind": "bounce"}, "junk"])],
+            None, [(1, "a")], id="what is not an event is left out",
+        ),
+    ],
+)  # fmt: skip
+def test_merged_events(
+    answers: list[ClusterAnswer], limit: int | None, expected: list[tuple[float, str]]
+) -> None:
+    from paasport.view.events import merged_events
+
+    assert [(e.time, e.cluster) for e in merged_events(answers, limit)] == expected
+
+
+@pytest.mark.parametrize(
+    ("kind", "target", "group", "concerns"),
+    [
+        ("deploy", "prod.main", "prod.main", True),
+        ("deploy", "everything", "everything", True),  # a group the cluster's instances use
+        ("deploy", "dev.main", "dev.main", False),
+        ("start", "prod.main", None, True),
+        ("stop", "dev.main", None, False),
+        ("stop", "production.main", None, False),  # a prefix of another cluster's name
+    ],
+)
+def test_history_of_one_cluster(kind: str, target: str, group: str | None, concerns: bool) -> None:
+    from paasport.deploy.workflow import HistoryEntry
+    from paasport.view.history import concerns_cluster
+
+    entry = HistoryEntry("20260101T000000", kind, target, group, "a" * 40, None, None, "t")
+    assert concerns_cluster(entry, "prod", {"prod.main", "everything"}) is concerns
+
+
+def test_reading_plan_loads_nothing_without_other_apis(tmp_path: object) -> None:
+    from paasport.view.status import reading_plan
+
+    alone = SystemConfig(clusters={"local": ClusterConfig("local")}, local_cluster="local")
+    assert reading_plan(alone, "web", None) == ClusterPlan(("local",))  # no soa-configs needed
+    assert reading_plan(alone, "web", "local") == ClusterPlan(("local",))
+    assert reading_plan(SYSTEM, None, "prod") == ClusterPlan(("prod",))
+    with pytest.raises(UsageError, match="-c nope"):
+        reading_plan(alone, "web", "nope")

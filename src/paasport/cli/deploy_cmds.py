@@ -257,6 +257,10 @@ def get_latest_deployment(
 @click.option(
     "--limit", "-n", type=click.IntRange(min=1), default=None, help="show at most N entries"
 )
+@click.option(
+    "--cluster", "-c", "cluster", default=None,
+    help="only what concerns this cluster (its instances' deploy groups, its starts/stops)",
+)  # fmt: skip
 @soa_dir_option
 @config_option
 @state_dir_option
@@ -268,14 +272,16 @@ def deploy_history(
     service: str,
     deploy_group: str | None,
     limit: int | None,
+    cluster: str | None,
     as_json: bool,
     **_options: Any,
 ) -> None:
-    """Deploys and starts/stops of a service (or one deploy group), newest first."""
+    """Deploys and starts/stops of a service (or one deploy group), newest first. The tags
+    are the service's git repo's, the same for every cluster: -c keeps one cluster's."""
     from paasport.view.history import load_deploy_history
 
     service = _service_name(service)
-    view = load_deploy_history(settings_from(ctx), service, deploy_group, limit)
+    view = load_deploy_history(settings_from(ctx), service, deploy_group, limit, cluster=cluster)
     entries = view.entries
     if as_json:
         print_json(view.to_json())

@@ -1,6 +1,7 @@
 """``paasport events``: the event log (bounces, crashes, deploys, checks, alerts), newest last.
 
-Renders ``view.events.load_events`` (``-f``: ``view.events.follow_events``, which keeps following).
+Renders ``view.events.load_events`` (``-f``: ``view.events.follow_events``, which keeps following);
+other clusters' events come from their API (``view.remote.read_across``), merged by time.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime
 
 import click
@@ -21,9 +23,14 @@ from paasport.cli.options import (
     settings_from,
     soa_dir_option,
     state_dir_option,
+    token_option,
 )
+from paasport.config.system import SystemConfig
+from paasport.errors import UsageError
 from paasport.monitoring.events import KINDS, LEVELS, Event
-from paasport.view.events import follow_events, load_events, parse_since
+from paasport.view.events import follow_events, load_events, merged_events, parse_since
+from paasport.view.remote import read_across, token_from_env
+from paasport.view.status import reading_plan
 
 _COLOURS = {"debug": "bright_black", "info": None, "warning": "yellow", "error": "red"}
 
@@ -71,6 +78,7 @@ def _echo(event: Event, as_json: bool) -> None:
 )
 @click.option("-f", "--follow", is_flag=True, help="keep printing new events")
 @json_option
+@token_option
 @click.pass_context
 def events(
     ctx: click.Context,
@@ -86,10 +94,24 @@ def events(
     limit: int,
     follow: bool,
     as_json: bool,
+    token: str | None,
 ) -> None:
-    """Show what happened: bounces, crashes, deploys, check results and alerts, newest last."""
+    """Show what happened: bounces, crashes, deploys, check results and alerts, newest last.
+
+    With -s and no -c: every cluster the service has instances on, merged by time (other
+    clusters through their api_url); -c CLUSTER: only that one."""
     system = settings_from(ctx)
     since_ts = parse_since(since, time.time()) if since else None
+    plan = reading_plan(system, service, cluster)
+    if plan.clusters != (system.local_cluster,):
+        if follow:
+            raise UsageError(
+                "-f follows this host's event log only (add -c "
+                f"{system.local_cluster}); other clusters stream theirs at their API's "
+                "/v1/events/stream"
+            )
+        ctx.exit(_events_across(system, plan.clusters, service, instance, since_ts, level,
+                                kinds, limit, as_json, token))  # fmt: skip
     filters = {
         "service": service,
         "instance": instance,
@@ -121,3 +143,49 @@ def events(
         click.echo("no matching events", err=True)
     for event in view.events:
         _echo(event, as_json=False)
+
+
+def _events_across(
+    system: SystemConfig,
+    clusters: Sequence[str],
+    service: str | None,
+    instance: str | None,
+    since: float | None,
+    level: str | None,
+    kinds: Sequence[str],
+    limit: int,
+    as_json: bool,
+    token: str | None,
+) -> int:
+    """The events of several clusters merged by time (the newest ``limit``); a cluster that
+    does not answer is one line on stderr and exit 1."""
+
+    def local() -> object:
+        return load_events(
+            system, service=service, instance=instance,
+            since=since, level=level, kinds=kinds or None, limit=limit,
+        ).to_json()  # fmt: skip
+
+    params: dict[str, str | Sequence[str]] = {"limit": str(limit)}
+    for key, value in (("service", service), ("instance", instance), ("level", level)):
+        if value:
+            params[key] = value
+    if since is not None:
+        params["since"] = repr(since)
+    if kinds:
+        params["kind"] = list(kinds)
+    answers = read_across(
+        system, clusters, local, "/v1/events", params, token=token_from_env(token)
+    )
+    found = merged_events(answers, limit)
+    if as_json:
+        click.echo(json.dumps([e.to_json() for e in found], indent=2, sort_keys=True, default=str))
+    else:
+        for event in found:
+            _echo(event, as_json=False)
+        if not found:
+            click.echo("no matching events", err=True)
+    for answer in answers:
+        if not answer.answered:
+            click.secho(answer.error, fg="red", err=True)
+    return 0 if all(a.answered for a in answers) else 1

@@ -9,12 +9,20 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 import click
 
-from paasport.cli.options import config_option, instance_option, json_option, service_option
+from paasport.cli.options import (
+    cluster_option,
+    config_option,
+    instance_option,
+    json_option,
+    service_option,
+    token_option,
+)
 from paasport.config.system import SystemConfig, load_system_config
 from paasport.errors import NotFoundError, UsageError
 from paasport.view.logs import log_json
@@ -62,6 +70,7 @@ def check_configured(system: SystemConfig, service: str, instance: str | None) -
 @click.command("logs")
 @service_option(required=True)
 @instance_option
+@cluster_option
 @config_option
 @click.option("-f", "--follow", is_flag=True, help="keep printing new lines")
 @click.option("--since", default=None, help="only lines newer than this (10m, 2h, ISO time)")
@@ -69,19 +78,34 @@ def check_configured(system: SystemConfig, service: str, instance: str | None) -
     "-n", "--tail", type=click.IntRange(min=0), default=None, help="last N lines of each task"
 )
 @json_option
+@token_option
 def logs(
     service: str,
     instance: str | None,
+    cluster: str | None,
     config_file: Path | None,
     follow: bool,
     since: str | None,
     tail: int | None,
     as_json: bool,
-) -> None:
-    """Merged task logs of a service (or one instance), prefixed by task."""
+    token: str | None,
+) -> int:
+    """Merged task logs of a service (or one instance), prefixed by task.
+
+    Without -c: every cluster the service has instances on (other clusters through their
+    api_url, the last --tail lines, 100 by default); -c CLUSTER: only that one."""
     from paasport.engine.factory import engine_for
+    from paasport.view.status import reading_plan
 
     system = load_system_config(config_file)
+    plan = reading_plan(system, service, cluster)
+    if plan.clusters != (system.local_cluster,):
+        if follow or since:
+            raise UsageError(
+                "-f and --since read this host's cluster only (add -c "
+                f"{system.local_cluster}); other clusters give their last --tail lines"
+            )
+        return _logs_across(system, plan.clusters, service, instance, tail or 100, as_json, token)
     engine = engine_for(system.local)
     start = parse_since(since, time.time()) if since else None
     if not engine.list_app_versions(service, instance):
@@ -91,7 +115,7 @@ def logs(
         if not follow:
             target = f"{service}.{instance}" if instance else service
             click.echo(f"no tasks of {target} on cluster {system.local_cluster}", err=True)
-            return
+            return 0
     printed = 0
     try:
         for line in engine.logs(service, instance, follow=follow, since=start, tail=tail):
@@ -102,9 +126,42 @@ def logs(
                 click.echo(f"{name} | {line.message.rstrip()}")
             printed += 1
     except KeyboardInterrupt:
-        return
+        return 0
     if not printed and not follow:  # say so: an empty screen looks like a hang or a bug
         target = f"{service}.{instance}" if instance else service
         click.echo(
             f"the tasks of {target} wrote no log lines{' in that time' * bool(since)}", err=True
         )
+    return 0
+
+
+def _logs_across(
+    system: SystemConfig,
+    clusters: Sequence[str],
+    service: str,
+    instance: str | None,
+    tail: int,
+    as_json: bool,
+    token: str | None,
+) -> int:
+    """The last ``tail`` lines of every cluster's tasks, each line prefixed by its cluster; a
+    cluster that does not answer is one line on stderr and exit 1."""
+    from paasport.view.logs import load_logs
+    from paasport.view.remote import read_across, token_from_env
+
+    def local() -> object:
+        return load_logs(system, service, instance, tail=tail).to_json()
+
+    params = {"tail": str(tail), **({"instance": instance} if instance else {})}
+    path = f"/v1/services/{service}/logs"
+    answers = read_across(system, clusters, local, path, params, token=token_from_env(token))
+    for answer in answers:
+        for row in answer.data if answer.answered and isinstance(answer.data, list) else ():
+            if as_json:
+                click.echo(json.dumps({**row, "cluster": answer.cluster}, sort_keys=True))
+            else:
+                click.echo(f"{answer.cluster} {row.get('task')} | {row.get('message')}")
+    for answer in answers:
+        if not answer.answered:
+            click.secho(answer.error, fg="red", err=True)
+    return 0 if all(a.answered for a in answers) else 1

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from paasport.config.system import SystemConfig
 from paasport.errors import UsageError
 from paasport.monitoring.events import Event, EventLog, events_path
+from paasport.view.remote import ClusterAnswer
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -111,3 +113,34 @@ def parse_since(value: str, now: float) -> float:
             f"--since {value!r}: expected a duration like 30s, 10m, 2h, 1d, an ISO time like "
             "2024-05-01T12:00 or epoch seconds"
         ) from None
+
+
+def merged_events(answers: Iterable[ClusterAnswer], limit: int | None) -> list[Event]:
+    """The events several clusters answered (``/v1/events`` JSON), oldest first, the newest
+    ``limit``; what cannot be read as an event is left out. Pure."""
+    found: list[Event] = []
+    for answer in answers:
+        for row in answer.data if answer.answered and isinstance(answer.data, list) else ():
+            if not isinstance(row, Mapping):
+                continue
+            try:
+                found.append(event_from_json(row))
+            except (KeyError, TypeError, ValueError):
+                continue
+    found.sort(key=lambda e: e.time)
+    return found[-limit:] if limit else found
+
+
+def event_from_json(row: Mapping[str, Any]) -> Event:
+    """An Event from its ``to_json`` (the API's answer)."""
+    data = row.get("data")
+    return Event(
+        time=float(row["time"]),
+        level=row["level"],
+        kind=str(row["kind"]),
+        service=row.get("service"),
+        instance=row.get("instance"),
+        cluster=row.get("cluster"),
+        message=str(row.get("message", "")),
+        data=dict(data) if isinstance(data, Mapping) else {},
+    )

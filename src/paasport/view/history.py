@@ -16,7 +16,7 @@ from paasport.config.system import SystemConfig
 from paasport.config.tree import SoaTree
 from paasport.deploy import workflow
 from paasport.deploy.git import GitRepo
-from paasport.errors import PaasportError
+from paasport.errors import NotFoundError, PaasportError
 from paasport.monitoring.events import Event, EventKind
 from paasport.view.events import load_events
 
@@ -50,14 +50,31 @@ def load_deploy_history(
     service: str,
     deploy_group: str | None = None,
     limit: int | None = None,
+    *,
+    cluster: str | None = None,
 ) -> DeployHistoryView:
-    """Deploy and control tags of ``service`` (only ``deploy_group``'s when given)."""
+    """Deploy and control tags of ``service`` (only ``deploy_group``'s when given; only those
+    concerning ``cluster`` when given: its instances' deploy groups, its starts and stops)."""
     tree = tree_module.load_tree(system.soa_dir, [service], system=system)
     target = workflow.target_from_tree(tree, service, write=False)
     marks = load_events(system, service=service, kinds=(EventKind.MARK.value,), limit=None)
     with GitRepo(target.require_git_url()) as repo:
         entries = workflow.history(target, repo, deploy_group, who_by_tag(marks.events))
+    if cluster is not None:
+        if cluster not in tree.clusters and cluster not in system.clusters:
+            known = ", ".join(sorted(set(tree.clusters) | set(system.clusters)))
+            raise NotFoundError(f"-c {cluster}: no such cluster (clusters: {known})")
+        groups = {c.deploy_group for c in tree.instances_for(service=service, cluster=cluster)}
+        entries = [e for e in entries if concerns_cluster(e, cluster, groups)]
     return DeployHistoryView(service, tuple(entries[:limit] if limit is not None else entries))
+
+
+def concerns_cluster(entry: workflow.HistoryEntry, cluster: str, groups: set[str]) -> bool:
+    """A deploy of one of the cluster's deploy groups, or a start/stop of one of its
+    instances (``cluster.instance``). Pure."""
+    if entry.kind == "deploy":
+        return entry.deploy_group in groups
+    return entry.target.startswith(f"{cluster}.")
 
 
 @dataclass(frozen=True)

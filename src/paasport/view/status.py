@@ -31,12 +31,7 @@ from paasport.reconcile.store import (
 from paasport.types import AppVersion, HealthCheck, InstanceConfig, Task
 from paasport.view.observe import InstanceView, observe_instances
 from paasport.view.proxy import DiscoveryReading, read_discovery
-from paasport.view.remote import (
-    DEFAULT_TIMEOUT_SECONDS,
-    ClusterAnswer,
-    ask_clusters,
-    request_json,
-)
+from paasport.view.remote import ClusterAnswer, read_across
 
 
 @dataclass(frozen=True)
@@ -489,6 +484,17 @@ def clusters_to_read(system: SystemConfig, service: str | None, cluster: str | N
     return ClusterPlan(plan.clusters, plan.skipped, tree)
 
 
+def reading_plan(system: SystemConfig, service: str | None, cluster: str | None) -> ClusterPlan:
+    """``clusters_to_read`` for the verbs that also work without soa-configs (events, logs,
+    mesh-status): nothing is loaded when no other cluster has an ``api_url`` and ``-c`` names
+    no other cluster (this host's cluster, then)."""
+    local = system.local_cluster
+    remote = any(c.api_url for name, c in system.clusters.items() if name != local)
+    if (cluster is None or cluster == local) and not remote:
+        return ClusterPlan((local,))
+    return clusters_to_read(system, service, cluster)
+
+
 def status_path(service: str | None, instance: str | None) -> str:
     """The API path of a status reading (docs/api.md)."""
     if service is None:
@@ -512,18 +518,14 @@ def status_of_clusters(
     ``engine`` when given), the others from their API (2 s each); a cluster that cannot be read
     is its one line."""
 
-    def read(name: str) -> object:
-        if name == system.local_cluster:
-            found = load_status(
-                system, service, name, instance, with_events=with_events, engine=engine
-            )
-            return found.to_json()
-        params = {"cluster": name, **({"events": "1"} if with_events else {})}
-        return request_json(
-            system.clusters[name], "GET", status_path(service, instance), params=params, token=token
+    def local() -> object:
+        found = load_status(
+            system, service, system.local_cluster, instance, with_events=with_events, engine=engine
         )
+        return found.to_json()
 
-    return ask_clusters(clusters, read, deadline=DEFAULT_TIMEOUT_SECONDS + 8)
+    params = {"events": "1"} if with_events else {}
+    return read_across(system, clusters, local, status_path(service, instance), params, token=token)
 
 
 def answer_entries(
