@@ -11,7 +11,7 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 APT_PACKAGES=(docker.io haproxy busybox-static git wrk docker-registry zookeeper
               prometheus-alertmanager debootstrap iproute2 procps curl ca-certificates python3-venv
-              chromium fonts-dejavu-core)
+              chromium fonts-dejavu-core libatomic1)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

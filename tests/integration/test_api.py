@@ -354,6 +354,21 @@ def test_status_across_two_clusters_and_one_stopped(api_world: ApiWorld) -> None
         history = aw.cli_json("deploy-history", "-s", SERVICE, "-c", OTHER)
         assert all(h["target"].startswith(OTHER) for h in history), history
         assert aw.cli_json("deploy-history", "-s", SERVICE, "-c", world.cluster)
+        # wait-for-deployment follows the other cluster through its API: marked there, but no
+        # deployd runs it, so it times out naming that cluster's instance and why
+        world.run("mark-for-deployment", "-s", SERVICE, "-l", f"{OTHER}.main", "-c", aw.sha)
+        waited = world.run(
+            "wait-for-deployment", "-s", SERVICE, "-l", f"{OTHER}.main", "-c", aw.sha, "-t", "4",
+            check=False,
+        )  # fmt: skip
+        assert waited.returncode == 1, waited.stderr
+        assert f"timed out: {OTHER} {SERVICE}.main: " in waited.stderr, waited.stderr
+        assert f"{OTHER}/state/haproxy/admin.sock" in waited.stderr  # the other cluster's why
+        ours_done = world.run(
+            "wait-for-deployment", "-s", SERVICE, "-l", f"{world.cluster}.main", "-c", aw.sha,
+            "-t", "30", check=False,
+        )  # fmt: skip
+        assert ours_done.returncode == 0, ours_done.stderr
         proc.send_signal(signal.SIGINT)
         assert proc.wait(15) == 0
     started = time.monotonic()

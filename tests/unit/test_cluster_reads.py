@@ -187,3 +187,31 @@ def test_reading_plan_loads_nothing_without_other_apis(tmp_path: object) -> None
     assert reading_plan(SYSTEM, None, "prod") == ClusterPlan(("prod",))
     with pytest.raises(UsageError, match="-c nope"):
         reading_plan(alone, "web", "nope")
+
+
+def st(**kw: object) -> dict[str, object]:
+    base: dict[str, object] = {"state": "Running", "git_sha": "abcdef12" + "0" * 32,
+                               "desired_state": "start", "healthy": 2, "expected": 2, "why": "",
+                               "app_versions": [{"new": True, "tasks": 2}]}  # fmt: skip
+    base.update(kw)
+    return base
+
+
+@pytest.mark.parametrize(
+    ("entry", "done", "why"),
+    [
+        (st(), True, "done"),
+        (st(desired_state="stop", healthy=0), True, "stopped"),
+        (st(git_sha="99" * 20), False, "deployments.json says 99999999, not abcdef12"),
+        (st(git_sha=None), False, "not marked for deployment yet"),
+        (st(healthy=1, why=""), False, "1 of 2 tasks healthy"),
+        (st(healthy=1, why="check failed"), False, "check failed"),
+        (st(app_versions=[{"new": True, "tasks": 2}, {"new": False, "tasks": 1}]), False, "2 of 2"),
+        (st(state="Unreachable", why="cluster b: API did not answer"), False, "did not answer"),
+    ],
+)
+def test_a_remote_instance_is_done(entry: dict[str, object], done: bool, why: str) -> None:
+    from paasport.cli.wait import entry_done
+
+    got_done, got_why = entry_done(entry, "abcdef12")
+    assert got_done is done and why in got_why

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 from pathlib import Path
 
@@ -25,12 +25,14 @@ from paasport.cli.options import (
     service_option,
     soa_dir_option,
     state_dir_option,
+    token_option,
 )
 from paasport.config.system import SystemConfig, load_system_config
 from paasport.errors import NotFoundError, PaasportError, UsageError
 from paasport.monitoring.events import DeployData, Event, EventKind, EventLog, events_path
 from paasport.view.history import MarkReading
 from paasport.view.observe import InstanceView
+from paasport.view.remote import token_from_env
 
 
 def mark_problem(service: str, deploy_group: str, commit: str, marks: MarkReading) -> str | None:
@@ -74,6 +76,35 @@ def instance_done(view: InstanceView, commit: str) -> tuple[bool, str]:
     if f.healthy >= f.expected and not f.dead and not any(av.tasks for av in others):
         return True, "done"
     return False, view.verdict.why or f"{f.healthy} of {f.expected} tasks healthy"
+
+
+def entry_done(entry: Mapping[str, object], commit: str) -> tuple[bool, str]:
+    """``instance_done`` for a ``status --json`` entry (another cluster's API answer): done =
+    stopped, or every expected task healthy on ``commit`` with no other app version's task
+    left. Otherwise the reason it is not done yet. Pure."""
+    state = str(entry.get("state") or "")
+    if state in ("Config error", "Unreachable"):
+        return False, str(entry.get("why") or state)
+    sha = str(entry.get("git_sha") or "")
+    if not sha:
+        return False, "not marked for deployment yet (deployments.json not regenerated?)"
+    if not sha.startswith(commit):
+        return False, f"deployments.json says {sha[:8]}, not {commit[:8]}"
+    if entry.get("desired_state") == "stop":
+        return True, "stopped"
+    healthy, expected = _int(entry.get("healthy")), _int(entry.get("expected"))
+    versions = entry.get("app_versions")
+    old = [
+        v for v in (versions if isinstance(versions, list) else [])
+        if isinstance(v, Mapping) and not v.get("new") and _int(v.get("tasks"))
+    ]  # fmt: skip
+    if healthy >= expected and not old:
+        return True, "done"
+    return False, str(entry.get("why") or f"{healthy} of {expected} tasks healthy")
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) else 0
 
 
 def deploy_events(
@@ -131,19 +162,28 @@ def _record_outcomes(system: SystemConfig, found: list[Event]) -> None:
     show_default=True,
     help="seconds",
 )
+@click.option(
+    "--cluster", "clusters", multiple=True,
+    help="only this cluster (repeatable; default: every cluster the deploy group spans)",
+)  # fmt: skip
 @soa_dir_option
 @config_option
 @state_dir_option
+@token_option
 def wait_for_deployment(
     service: str,
     deploy_group: str | None,
     commit: str,
     timeout: float,
+    clusters: tuple[str, ...],
     soa_dir: Path | None,
     config_file: Path | None,
     state_dir: Path | None,
+    token: str | None,
 ) -> int:
-    """Wait until every instance of DEPLOY_GROUP runs COMMIT with all tasks healthy."""
+    """Wait until every instance of DEPLOY_GROUP runs COMMIT with all tasks healthy, on every
+    cluster it spans (this host's directly, the others through their api_url), one progress
+    bar per cluster and instance."""
     from rich.progress import BarColumn, Progress, TextColumn
 
     from paasport.engine.factory import engine_for
@@ -154,21 +194,49 @@ def wait_for_deployment(
         raise UsageError("--deploy-group/-l is required")
     system = load_system_config(config_file, soa_dir=soa_dir, state_dir=state_dir)
     tree = load_selected_tree(system, service)  # once: each round re-reads deployments.json
+    local = system.local_cluster
+    spans = sorted(
+        {c.cluster for c in tree.instances_for(service=service) if c.deploy_group == deploy_group}
+    )
+    for name in clusters:
+        if name not in system.clusters:
+            known = ", ".join(sorted(system.clusters))
+            raise UsageError(f"--cluster {name}: no such cluster in paasport.yaml ({known})")
+    wanted = [c for c in spans if c in (clusters or spans) and c in system.clusters]
+    remote = [c for c in wanted if c != local and system.clusters[c].api_url]
+    for name in sorted(set(wanted) - set(remote) - {local}):
+        click.echo(
+            f"cluster {name}: not followed (no api_url in paasport.yaml; run "
+            f"wait-for-deployment on one of its hosts)",
+            err=True,
+        )
     configs = [
         c
         for c in select_instances(system, service, None, None, tree=tree)
-        if c.deploy_group == deploy_group
+        if c.deploy_group == deploy_group and local in wanted
     ]
-    if not configs:
+    remote_instances = {
+        name: sorted(
+            c.instance for c in tree.instances_for(service=service, cluster=name)
+            if c.deploy_group == deploy_group
+        )
+        for name in remote
+    }  # fmt: skip
+    if not configs and not remote:
+        where = ", ".join(wanted or clusters or (local,))
         raise NotFoundError(
-            f"{service}: no instance of deploy group {deploy_group!r} on cluster "
-            f"{system.local_cluster}"
+            f"{service}: no instance of deploy group {deploy_group!r} on cluster {where}"
         )
     commit = commit.lower()
     # before the first round, which then reads the deployments.json regenerated from the tags
     problem = mark_problem(
         service, deploy_group, commit, read_marks(system, tree, service, deploy_group)
     )
+    several = len(remote) + bool(configs) > 1
+
+    def label(cluster: str, key: str) -> str:
+        return f"{cluster} {key}" if several or cluster != local else key
+
     deadline = time.monotonic() + timeout
     reasons: dict[str, str] = {}
     progress = Progress(
@@ -179,51 +247,116 @@ def wait_for_deployment(
         disable=not sys.stderr.isatty(),
     )
     bars = {
-        f"{c.service}.{c.instance}": progress.add_task(
-            f"{c.service}.{c.instance}", total=max(c.instances, 1), why=""
+        label(local, f"{c.service}.{c.instance}"): progress.add_task(
+            label(local, f"{c.service}.{c.instance}"), total=max(c.instances, 1), why=""
         )
         for c in configs
     }
-    shas: dict[str, tuple[str, str]] = {}  # view key -> (instance, the full sha when known)
+    for name, instances in remote_instances.items():
+        for instance in instances:
+            key = label(name, f"{service}.{instance}")
+            bars[key] = progress.add_task(key, total=1, why="")
+    local_keys = {label(local, f"{c.service}.{c.instance}"): c.instance for c in configs}
+    shas: dict[str, str] = {}  # local key -> the full sha, when known
     answered = False  # an engine that never answered is a setup problem: say so at once
+    api_token = token_from_env(token)
     with progress, closing(engine_for(system.local)) as engine:
         while True:
-            try:
-                views = gather(system, configs, tree=tree, engine=engine)
-                answered = True
-            except PaasportError as err:
-                if not answered:
-                    raise
-                views, reasons = [], {k: str(err) for k in bars}
+            views = []
+            if configs:
+                try:
+                    views = gather(system, configs, tree=tree, engine=engine)
+                    answered = True
+                except PaasportError as err:
+                    if not answered:
+                        raise
+                    reasons.update({key: str(err) for key in local_keys})
             if problem is not None:  # once the engine answered: its error comes first
                 raise NotFoundError(problem)
             for view in views:
                 d = view.deployment
                 full = d.git_sha if d is not None and d.git_sha.startswith(commit) else commit
-                shas[view.key] = (view.config.instance, full)
+                key = label(local, view.key)
+                shas[key] = full
                 done, why = instance_done(view, commit)
-                reasons[view.key] = "" if done else why
+                reasons[key] = "" if done else why
                 total = max(view.facts.expected, 1)
                 progress.update(
-                    bars[view.key],
+                    bars[key],
                     total=total,
                     completed=total if done else min(view.facts.healthy, total),
                     why="" if done else why[:80],
                 )
-            if views and not any(reasons.values()):
-                _record(system, service, deploy_group, commit, shas, reasons)
+            for done_by_key, totals in _remote_round(
+                system, service, remote_instances, commit, api_token, label
+            ).values():
+                for key, why in done_by_key.items():
+                    reasons[key] = why
+                    healthy, total = totals[key]
+                    progress.update(
+                        bars[key], total=max(total, 1),
+                        completed=max(total, 1) if not why else min(healthy, max(total, 1)),
+                        why=why[:80],
+                    )  # fmt: skip
+            if len(reasons) == len(bars) and not any(reasons.values()):
+                _record(system, service, deploy_group, commit, shas, reasons, local_keys)
+                where = f" on {', '.join(wanted)}" if several else ""
                 click.echo(
-                    f"{service}: {deploy_group} runs {commit[:8]} on every instance", err=True
+                    f"{service}: {deploy_group} runs {commit[:8]} on every instance{where}",
+                    err=True,
                 )
                 return 0
             if time.monotonic() >= deadline:
                 break
             time.sleep(1.0)
-    _record(system, service, deploy_group, commit, shas, reasons)
-    for key, why in sorted(reasons.items()):
+    _record(system, service, deploy_group, commit, shas, reasons, local_keys)
+    for key in sorted(bars):
+        why = reasons.get(key, "no answer yet")
         if why:
             click.echo(f"timed out: {key}: {why}", err=True)
     return 1
+
+
+def _remote_round(
+    system: SystemConfig,
+    service: str,
+    remote_instances: Mapping[str, Sequence[str]],
+    commit: str,
+    token: str | None,
+    label: Callable[[str, str], str],
+) -> dict[str, tuple[dict[str, str], dict[str, tuple[int, int]]]]:
+    """One status reading of every other cluster, in parallel: per cluster, each instance's
+    reason it is not done ("" done) and its (healthy, expected)."""
+    from paasport.view.remote import read_across
+    from paasport.view.status import status_path
+
+    if not remote_instances:
+        return {}
+    answers = read_across(
+        system, list(remote_instances), lambda: [], status_path(service, None), token=token
+    )
+    out: dict[str, tuple[dict[str, str], dict[str, tuple[int, int]]]] = {}
+    for answer in answers:
+        reasons: dict[str, str] = {}
+        totals: dict[str, tuple[int, int]] = {}
+        entries = {
+            str(e.get("instance")): e
+            for e in (answer.data if answer.answered and isinstance(answer.data, list) else [])
+            if isinstance(e, Mapping)
+        }
+        for instance in remote_instances[answer.cluster]:
+            key = label(answer.cluster, f"{service}.{instance}")
+            entry = entries.get(instance)
+            if not answer.answered:
+                reasons[key], totals[key] = answer.error, (0, 1)
+            elif entry is None:
+                reasons[key], totals[key] = "not in the cluster's status yet", (0, 1)
+            else:
+                done, why = entry_done(entry, commit)
+                reasons[key] = "" if done else why
+                totals[key] = (_int(entry.get("healthy")), _int(entry.get("expected")))
+        out[answer.cluster] = (reasons, totals)
+    return out
 
 
 def _record(
@@ -231,12 +364,17 @@ def _record(
     service: str,
     deploy_group: str,
     commit: str,
-    shas: Mapping[str, tuple[str, str]],
+    shas: Mapping[str, str],
     reasons: Mapping[str, str],
+    local_keys: Mapping[str, str],
 ) -> None:
-    outcomes = {}
-    for key, why in reasons.items():
-        instance, sha = shas.get(key, (key.split(".", 1)[-1], commit))
-        outcomes[instance] = (sha, why)
+    """The ``deploy`` events of this host's cluster's instances (``local_keys``: progress key
+    -> instance); other clusters' monitors read their own event logs."""
+    outcomes = {
+        instance: (shas.get(key, commit), reasons.get(key, "no answer yet"))
+        for key, instance in local_keys.items()
+    }
+    if not outcomes:
+        return
     found = deploy_events(system.local_cluster, service, deploy_group, outcomes, time.time())
     _record_outcomes(system, found)
