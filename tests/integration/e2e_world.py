@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from discovery_support import free_port, free_proxy_port, get
+from harness import remove_cluster
 
 PAASPORT = [sys.executable, "-m", "paasport"]
 SERVICE = "e2eweb"
@@ -233,17 +234,7 @@ def stop_everything(world: E2E) -> None:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
             time.sleep(0.1)
-    leftover = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=paasport.cluster={world.cluster}"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    ).stdout.split()
-    if leftover:
-        subprocess.run(
-            ["docker", "rm", "-f", *leftover], capture_output=True, check=False, timeout=120
-        )
+    remove_cluster(world.cluster)
 
 
 def container_hashes(cluster: str) -> list[str]:

@@ -62,7 +62,8 @@ class World:
 @pytest.fixture
 def world(tmp_path: Path) -> World:
     soa = tmp_path / "soa"
-    shutil.copytree(EXAMPLES, soa)
+    # `make up` leaves a deployments.json per example service; this test writes its own
+    shutil.copytree(EXAMPLES, soa, ignore=shutil.ignore_patterns("deployments.json"))
     controls = {f"hello:local.{i}": {"desired_state": "start"} for i in ("main", "canary")}
     deployments = {
         f"local.{i}": {"docker_image": f"services-hello:paasta-{SHA}", "git_sha": SHA}

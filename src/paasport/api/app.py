@@ -8,7 +8,6 @@ plain functions: FastAPI runs them in its thread pool, and every call they make 
 
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -75,10 +74,9 @@ def create_app(
     system: SystemConfig,
     *,
     stop: threading.Event | None = None,
-    extra: Callable[[FastAPI], None] | None = None,
 ) -> FastAPI:
     """The API and dashboard of ``system``'s local cluster. ``stop`` ends open event streams
-    (server shutdown); ``extra`` adds routes."""
+    (server shutdown)."""
     app = FastAPI(
         title="paasport API",
         version=paasport.__version__,
@@ -286,8 +284,6 @@ def create_app(
         return _outcome(outcome)
 
     install_dashboard(app, system, engine)
-    if extra is not None:
-        extra(app)
     return app
 
 

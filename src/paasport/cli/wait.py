@@ -287,9 +287,10 @@ def wait_for_deployment(
                     completed=total if done else min(view.facts.healthy, total),
                     why="" if done else why[:80],
                 )
-            for done_by_key, totals in _remote_round(
-                system, service, remote_instances, commit, api_token, label
-            ).values():
+            if remote_instances:
+                done_by_key, totals = _remote_round(
+                    system, service, remote_instances, commit, api_token, label
+                )
                 for key, why in done_by_key.items():
                     reasons[key] = why
                     healthy, total = totals[key]
@@ -324,21 +325,18 @@ def _remote_round(
     commit: str,
     token: str | None,
     label: Callable[[str, str], str],
-) -> dict[str, tuple[dict[str, str], dict[str, tuple[int, int]]]]:
-    """One status reading of every other cluster, in parallel: per cluster, each instance's
-    reason it is not done ("" done) and its (healthy, expected)."""
+) -> tuple[dict[str, str], dict[str, tuple[int, int]]]:
+    """One status reading of every other cluster, in parallel: each instance's reason it is
+    not done ("" done) and its (healthy, expected), by progress key."""
     from paasport.view.remote import read_across
     from paasport.view.status import status_path
 
-    if not remote_instances:
-        return {}
     answers = read_across(
         system, list(remote_instances), lambda: [], status_path(service, None), token=token
     )
-    out: dict[str, tuple[dict[str, str], dict[str, tuple[int, int]]]] = {}
+    reasons: dict[str, str] = {}
+    totals: dict[str, tuple[int, int]] = {}
     for answer in answers:
-        reasons: dict[str, str] = {}
-        totals: dict[str, tuple[int, int]] = {}
         entries = {
             str(e.get("instance")): e
             for e in (answer.data if answer.answered and isinstance(answer.data, list) else [])
@@ -355,8 +353,7 @@ def _remote_round(
                 done, why = entry_done(entry, commit)
                 reasons[key] = "" if done else why
                 totals[key] = (_int(entry.get("healthy")), _int(entry.get("expected")))
-        out[answer.cluster] = (reasons, totals)
-    return out
+    return reasons, totals
 
 
 def _record(
