@@ -32,6 +32,14 @@ PAGE = "hello from the end-to-end test"
 INSTANCES = 3
 
 
+class NotYet(str):
+    """A probe's "not yet, because ...": falsy, so wait_for keeps polling, and shown when it
+    gives up."""
+
+    def __bool__(self) -> bool:
+        return False
+
+
 def wait_for(what: str, probe: Callable[[], Any], timeout: float, log: Path) -> Any:
     """Poll ``probe`` until it returns something truthy; fail with the up log's tail."""
     deadline = time.monotonic() + timeout

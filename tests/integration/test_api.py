@@ -25,7 +25,17 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e_world import E2E, INSTANCES, PAASPORT, SERVICE, e2e_world, git, healthy_in_proxy, wait_for
+from e2e_world import (
+    E2E,
+    INSTANCES,
+    PAASPORT,
+    SERVICE,
+    NotYet,
+    e2e_world,
+    git,
+    healthy_in_proxy,
+    wait_for,
+)
 
 from discovery_support import free_port
 
@@ -98,10 +108,15 @@ def api_status(aw: ApiWorld) -> dict[str, Any]:
     return dict(entry)
 
 
-def healthy_through_api(aw: ApiWorld, sha: str) -> dict[str, Any] | None:
+def healthy_through_api(aw: ApiWorld, sha: str) -> dict[str, Any] | NotYet:
     s = api_status(aw)
     ok = s["git_sha"] == sha and s["healthy"] == INSTANCES and len(s["app_versions"]) == 1
-    return s if ok and all(t["proxy"] == {f"{SERVICE}.main": "up"} for t in s["tasks"]) else None
+    if ok and all(t["proxy"] == {f"{SERVICE}.main": "up"} for t in s["tasks"]):
+        return s
+    return NotYet(  # what wait_for prints when it gives up
+        f"git {s['git_sha']}, {s['healthy']} healthy, versions {s['app_versions']}, "
+        f"proxy {[t['proxy'] for t in s['tasks']]}, why {s.get('why')!r}"
+    )
 
 
 STABLE = ("instance", "cluster", "state", "expected", "running", "healthy", "git_sha",
@@ -319,6 +334,20 @@ def other_cluster_config(aw: ApiWorld) -> Path:
     return config
 
 
+def other_cli(aw: ApiWorld, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI on a host of the second cluster (its paasport.yaml)."""
+    return subprocess.run(
+        [*PAASPORT, *args, "--config", str(other_cluster_config(aw))],
+        capture_output=True, text=True, env=aw.world.env, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def other_token(aw: ApiWorld, team: str) -> str:
+    made = other_cli(aw, "token", "create", "--team", team, "--json")
+    assert made.returncode == 0, made.stderr
+    return str(json.loads(made.stdout)["token"])
+
+
 def test_status_across_two_clusters_and_one_stopped(api_world: ApiWorld) -> None:
     aw, world = api_world, api_world.world
     other_port = int(aw.other_api.rsplit(":", 1)[1])
@@ -332,12 +361,8 @@ def test_status_across_two_clusters_and_one_stopped(api_world: ApiWorld) -> None
         assert f"{SERVICE}.main ({OTHER})  Not deployed" in text, text
         # the other cluster's CLI reads ours through our API
         mine = json.loads(
-            subprocess.run(
-                [*PAASPORT, "status", "-s", SERVICE, "-c", world.cluster, "--json",
-                 "--config", str(other_cluster_config(aw))],
-                capture_output=True, text=True, env=world.env, timeout=60, check=False,
-            ).stdout
-        )  # fmt: skip
+            other_cli(aw, "status", "-s", SERVICE, "-c", world.cluster, "--json").stdout
+        )
         [ours] = mine
         assert ours["healthy"] == INSTANCES and ours["cluster"] == world.cluster
         # the other read verbs across both clusters
@@ -354,9 +379,15 @@ def test_status_across_two_clusters_and_one_stopped(api_world: ApiWorld) -> None
         history = aw.cli_json("deploy-history", "-s", SERVICE, "-c", OTHER)
         assert all(h["target"].startswith(OTHER) for h in history), history
         assert aw.cli_json("deploy-history", "-s", SERVICE, "-c", world.cluster)
-        # wait-for-deployment follows the other cluster through its API: marked there, but no
-        # deployd runs it, so it times out naming that cluster's instance and why
-        world.run("mark-for-deployment", "-s", SERVICE, "-l", f"{OTHER}.main", "-c", aw.sha)
+        # wait-for-deployment follows the other cluster through its API: marked there (through
+        # its API, the group runs only there), but no deployd runs it, so it times out naming
+        # that cluster's instance and why
+        aw.tokens[OTHER] = other_token(aw, "e2e")
+        marked = world.run(
+            "mark-for-deployment", "-s", SERVICE, "-l", f"{OTHER}.main", "-c", aw.sha,
+            "--token", aw.tokens[OTHER],
+        )  # fmt: skip
+        assert f"through cluster {OTHER}'s API at {aw.other_api}" in marked.stdout, marked.stdout
         waited = world.run(
             "wait-for-deployment", "-s", SERVICE, "-l", f"{OTHER}.main", "-c", aw.sha, "-t", "4",
             check=False,
@@ -383,6 +414,62 @@ def test_status_across_two_clusters_and_one_stopped(api_world: ApiWorld) -> None
         assert out.returncode == 1, (verb, out.stdout, out.stderr)
         said = f"cluster {OTHER}: API at {aw.other_api} did not answer"
         assert len([ln for ln in out.stderr.splitlines() if said in ln]) == 1, (verb, out.stderr)
+
+
+def test_the_cli_changes_another_cluster_through_its_api(api_world: ApiWorld) -> None:
+    """start/stop/restart -c OTHER and rollback of OTHER's group go to OTHER's API with the
+    token: its ownership check applies and its event log names the token; refused changes make
+    no tag."""
+    aw, world = api_world, api_world.world
+    other_port = int(aw.other_api.rsplit(":", 1)[1])
+    with paasport_api(other_cluster_config(aw), other_port, world.env):
+        token = aw.tokens.get(OTHER) or other_token(aw, "e2e")
+        stranger = other_token(aw, "payments")
+        control = ("-s", SERVICE, "-c", OTHER, "-i", "main")
+        before = aw.tags()
+        no_token = world.run("restart", *control, check=False)
+        assert no_token.returncode != 0 and "Traceback" not in no_token.stderr
+        assert f"cluster {OTHER} is changed through its API at {aw.other_api}" in no_token.stderr
+        assert "PAASPORT_API_TOKEN" in no_token.stderr, no_token.stderr
+        theirs = world.run("restart", *control, "--token", stranger, check=False)
+        assert theirs.returncode != 0 and "answered 403" in theirs.stderr, theirs.stderr
+        ours_token = world.run("restart", *control, "--token", aw.tokens["e2e"], check=False)
+        assert "answered 401" in ours_token.stderr, ours_token.stderr  # tokens are per cluster
+        assert aw.tags() == before  # nothing refused made a tag
+
+        env = {**world.env, "PAASPORT_API_TOKEN": token}  # the variable works like --token
+        out = subprocess.run(
+            [*PAASPORT, "stop", *control, "--json", "--config", str(world.config)],
+            capture_output=True, text=True, env=env, timeout=60, check=False,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        stopped = json.loads(out.stdout)
+        assert stopped["cluster"] == OTHER
+        assert stopped["tag"].startswith(f"paasta-{OTHER}.main-") and stopped["tag"].endswith(
+            "-stop"
+        )
+        assert stopped["tag"] not in before
+        assert stopped["tag"] in aw.tags()
+        started = world.run("start", *control, "--token", token)
+        assert f"through cluster {OTHER}'s API" in started.stdout, started.stdout
+
+        marks = json.loads(
+            other_cli(aw, "events", "-s", SERVICE, "-c", OTHER, "--kind", "mark", "--json").stdout
+        )
+        by_token = [e for e in marks if e["data"].get("via") == "api"]
+        assert {e["data"]["action"] for e in by_token} >= {"stop", "start"}, marks
+        assert all(e["data"]["team"] == "e2e" and e["data"]["token"] for e in by_token)
+
+        # the group runs only on OTHER: a rollback there goes through its API too
+        back = world.run(
+            "rollback", "-s", SERVICE, "-l", f"{OTHER}.main", "-c", aw.sha[:10], "--token", token,
+            "--json",
+        )  # fmt: skip
+        rolled = json.loads(back.stdout)
+        assert rolled["cluster"] == OTHER and rolled["git_sha"] == aw.sha, rolled
+        assert rolled["tag"].startswith(f"paasta-{OTHER}.main-"), rolled
+    down = world.run("restart", *control, "--token", token, check=False)
+    assert down.returncode != 0 and f"API at {aw.other_api} did not answer" in down.stderr
 
 
 def test_an_engine_that_is_down_is_a_503_naming_it(tmp_dir: Path, api_world: ApiWorld) -> None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 from paasport.config.system import ClusterConfig, SystemConfig
+from paasport.deploy.workflow import ServiceTarget
 from paasport.errors import ApiUnavailable, NotFoundError, PermanentError, UsageError
+from paasport.platform.mutations import api_cluster_of, api_cluster_of_group, through_api
 from paasport.view.remote import ClusterAnswer, answer_error, ask_clusters
 from paasport.view.status import ClusterPlan, answer_entries, plan_clusters, status_path
 
@@ -215,3 +217,57 @@ def test_a_remote_instance_is_done(entry: dict[str, object], done: bool, why: st
 
     got_done, got_why = entry_done(entry, "abcdef12")
     assert got_done is done and why in got_why
+
+
+TARGET = ServiceTarget(
+    service="web",
+    git_url="/srv/git/web",
+    deploy_groups=("local.main", "prod.main", "everywhere", "dark.main"),
+    control_branches={
+        "local.main": "local.main",
+        "prod.main": "prod.main",
+        "prod.canary": "everywhere",
+        "dev.main": "everywhere",
+        "local.batch": "everywhere",
+        "dark.main": "dark.main",
+        "dev.batch": "remote-pair",
+        "prod.batch": "remote-pair",
+    },
+)
+
+
+@pytest.mark.parametrize(
+    ("cluster", "through"),
+    [
+        pytest.param("local", None, id="this host's cluster: tagged here"),
+        pytest.param("prod", "prod", id="another cluster with an API: through it"),
+        pytest.param("dark", None, id="no api_url: tagged here"),
+        pytest.param("nowhere", None, id="unknown to the config: tagged here (workflow says)"),
+    ],
+)
+def test_which_api_changes_an_instance(cluster: str, through: str | None) -> None:
+    found = api_cluster_of(SYSTEM, cluster)
+    assert (found.name if found else None) == through
+
+
+@pytest.mark.parametrize(
+    ("group", "through"),
+    [
+        pytest.param("local.main", None, id="runs here: tagged here"),
+        pytest.param("prod.main", "prod", id="runs only on prod: prod's API"),
+        pytest.param("everywhere", None, id="has an instance here too: tagged here"),
+        pytest.param("remote-pair", "dev", id="two remote clusters: the first by name"),
+        pytest.param("dark.main", None, id="only on a cluster without API: tagged here"),
+        pytest.param("unused", None, id="no instance: tagged here (the group check says)"),
+    ],
+)
+def test_which_api_marks_a_deploy_group(group: str, through: str | None) -> None:
+    found = api_cluster_of_group(SYSTEM, TARGET, group)
+    assert (found.name if found else None) == through
+
+
+def test_a_remote_change_without_a_token_says_how_to_get_one() -> None:
+    with pytest.raises(UsageError, match=r"cluster prod is changed through its API at "
+                       r"http://10\.0\.0\.5:5054, which needs a token: pass --token or set "
+                       r"PAASPORT_API_TOKEN"):  # fmt: skip
+        through_api(SYSTEM.clusters["prod"], "/v1/services/web/main/restart", {}, None)

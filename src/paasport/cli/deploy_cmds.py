@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,8 +26,9 @@ from paasport.cli.options import (
     settings_from,
     soa_dir_option,
     state_dir_option,
+    token_option,
 )
-from paasport.config.system import SystemConfig, effective_registry
+from paasport.config.system import ClusterConfig, SystemConfig, effective_registry
 from paasport.config.tree import SoaTree, load_tree
 from paasport.deploy import tags, workflow
 from paasport.deploy.git import GitRepo, git_user_name
@@ -100,12 +102,39 @@ def _report(result: workflow.TagResult, as_json: bool) -> None:
         click.echo(f"{generated.path}: {status}")
 
 
+def _report_remote(cluster: ClusterConfig, answer: dict[str, Any], as_json: bool) -> None:
+    """What a cluster's API answered to a mutation, like ``_report`` prints a local one."""
+    if answer.get("warning"):
+        click.echo(f"warning: cluster {cluster.name}: {answer['warning']}", err=True)
+    if as_json:
+        print_json({**answer, "cluster": cluster.name})
+        return
+    click.echo(
+        f"created tag {answer['tag']} on {answer['git_sha']} "
+        f"(through cluster {cluster.name}'s API at {cluster.api_url})"
+    )
+    if answer.get("deployments_json"):
+        status = "updated" if answer.get("deployments_json_changed") else "unchanged"
+        click.echo(f"{cluster.name}: {answer['deployments_json']}: {status}")
+
+
+def _sha_for_api(target: workflow.ServiceTarget, deploy_group: str, commit: str) -> str:
+    """COMMIT as the API takes it: a (short) sha as given, which the cluster resolves; a
+    branch or tag resolved here, in the service's repo."""
+    target.require_group(deploy_group)
+    if re.fullmatch(r"[0-9a-fA-F]{4,40}", commit):
+        return commit
+    with GitRepo(target.require_git_url()) as repo:
+        return repo.resolve_commit(commit)
+
+
 @click.command("mark-for-deployment")
 @service_option(required=True)
 @deploy_group_option
 @commit_option
 @git_url_option
 @click.option("--image-version", default=None, help="distinct version of the same commit")
+@token_option
 @soa_dir_option
 @config_option
 @state_dir_option
@@ -119,14 +148,26 @@ def mark_for_deployment(
     commit: str,
     git_url: str | None,
     image_version: str | None,
+    token: str | None,
     as_json: bool,
     **_options: Any,
 ) -> None:
-    """Mark COMMIT as what DEPLOY_GROUP runs (tag paasta-<group>-<time>-deploy)."""
+    """Mark COMMIT as what DEPLOY_GROUP runs (tag paasta-<group>-<time>-deploy). A group that
+    runs only on clusters of other hosts is marked through one of their APIs (needs --token);
+    --git-url tags the repo from here all the same."""
     if not deploy_group:
         raise UsageError("missing --deploy-group/-l")
     service = _service_name(service)
     system, _, target = _target(ctx, service, git_url)
+    remote = None if git_url else mutations.api_cluster_of_group(system, target, deploy_group)
+    if remote is not None:
+        body: dict[str, Any] = {
+            "sha": _sha_for_api(target, deploy_group, commit),
+            "image_version": image_version,
+        }
+        path = f"/v1/services/{service}/deployments/{deploy_group}"
+        _report_remote(remote, mutations.through_api(remote, path, body, token), as_json)
+        return
     outcome = mutations.mark_for_deployment(
         system, target, deploy_group, commit, _actor(), image_version=image_version
     )
@@ -139,6 +180,7 @@ def _control_command(name: mutations.ControlAction, doc: str) -> click.Command:
     @service_option(required=True)
     @click.option("--cluster", "-c", "cluster", required=True, help="cluster name")
     @click.option("--instance", "-i", "instance", required=True, help="instance name")
+    @token_option
     @soa_dir_option
     @config_option
     @state_dir_option
@@ -150,11 +192,17 @@ def _control_command(name: mutations.ControlAction, doc: str) -> click.Command:
         service: str,
         cluster: str,
         instance: str,
+        token: str | None,
         as_json: bool,
         **_options: Any,
     ) -> None:
         service = _service_name(service)
         system, _, target = _target(ctx, service)
+        remote = mutations.api_cluster_of(system, cluster)
+        if remote is not None:  # another host's cluster: its API makes the tag
+            path = f"/v1/services/{service}/{instance}/{name}"
+            _report_remote(remote, mutations.through_api(remote, path, {}, token), as_json)
+            return
         outcome = mutations.set_desired_state(system, target, cluster, instance, name, _actor())
         result = _warn(outcome)
         _report(result, as_json)
@@ -311,6 +359,7 @@ def deploy_history(
 @deploy_group_option
 @click.option("--commit", "-c", "-k", "commit", default=None, help="commit to roll back to")
 @click.option("--force", "-f", is_flag=True, help="allow a commit never deployed to the group")
+@token_option
 @soa_dir_option
 @config_option
 @state_dir_option
@@ -323,14 +372,25 @@ def rollback(
     deploy_group: str | None,
     commit: str | None,
     force: bool,
+    token: str | None,
     as_json: bool,
     **_options: Any,
 ) -> None:
-    """Without --commit: list what DEPLOY_GROUP ran before. With it: re-mark the group there."""
+    """Without --commit: list what DEPLOY_GROUP ran before. With it: re-mark the group there
+    (through a cluster's API, like mark-for-deployment, when the group runs only elsewhere)."""
     if not deploy_group:
         raise UsageError("missing --deploy-group/-l")
     service = _service_name(service)
     system, _, target = _target(ctx, service, write=commit is not None)
+    remote = mutations.api_cluster_of_group(system, target, deploy_group)
+    if commit is not None and remote is not None:
+        sha = _sha_for_api(target, deploy_group, commit)
+        path = f"/v1/services/{service}/deployments/{deploy_group}/rollback"
+        answer = mutations.through_api(remote, path, {"sha": sha, "force": force}, token)
+        _report_remote(remote, answer, as_json)
+        if not as_json:
+            click.echo("remember to revert the change in git too")
+        return
     if commit is not None:
         outcome = mutations.rollback(system, target, deploy_group, commit, _actor(), force=force)
         _report(_warn(outcome), as_json)

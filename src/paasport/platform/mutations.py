@@ -1,8 +1,10 @@
 """The writing deploy verbs as plain functions: mark-for-deployment, start/stop/restart, rollback.
 
-``cli/deploy_cmds.py`` and the HTTP API (``api/routes_write.py``) both call these: each loads
-the service, tags through ``deploy.workflow`` (tags in git, never the engine) and records who
-did it in the event log (a ``mark`` event; the API adds the token's name and team).
+``cli/deploy_cmds.py`` and the HTTP API (``api/app.py``) both call these: each loads the
+service, tags through ``deploy.workflow`` (tags in git, never the engine) and records who did
+it in the event log (a ``mark`` event; the API adds the token's name and team). A mutation of a
+cluster of other hosts goes through that cluster's API instead (``api_cluster_of``,
+``through_api``), so its token, ownership and event log apply.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from paasport.config.system import SystemConfig
+from paasport.config.system import ClusterConfig, SystemConfig
 from paasport.config.tree import SoaTree, load_tree
 from paasport.deploy import tags, workflow
 from paasport.deploy.git import GitRepo, check_git_url, resolve_git_url
-from paasport.errors import ConfigError, ConflictError, PaasportError, UsageError
+from paasport.errors import ConfigError, ConflictError, PaasportError, PermanentError, UsageError
 from paasport.monitoring.events import Event, EventKind, EventLog, events_path
 
 ControlAction = Literal["start", "stop", "restart"]
@@ -232,3 +234,56 @@ def rollback(
         now=clock(),
     )  # fmt: skip
     return Outcome(result, record(system, event))
+
+
+# ---- a cluster of another host: the mutation goes through that cluster's API -------------
+
+REMOTE_WRITE_TIMEOUT_SECONDS = 30.0  # tagging fetches and pushes git: longer than a read
+
+
+def api_cluster_of(system: SystemConfig, cluster: str) -> ClusterConfig | None:
+    """The cluster whose API takes a mutation of ``cluster``: None when it is this host's or
+    names no ``api_url`` (then the tag is written here, in the service's repo). Pure."""
+    if cluster == system.local_cluster:
+        return None
+    found = system.clusters.get(cluster)
+    return found if found is not None and found.api_url else None
+
+
+def api_cluster_of_group(
+    system: SystemConfig, target: workflow.ServiceTarget, deploy_group: str
+) -> ClusterConfig | None:
+    """The cluster whose API tags ``deploy_group``: None when the group has an instance on
+    this host's cluster or none of its clusters has an API; else the first (by name) of its
+    clusters that has one. The tag is the same from any of them (one repo). Pure."""
+    clusters = sorted(
+        {key.split(".", 1)[0] for key, group in target.control_branches.items()
+         if group == deploy_group}
+    )  # fmt: skip
+    if not clusters or system.local_cluster in clusters:
+        return None
+    for name in clusters:
+        found = api_cluster_of(system, name)
+        if found is not None:
+            return found
+    return None
+
+
+def through_api(
+    cluster: ClusterConfig, path: str, body: dict[str, Any], token: str | None
+) -> dict[str, Any]:
+    """POST a mutation to ``cluster``'s API with ``token``; its answer (``_outcome``'s JSON)."""
+    from paasport.view.remote import TOKEN_ENV, request_json
+
+    if not token:
+        raise UsageError(
+            f"cluster {cluster.name} is changed through its API at {cluster.api_url}, which "
+            f"needs a token: pass --token or set {TOKEN_ENV} (make one on a host of "
+            f"{cluster.name} with: paasport token create --team TEAM)"
+        )
+    answer = request_json(
+        cluster, "POST", path, body=body, token=token, timeout=REMOTE_WRITE_TIMEOUT_SECONDS
+    )
+    if not isinstance(answer, dict) or "tag" not in answer:
+        raise PermanentError(f"cluster {cluster.name}: API answered {answer!r}, not a tag")
+    return answer
