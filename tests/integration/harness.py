@@ -111,6 +111,24 @@ def cluster_containers(cluster: str) -> list[str]:
     ).stdout.split()
 
 
+def running_containers(cluster: str) -> list[str]:
+    """Ids of the running containers labelled with ``cluster``."""
+    return subprocess.run(
+        ["docker", "ps", "-q", "--filter", f"label=paasport.cluster={cluster}",
+         "--filter", "status=running"],
+        capture_output=True, text=True, check=False, timeout=120,
+    ).stdout.split()  # fmt: skip
+
+
+def write_to_task_log(container: str, text: str) -> None:
+    """Make a task print ``text`` on its stdout (busybox sh writes to PID 1's stdout), so it
+    shows in ``docker logs``: a log line on demand for a service that logs nothing."""
+    subprocess.run(
+        ["docker", "exec", container, "sh", "-c", f"echo {text} > /proc/1/fd/1"],
+        capture_output=True, check=True, timeout=30,
+    )  # fmt: skip
+
+
 def remove_cluster(cluster: str) -> None:
     """Remove every container labelled with ``cluster`` (only ours: clusters are unique)."""
     ids = cluster_containers(cluster)

@@ -38,6 +38,7 @@ from e2e_world import (
 )
 
 from discovery_support import free_port
+from harness import running_containers, write_to_task_log
 
 pytestmark = pytest.mark.integration
 
@@ -311,12 +312,17 @@ def paasport_api(config: Path, port: int, env: dict[str, str]) -> Iterator[subpr
         yield proc
     finally:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            interrupt(proc)
+
+
+def interrupt(proc: subprocess.Popen[Any]) -> None:
+    """Ctrl-C ``proc``; killed when it is not gone in 15 s."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def other_cluster_config(aw: ApiWorld) -> Path:
@@ -470,6 +476,125 @@ def test_the_cli_changes_another_cluster_through_its_api(api_world: ApiWorld) ->
         assert rolled["tag"].startswith(f"paasta-{OTHER}.main-"), rolled
     down = world.run("restart", *control, "--token", token, check=False)
     assert down.returncode != 0 and f"API at {aw.other_api} did not answer" in down.stderr
+
+
+class Lines:
+    """Every line a pipe gives, read by a thread (so a test waits with a deadline)."""
+
+    def __init__(self, pipe: Any) -> None:
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self.thread.start()
+
+    def _read(self, pipe: Any) -> None:
+        for line in pipe:
+            self.lines.append(line.rstrip("\n"))
+
+    def having(self, text: str) -> list[str]:
+        return [ln for ln in self.lines if text in ln]
+
+
+@contextlib.contextmanager
+def following(world: E2E, *args: str) -> Iterator[tuple[Lines, Lines]]:
+    """`paasport ARGS` (a -f verb) running, its stdout and stderr lines; Ctrl-C'd after."""
+    proc = subprocess.Popen(
+        [*PAASPORT, *args, "--config", str(world.config)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=world.env,
+        start_new_session=True,
+    )  # fmt: skip
+    out, err = Lines(proc.stdout), Lines(proc.stderr)
+    try:
+        yield out, err
+    finally:
+        interrupt(proc)
+        for lines, pipe in ((out, proc.stdout), (err, proc.stderr)):
+            lines.thread.join(10)  # the pipe is at its end: the process is gone
+            if pipe is not None:
+                pipe.close()
+
+
+def test_the_log_stream_delivers_new_lines(api_world: ApiWorld) -> None:
+    aw, world = api_world, api_world.world
+    [task, *_] = running_containers(world.cluster)
+    got: list[dict[str, Any]] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        with (
+            httpx.Client(base_url=aw.api, timeout=httpx.Timeout(5, read=30)) as c,
+            c.stream("GET", f"/v1/services/{SERVICE}/logs/stream", params={"tail": "0"}) as r,
+        ):
+            assert r.status_code == 200 and r.headers["content-type"].startswith(
+                "text/event-stream"
+            )
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    got.append(json.loads(line[6:]))
+                if stop.is_set():
+                    return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    time.sleep(1.5)  # the stream follows the tasks before the line is written
+    write_to_task_log(task, "streamed-line-1")
+
+    def streamed() -> list[dict[str, Any]]:
+        return [x for x in got if x["message"] == "streamed-line-1"]
+
+    wait_for("the line on the stream", streamed, 20, world.up_log)
+    [line] = streamed()
+    assert line["task_id"] == task or line["task_id"].startswith(task)
+    assert line["stream"] == "stdout" and line["task"].startswith(f"paasport-{SERVICE}-main-")
+    stop.set()
+    write_to_task_log(task, "streamed-line-2")  # wakes the reader so it sees stop
+    reader.join(10)
+    unknown = httpx.get(f"{aw.api}/v1/services/nope/logs/stream", timeout=10)
+    assert unknown.status_code == 404 and unknown.json()["error"]["message"]
+
+
+def test_events_and_logs_follow_every_cluster(api_world: ApiWorld) -> None:
+    """events -f and logs -f across both clusters: the other cluster's new events arrive from
+    its API's stream; its API stopped mid-stream is one "trying again" line, and once it is
+    back the stream resumes by itself."""
+    aw, world = api_world, api_world.world
+    other_port = int(aw.other_api.rsplit(":", 1)[1])
+    control = ("-s", SERVICE, "-c", OTHER, "-i", "main")
+    with paasport_api(other_cluster_config(aw), other_port, world.env) as api:
+        token = aw.tokens.get(OTHER) or other_token(aw, "e2e")
+        with (
+            following(world, "events", "-f", "-s", SERVICE, "--kind", "mark", "--json") as (
+                out, err),
+            following(world, "logs", "-f", "-s", SERVICE) as (log_out, log_err),
+        ):  # fmt: skip
+            time.sleep(2)  # both followers have opened every cluster's stream
+            stop_tag = json.loads(world.run("stop", *control, "--token", token, "--json").stdout)
+
+            def stopped_there() -> list[str]:
+                return out.having(stop_tag["tag"])
+
+            wait_for("the other cluster's stop event", stopped_there, 20, world.up_log)
+            [task, *_] = running_containers(world.cluster)
+            write_to_task_log(task, "followed-across")
+            [said] = wait_for(
+                "the local log line", lambda: log_out.having("followed-across"), 20, world.up_log
+            )
+            assert said.startswith(f"{world.cluster} paasport-{SERVICE}-main-"), said
+            api.send_signal(signal.SIGINT)  # the other cluster's API goes away mid-stream
+            assert api.wait(15) == 0
+            wait_for("one line saying the stream is lost",
+                     lambda: err.having(f"cluster {OTHER}: API at {aw.other_api}"), 60,
+                     world.up_log)  # fmt: skip
+            with paasport_api(other_cluster_config(aw), other_port, world.env):
+                wait_for("the stream back", lambda: err.having("stream back"), 30, world.up_log)
+                world.run("start", *control, "--token", token)
+
+                def started_there() -> list[str]:
+                    return [ln for ln in out.having('"action": "start"') if f'"{OTHER}"' in ln]
+
+                wait_for("the start event after the outage", started_there, 20, world.up_log)
+                assert len(err.having("trying again")) == 1, err.lines  # once per outage
+            assert not log_err.having("Traceback") and not err.having("Traceback")
+        assert len(stopped_there()) == 1, out.lines  # resuming repeats nothing
 
 
 def test_an_engine_that_is_down_is_a_503_naming_it(tmp_dir: Path, api_world: ApiWorld) -> None:

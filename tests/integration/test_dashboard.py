@@ -2,7 +2,8 @@
 the real Docker engine: the service page shows the tasks of the running containers; a token set
 in the page shows the action buttons; pressing restart (and confirming) bounces the instance
 for real and the page shows the new tasks live, without a reload; a config error shows on the
-page; the overview lists the service and is readable without JavaScript.
+page; a line a task writes shows in the log tail live (from the log stream); the overview lists
+the service and is readable without JavaScript.
 
 Set PAASPORT_DASHBOARD_SCREENSHOT=docs/dashboard.png to refresh the screenshot in docs/.
 """
@@ -22,6 +23,7 @@ import pytest
 from e2e_world import E2E, INSTANCES, SERVICE, e2e_world, git, healthy_in_proxy, wait_for
 
 from discovery_support import free_port
+from harness import write_to_task_log
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +70,15 @@ def container_ids(cluster: str) -> set[str]:
     return set(out.split())
 
 
+def wait_until(probe: Any, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if probe():
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def page_task_ids(page: Any) -> set[str]:
     ids = page.eval_on_selector_all("tr.task", "rows => rows.map(r => r.dataset.taskId)")
     return set(ids)
@@ -87,6 +98,14 @@ def test_the_service_page_shows_the_running_tasks_and_a_restart_live(
         assert shown == container_ids(world.cluster)
         assert page.locator(f"#i-{world.cluster}-main .badge").inner_text() == "Running"
         assert page.locator(".actions").first.is_visible() is False  # no token: no buttons
+
+        page.wait_for_selector("pre#logs[data-live]")  # the log stream is open
+        [task, *_] = sorted(shown)
+        for _ in range(10):  # a line written before the stream reached the task is not shown
+            write_to_task_log(task, "a-line-for-the-dashboard")
+            if wait_until(lambda: "a-line-for-the-dashboard" in page.inner_text("pre#logs"), 3):
+                break
+        assert "a-line-for-the-dashboard" in page.inner_text("pre#logs")
 
         page.fill("#token", token)
         page.click("#token-form button")

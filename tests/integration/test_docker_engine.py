@@ -11,6 +11,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -333,6 +334,26 @@ def test_logs_follow_picks_up_new_tasks(engine: DockerEngine, busybox_image: str
 
     assert seen[first.name][:3] == ["tick 0", "tick 1", "tick 2"]
     assert len(seen) == 2, f"the task started during --follow was not picked up: {seen}"
+
+
+def test_logs_follow_of_a_quiet_task_ends_soon_after_stop(
+    engine: DockerEngine, busybox_image: str
+) -> None:
+    spec = make_spec(engine, busybox_image, cmd="echo one line; exec sleep 600")
+    engine.create_app_version(spec, 1)
+    stop = threading.Event()
+    seen: list[str] = []
+
+    def follow() -> None:
+        for line in engine.logs("web_svc", "main", follow=True, stop=stop):
+            seen.append(line.message)
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    wait_for("the one line", lambda: seen == ["one line"])
+    stop.set()  # nothing more will be written: only stop can end the follow
+    reader.join(10)
+    assert not reader.is_alive(), "logs(follow=True) did not return after stop"
 
 
 def test_oom_kill_is_reported(engine: DockerEngine, busybox_image: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence, Set
 from dataclasses import dataclass, field
@@ -114,6 +115,7 @@ class FakeEngine:
         follow: bool = False,
         since: float | None = None,
         tail: int | None = None,
+        stop: threading.Event | None = None,
     ) -> Iterator[LogLine]:
         self.calls["logs"] += 1
         for tid, lines in self.log_lines.items():

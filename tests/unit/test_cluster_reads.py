@@ -3,13 +3,22 @@ paasport's errors and status entries (the HTTP round trips: tests/integration/te
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
+
 import pytest
 
 from paasport.config.system import ClusterConfig, SystemConfig
 from paasport.deploy.workflow import ServiceTarget
 from paasport.errors import ApiUnavailable, NotFoundError, PermanentError, UsageError
 from paasport.platform.mutations import api_cluster_of, api_cluster_of_group, through_api
-from paasport.view.remote import ClusterAnswer, answer_error, ask_clusters
+from paasport.view.remote import (
+    ClusterAnswer,
+    answer_error,
+    ask_clusters,
+    merge_follows,
+    sse_messages,
+)
 from paasport.view.status import ClusterPlan, answer_entries, plan_clusters, status_path
 
 SYSTEM = SystemConfig(
@@ -271,3 +280,64 @@ def test_a_remote_change_without_a_token_says_how_to_get_one() -> None:
                        r"http://10\.0\.0\.5:5054, which needs a token: pass --token or set "
                        r"PAASPORT_API_TOKEN"):  # fmt: skip
         through_api(SYSTEM.clusters["prod"], "/v1/services/web/main/restart", {}, None)
+
+
+@pytest.mark.parametrize(
+    ("lines", "messages"),
+    [
+        pytest.param([], [], id="nothing"),
+        pytest.param([": paasport events", ""], [], id="a comment only"),
+        pytest.param(["event: mark", 'data: {"a":1}', ""], [("mark", '{"a":1}')], id="one message"),
+        pytest.param(["data: x", ""], [("message", "x")], id="no event name: message"),
+        pytest.param(["data:x", "data: y", ""], [("message", "x\ny")], id="two data lines"),
+        pytest.param(["event: log", "", "data: z", ""], [("message", "z")], id="no data: none"),
+        pytest.param(
+            ["event: a\r", "data: 1\r", "\r", ": keepalive", "", "event: b", "data: 2", ""],
+            [("a", "1"), ("b", "2")],
+            id="CRLF and a keepalive between",
+        ),
+        pytest.param(["event: a", "data: 1"], [], id="cut before its blank line: not given"),
+    ],
+)
+def test_sse_messages(lines: list[str], messages: list[tuple[str, str]]) -> None:
+    assert list(sse_messages(lines)) == messages
+
+
+def test_merged_follows_give_every_sources_items_and_outlive_a_failed_one() -> None:
+    def counting(n: int) -> Callable[[threading.Event], Iterator[int]]:
+        def follow(stop: threading.Event) -> Iterator[int]:
+            yield from range(n)
+
+        return follow
+
+    def broken(stop: threading.Event) -> Iterator[int]:
+        yield 100
+        raise ApiUnavailable("cluster b: API at http://b did not answer", delay=1.0)
+
+    failures: list[tuple[str, str]] = []
+    stop = threading.Event()
+    got = list(
+        merge_follows(
+            {"a": counting(3), "b": broken, "c": counting(2)},
+            stop,
+            failed=lambda name, err: failures.append((name, str(err))),
+        )
+    )
+    assert sorted(got) == [("a", 0), ("a", 1), ("a", 2), ("b", 100), ("c", 0), ("c", 1)]
+    assert [x for name, x in got if name == "a"] == [0, 1, 2]  # each source in its order
+    assert failures == [("b", "cluster b: API at http://b did not answer")]
+    assert stop.is_set()  # every source ended: the merge ends and tells them
+
+
+def test_a_merge_stops_its_endless_sources() -> None:
+    def endless(stop: threading.Event) -> Iterator[int]:
+        n = 0
+        while not stop.wait(0.01):
+            n += 1
+            yield n
+
+    stop = threading.Event()
+    merged = merge_follows({"x": endless}, stop, failed=lambda *_: None)
+    assert [next(merged)[1] for _ in range(3)] == [1, 2, 3]
+    merged.close()
+    assert stop.is_set()

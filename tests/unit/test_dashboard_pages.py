@@ -10,6 +10,7 @@ import pytest
 from paasport.api.pages import (
     attention_reasons,
     instance_actions,
+    log_section,
     overview_body,
     rollback_action,
     service_body,
@@ -101,9 +102,10 @@ def test_everything_shown_is_escaped() -> None:
         alerts=[
             {"check": evil, "status": "CRIT", "instance": "main", "cluster": "c1", "message": evil}
         ],
-        logs=[{"task": "t", "message": evil}],
     )
     assert "<script>" not in html and "&lt;script&gt;" in html
+    tail = log_section(evil, [{"task": evil, "message": evil}])
+    assert "<script>" not in tail and "&lt;script&gt;" in tail
     overview = overview_body([entry(why=evil, ok=False, state="Degraded")], {"web": evil}, [], evil)
     assert "<script>" not in overview
 

@@ -28,7 +28,7 @@ from paasport.api.errors import (
     validation_body,
 )
 from paasport.api.reads import Coalescer, SharedEngine, json_bytes, json_response
-from paasport.api.stream import event_stream
+from paasport.api.stream import event_stream, log_stream
 from paasport.config.system import SystemConfig
 from paasport.deploy.workflow import ServiceTarget
 from paasport.errors import PaasportError
@@ -213,6 +213,21 @@ def create_app(
         """``paasport logs -s SERVICE --tail N --json``: the newest ``tail`` lines, merged."""
         load_catalog_tree(system, service)  # an unknown service is a 404, not "no lines"
         return load_logs(system, service, instance, tail=tail, engine=engine.get()).to_json()
+
+    @app.get("/v1/services/{service}/logs/stream", tags=["reads"], response_class=Response)
+    def logs_stream(
+        request: Request,
+        service: Service,
+        _: Reader,
+        instance: str | None = None,
+        tail: Annotated[int, Query(ge=0, le=10_000)] = 0,
+    ) -> Response:
+        """Server-Sent Events (``event: log``, data: the ``logs --json`` object): the newest
+        ``tail`` lines, then each new line of every task, tasks started later included."""
+        load_catalog_tree(system, service)
+        return log_stream(
+            engine.get(), request, stopping, service=service, instance=instance, tail=tail
+        )
 
     @app.get("/v1/alerts", tags=["reads"])
     def alerts(_: Reader, service: str | None = None, team: str | None = None) -> Json:

@@ -52,9 +52,12 @@ def install_dashboard(app: FastAPI, system: SystemConfig, engine: SharedEngine) 
     cluster = system.local_cluster
     files = {name: _static(name) for name in STATIC}
 
-    def page(title: str, body: str, fragment: bool, stream: str) -> HTMLResponse:
+    def page(
+        title: str, body: str, fragment: bool, stream: str, after: Callable[[], str] | None = None
+    ) -> HTMLResponse:
         html = body if fragment else pages.layout(
-            title, body, cluster=cluster, stream=stream, kinds=KINDS
+            title, body, cluster=cluster, stream=stream, kinds=KINDS,
+            after=after() if after else "",
         )  # fmt: skip
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
@@ -106,9 +109,13 @@ def install_dashboard(app: FastAPI, system: SystemConfig, engine: SharedEngine) 
         groups = _deploy_groups(tree, service)
         events = load_events(system, service=service, limit=200).to_json()
         timeline = [ev for ev in events if ev["kind"] in pages.KINDS_TIMELINE]
-        logs = _or_error(
-            lambda: load_logs(system, service, None, tail=40, engine=engine.get()).to_json()
-        )
+
+        def logs() -> str:  # only for the whole page: a refresh leaves the streaming tail be
+            tail = _or_error(
+                lambda: load_logs(system, service, None, tail=40, engine=engine.get()).to_json()
+            )
+            return pages.log_section(service, tail)
+
         body = pages.service_body(
             service,
             team=monitoring.team if monitoring else None,
@@ -120,9 +127,8 @@ def install_dashboard(app: FastAPI, system: SystemConfig, engine: SharedEngine) 
             timeline=list(reversed(timeline))[:30],
             events=list(reversed(events))[:20],
             alerts=load_alerts(system, service=service).to_json(),
-            logs=logs,
         )
-        return page(service, body, fragment, f"/v1/events/stream?service={service}")
+        return page(service, body, fragment, f"/v1/events/stream?service={service}", logs)
 
     @app.get("/alerts", response_class=HTMLResponse, tags=["dashboard"])
     def alerts_page(fragment: Fragment = False) -> HTMLResponse:

@@ -213,8 +213,17 @@ def event_list(events: Sequence[Mapping[str, Any]], css: str) -> str:
 # ---- pages --------------------------------------------------------------------------------------
 
 
-def layout(title: str, body: str, *, cluster: str, stream: str, kinds: Sequence[str]) -> str:
-    """The whole page around ``body`` (the ``<main>`` the script refreshes)."""
+def layout(
+    title: str,
+    body: str,
+    *,
+    cluster: str,
+    stream: str,
+    kinds: Sequence[str],
+    after: str = "",
+) -> str:
+    """The whole page around ``body`` (the ``<main>`` the script refreshes); ``after``
+    follows it and is left alone by refreshes (the log tail, which streams)."""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -229,6 +238,7 @@ def layout(title: str, body: str, *, cluster: str, stream: str, kinds: Sequence[
 </header>
 <div id="toast" role="status" hidden></div>
 <main id="live">{body}</main>
+{after}
 <script src="/static/dashboard.js" defer></script>
 </body></html>
 """
@@ -310,11 +320,10 @@ def service_body(
     timeline: Sequence[Mapping[str, Any]],
     events: Sequence[Mapping[str, Any]],
     alerts: Sequence[Mapping[str, Any]],
-    logs: Sequence[Mapping[str, Any]] | str,
 ) -> str:
     """One service: every instance on every cluster, deploy groups with rollback, the deploy
-    timeline, recent events, firing alerts and the log tail. ``history``/``logs`` as a str:
-    why they could not be read."""
+    timeline, recent events and firing alerts. ``history`` as a str: why it could not be read.
+    The log tail is ``log_section``, outside the part the script refreshes."""
     cards = "".join(instance_card(x, local_cluster) for x in entries) or (
         '<p class="muted">no instances on any cluster</p>'
     )
@@ -340,12 +349,6 @@ def service_body(
         f" ({e(a.get('cluster'))}): {e(a.get('message'))}</li>"
         for a in alerts
     )
-    if isinstance(logs, str):
-        log_text = logs
-    else:
-        log_text = (
-            "\n".join(f"{x.get('task')} | {x.get('message')}" for x in logs) or "no log lines"
-        )
     owner = f"team {e(team)}" if team else "no team in monitoring.yaml"
     return (
         f'<h1 data-service="{e(service)}">{e(service)}</h1>'
@@ -354,8 +357,20 @@ def service_body(
         f"<h2>Instances</h2>{cards}<h2>Deploy groups</h2>{groups}"
         f"<h2>Deploy timeline</h2>{event_list(timeline, 'timeline')}"
         f"<h2>Recent events</h2>{event_list(events, 'events')}"
-        f'<h2>Logs</h2><pre id="logs" data-url="/v1/services/{quote(service)}/logs?tail=40">'
-        f"{e(log_text)}</pre>"
+    )
+
+
+def log_section(service: str, logs: Sequence[Mapping[str, Any]] | str) -> str:
+    """The log tail of this host's cluster: the newest lines, then (with the script) each new
+    line from the log stream. ``logs`` as a str: why they could not be read."""
+    if isinstance(logs, str):
+        text = logs
+    else:
+        text = "\n".join(f"{x.get('task')} | {x.get('message')}" for x in logs) or "no log lines"
+    stream = f"/v1/services/{quote(service)}/logs/stream"
+    return (
+        f'<section class="logs"><h2>Logs</h2><pre id="logs" data-stream="{stream}">{e(text)}'
+        "</pre></section>"
     )
 
 

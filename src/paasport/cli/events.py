@@ -1,7 +1,8 @@
 """``paasport events``: the event log (bounces, crashes, deploys, checks, alerts), newest last.
 
 Renders ``view.events.load_events`` (``-f``: ``view.events.follow_events``, which keeps following);
-other clusters' events come from their API (``view.remote.read_across``), merged by time.
+other clusters' events come from their API (``view.remote.read_across``), merged by time, and
+with ``-f`` from their API's event stream (``view.events.follow_remote_events``).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 
 import click
@@ -26,10 +27,22 @@ from paasport.cli.options import (
     token_option,
 )
 from paasport.config.system import SystemConfig
-from paasport.errors import UsageError
+from paasport.errors import PaasportError
 from paasport.monitoring.events import KINDS, LEVELS, Event
-from paasport.view.events import follow_events, load_events, merged_events, parse_since
-from paasport.view.remote import read_across, token_from_env
+from paasport.view.events import (
+    event_key,
+    follow_events,
+    follow_remote_events,
+    load_events,
+    merged_events,
+    parse_since,
+)
+from paasport.view.remote import (
+    cluster_line,
+    merge_follows,
+    read_across,
+    token_from_env,
+)
 from paasport.view.status import reading_plan
 
 _COLOURS = {"debug": "bright_black", "info": None, "warning": "yellow", "error": "red"}
@@ -104,14 +117,8 @@ def events(
     since_ts = parse_since(since, time.time()) if since else None
     plan = reading_plan(system, service, cluster)
     if plan.clusters != (system.local_cluster,):
-        if follow:
-            raise UsageError(
-                "-f follows this host's event log only (add -c "
-                f"{system.local_cluster}); other clusters stream theirs at their API's "
-                "/v1/events/stream"
-            )
         ctx.exit(_events_across(system, plan.clusters, service, instance, since_ts, level,
-                                kinds, limit, as_json, token))  # fmt: skip
+                                kinds, limit, as_json, token, follow))  # fmt: skip
     filters = {
         "service": service,
         "instance": instance,
@@ -145,6 +152,10 @@ def events(
         _echo(event, as_json=False)
 
 
+def _note(line: str) -> None:
+    click.secho(line, fg="yellow", err=True)
+
+
 def _events_across(
     system: SystemConfig,
     clusters: Sequence[str],
@@ -156,9 +167,13 @@ def _events_across(
     limit: int,
     as_json: bool,
     token: str | None,
+    follow: bool,
 ) -> int:
     """The events of several clusters merged by time (the newest ``limit``); a cluster that
-    does not answer is one line on stderr and exit 1."""
+    does not answer is one line on stderr and exit 1. ``follow``: then each new event of every
+    cluster as it is recorded (this host's from its log, the others' from their API's stream,
+    opened again when it is cut) until Ctrl-C; ``--json`` is then one object per line."""
+    start = time.time()
 
     def local() -> object:
         return load_events(
@@ -178,14 +193,45 @@ def _events_across(
         system, clusters, local, "/v1/events", params, token=token_from_env(token)
     )
     found = merged_events(answers, limit)
-    if as_json:
+    if as_json and not follow:
         click.echo(json.dumps([e.to_json() for e in found], indent=2, sort_keys=True, default=str))
     else:
         for event in found:
-            _echo(event, as_json=False)
-        if not found:
+            _echo(event, as_json)
+        if not found and not follow:
             click.echo("no matching events", err=True)
     for answer in answers:
         if not answer.answered:
             click.secho(answer.error, fg="red", err=True)
-    return 0 if all(a.answered for a in answers) else 1
+    code = 0 if all(a.answered for a in answers) else 1
+    if not follow:
+        return code
+    printed = {event_key(e) for e in found}
+    bearer = token_from_env(token)
+    wanted = kinds or None
+
+    def source(name: str) -> Callable[[threading.Event], Iterator[Event]]:
+        if name == system.local_cluster:
+            return lambda stop: follow_events(
+                system, stop, service=service, instance=instance, level=level, kinds=wanted,
+                since=start, limit=None,
+            )  # fmt: skip
+        return lambda stop: follow_remote_events(
+            system.clusters[name], stop, service=service, instance=instance, level=level,
+            kinds=wanted, since=start, token=bearer, note=_note,
+        )  # fmt: skip
+
+    failed: list[str] = []
+
+    def fail(name: str, err: PaasportError) -> None:
+        failed.append(name)
+        click.secho(cluster_line(name, err), fg="red", err=True)
+
+    stop = threading.Event()
+    try:
+        for _name, event in merge_follows({n: source(n) for n in clusters}, stop, failed=fail):
+            if event_key(event) not in printed:
+                _echo(event, as_json)
+    except KeyboardInterrupt:
+        stop.set()
+    return 1 if failed else code

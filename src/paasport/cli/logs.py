@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -24,7 +26,7 @@ from paasport.cli.options import (
     token_option,
 )
 from paasport.config.system import SystemConfig, load_system_config
-from paasport.errors import NotFoundError, UsageError
+from paasport.errors import NotFoundError, PaasportError, UsageError
 from paasport.view.logs import log_json
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
@@ -100,12 +102,16 @@ def logs(
     system = load_system_config(config_file)
     plan = reading_plan(system, service, cluster)
     if plan.clusters != (system.local_cluster,):
-        if follow or since:
+        if since:
             raise UsageError(
-                "-f and --since read this host's cluster only (add -c "
+                "--since reads this host's cluster only (add -c "
                 f"{system.local_cluster}); other clusters give their last --tail lines"
             )
-        return _logs_across(system, plan.clusters, service, instance, tail or 100, as_json, token)
+        code = _logs_across(system, plan.clusters, service, instance, tail or 100, as_json, token)
+        if follow:
+            code = max(code, _follow_across(system, plan.clusters, service, instance, as_json,
+                                            token))  # fmt: skip
+        return code
     engine = engine_for(system.local)
     start = parse_since(since, time.time()) if since else None
     if not engine.list_app_versions(service, instance):
@@ -157,11 +163,72 @@ def _logs_across(
     answers = read_across(system, clusters, local, path, params, token=token_from_env(token))
     for answer in answers:
         for row in answer.data if answer.answered and isinstance(answer.data, list) else ():
-            if as_json:
-                click.echo(json.dumps({**row, "cluster": answer.cluster}, sort_keys=True))
-            else:
-                click.echo(f"{answer.cluster} {row.get('task')} | {row.get('message')}")
+            _echo_row(answer.cluster, row, as_json)
     for answer in answers:
         if not answer.answered:
             click.secho(answer.error, fg="red", err=True)
     return 0 if all(a.answered for a in answers) else 1
+
+
+def _echo_row(cluster: str, row: Mapping[str, Any], as_json: bool) -> None:
+    """One line of a cluster's (the ``logs --json`` object), prefixed by the cluster."""
+    if as_json:
+        click.echo(json.dumps({**row, "cluster": cluster}, sort_keys=True))
+    else:
+        click.echo(f"{cluster} {row.get('task')} | {row.get('message')}")
+
+
+def _follow_across(
+    system: SystemConfig,
+    clusters: Sequence[str],
+    service: str,
+    instance: str | None,
+    as_json: bool,
+    token: str | None,
+) -> int:
+    """``-f`` across clusters: each new line of every cluster's tasks as it is written (this
+    host's from the engine, the others' from their API's log stream, opened again when it is
+    cut: lines written while it was gone are not shown). Until Ctrl-C; exit 1 when a cluster
+    could not be followed."""
+    from paasport.engine.factory import engine_for
+    from paasport.view.remote import cluster_line, follow_sse, merge_follows, token_from_env
+
+    bearer = token_from_env(token)
+    params = {"tail": "0", **({"instance": instance} if instance else {})}
+
+    def note(line: str) -> None:
+        click.secho(line, fg="yellow", err=True)
+
+    def local(stop: threading.Event) -> Iterator[Mapping[str, Any]]:
+        engine = engine_for(system.local)
+        try:
+            for line in engine.logs(service, instance, follow=True, tail=0, stop=stop):
+                yield log_json(line)
+        finally:
+            engine.close()
+
+    def remote(name: str) -> Callable[[threading.Event], Iterator[Mapping[str, Any]]]:
+        def follow(stop: threading.Event) -> Iterator[Mapping[str, Any]]:
+            path = f"/v1/services/{service}/logs/stream"
+            for _event, row in follow_sse(
+                system.clusters[name], path, lambda: params, token=bearer, stop=stop, note=note
+            ):
+                if isinstance(row, Mapping):
+                    yield row
+
+        return follow
+
+    failed: list[str] = []
+
+    def fail(name: str, err: PaasportError) -> None:
+        failed.append(name)
+        click.secho(cluster_line(name, err), fg="red", err=True)
+
+    sources = {n: local if n == system.local_cluster else remote(n) for n in clusters}
+    stop = threading.Event()
+    try:
+        for name, row in merge_follows(sources, stop, failed=fail):
+            _echo_row(name, row, as_json)
+    except KeyboardInterrupt:
+        stop.set()
+    return 1 if failed else 0

@@ -7,6 +7,7 @@ whole state is recovered from the engine itself after a restart.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -109,8 +110,10 @@ class Engine(Protocol):
         follow: bool = False,
         since: float | None = None,
         tail: int | None = None,
+        stop: threading.Event | None = None,
     ) -> Iterator[LogLine]:
-        """Merged task logs, oldest first; with ``follow`` keeps yielding new lines."""
+        """Merged task logs, oldest first; with ``follow`` keeps yielding new lines until
+        ``stop`` is set (then it returns within about a second, quiet tasks or not)."""
         ...
 
     def node_capacity(self) -> Sequence[NodeCapacity]:

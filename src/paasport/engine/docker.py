@@ -504,11 +504,12 @@ class DockerEngine:
         follow: bool = False,
         since: float | None = None,
         tail: int | None = None,
+        stop: threading.Event | None = None,
     ) -> Iterator[LogLine]:
         """Merged logs of every task of ``service`` (``instance``), oldest first.
 
         ``follow`` reads each task in its own thread and looks for new tasks every second;
-        closing the iterator stops the readers.
+        closing the iterator or setting ``stop`` stops the readers.
         """
         summaries = self._containers(service, instance)
         if not follow:
@@ -516,7 +517,7 @@ class DockerEngine:
             lines.sort(key=lambda line: line.timestamp)
             yield from lines
             return
-        yield from _Follower(self, service, instance, since, tail).run(summaries)
+        yield from _Follower(self, service, instance, since, tail, stop).run(summaries)
 
     # -- node -------------------------------------------------------------------------------
 
@@ -564,8 +565,10 @@ class _Follower:
         instance: str | None,
         since: float | None,
         tail: int | None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.engine = engine
+        self.wanted_stop = stop or threading.Event()
         self.service = service
         self.instance = instance
         self.since = since if since and since > 0 else None
@@ -580,7 +583,7 @@ class _Follower:
         self._watch(summaries, self.tail)
         next_refresh = time.monotonic() + FOLLOW_REFRESH_SECONDS
         try:
-            while True:
+            while not self.wanted_stop.is_set():
                 try:
                     line: LogLine | None = self.lines.get(
                         timeout=max(0.05, next_refresh - time.monotonic())

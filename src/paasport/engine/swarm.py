@@ -265,8 +265,10 @@ class SwarmEngine:
         follow: bool = False,
         since: float | None = None,
         tail: int | None = None,
+        stop: threading.Event | None = None,
     ) -> Iterator[LogLine]:
-        """Every task's logs through the manager, merged by time; ``follow`` polls each second."""
+        """Every task's logs through the manager, merged by time; ``follow`` polls each second
+        until ``stop``."""
         seen = since
         while True:
             lines = self._log_lines(service, instance, seen, None if follow and seen else tail)
@@ -277,7 +279,10 @@ class SwarmEngine:
                 seen = _ts(lines[-1].timestamp) + 1e-6
             elif seen is None:
                 seen = time.time()
-            time.sleep(1.0)
+            if stop is None:
+                time.sleep(1.0)
+            elif stop.wait(1.0):
+                return
 
     def _log_lines(
         self, service: str, instance: str | None, since: float | None, tail: int | None
@@ -407,8 +412,11 @@ class SwarmNodeEngine:
         follow: bool = False,
         since: float | None = None,
         tail: int | None = None,
+        stop: threading.Event | None = None,
     ) -> Iterator[LogLine]:
-        return self._daemon.logs(service, instance, follow=follow, since=since, tail=tail)
+        return self._daemon.logs(
+            service, instance, follow=follow, since=since, tail=tail, stop=stop
+        )
 
     def _refuse(self, what: str) -> EngineError:
         return EngineError(

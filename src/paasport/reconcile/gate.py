@@ -7,6 +7,7 @@ hands to ``reconcile_instance`` so a lock lost mid-step stops the next mutation 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping, Sequence, Set
 from typing import Protocol
 
@@ -87,8 +88,9 @@ class GatedEngine:
         follow: bool = False,
         since: float | None = None,
         tail: int | None = None,
+        stop: threading.Event | None = None,
     ) -> Iterator[LogLine]:
-        return self.engine.logs(service, instance, follow, since, tail)
+        return self.engine.logs(service, instance, follow, since, tail, stop)
 
     def node_capacity(self) -> Sequence[NodeCapacity]:
         return self.engine.node_capacity()

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from paasport.config.system import SystemConfig
+from paasport.config.system import ClusterConfig, SystemConfig
 from paasport.errors import UsageError
 from paasport.monitoring.events import Event, EventLog, events_path
-from paasport.view.remote import ClusterAnswer
+from paasport.view.remote import ClusterAnswer, follow_sse
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -144,3 +144,53 @@ def event_from_json(row: Mapping[str, Any]) -> Event:
         message=str(row.get("message", "")),
         data=dict(data) if isinstance(data, Mapping) else {},
     )
+
+
+def event_key(event: Event) -> tuple[object, ...]:
+    """What tells two copies of one event apart from two events (time, kind, where, message).
+    Pure."""
+    return (event.time, event.kind, event.service, event.instance, event.cluster, event.message)
+
+
+def follow_remote_events(
+    cluster: ClusterConfig,
+    stop: threading.Event,
+    *,
+    since: float,
+    service: str | None = None,
+    instance: str | None = None,
+    level: str | None = None,
+    kinds: Sequence[str] | None = None,
+    token: str | None = None,
+    note: Callable[[str], None] = lambda _line: None,
+) -> Iterator[Event]:
+    """The events ``cluster`` records from ``since`` on (its clock), from its API's stream
+    until ``stop``; a lost stream is opened again from the last event seen, and what it
+    repeats is not given twice."""
+    last, at_last = since, set[tuple[object, ...]]()
+
+    def params() -> dict[str, str | Sequence[str]]:
+        found: dict[str, str | Sequence[str]] = {"since": repr(last)}
+        for key, value in (("service", service), ("instance", instance), ("level", level)):
+            if value:
+                found[key] = value
+        if kinds:
+            found["kind"] = list(kinds)
+        return found
+
+    for _name, data in follow_sse(
+        cluster, "/v1/events/stream", params, token=token, stop=stop, note=note
+    ):
+        if not isinstance(data, Mapping):
+            continue
+        try:
+            event = event_from_json(data)
+        except (KeyError, TypeError, ValueError):
+            continue
+        key = event_key(event)
+        if event.time < last or (event.time == last and key in at_last):
+            continue
+        if event.time > last:
+            last, at_last = event.time, set()
+        at_last.add(key)
+        yield event

@@ -8,11 +8,14 @@ answer in 2 s") and the others still print. ``ask_clusters`` asks several in par
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from paasport.config.system import ClusterConfig, SystemConfig
 from paasport.errors import (
@@ -25,6 +28,8 @@ from paasport.errors import (
 
 DEFAULT_TIMEOUT_SECONDS = 2.0
 TOKEN_ENV = "PAASPORT_API_TOKEN"
+
+T = TypeVar("T")
 
 
 def token_from_env(explicit: str | None = None) -> str | None:
@@ -112,6 +117,12 @@ class ClusterAnswer:
         return not self.error
 
 
+def cluster_line(cluster: str, err: PaasportError) -> str:
+    """``err`` as the one line about ``cluster`` ("cluster prod: ..."). Pure."""
+    text = str(err)
+    return text if text.startswith(f"cluster {cluster}") else f"cluster {cluster}: {text}"
+
+
 def ask_clusters(
     clusters: Sequence[str], read: Callable[[str], Any], *, deadline: float | None = None
 ) -> tuple[ClusterAnswer, ...]:
@@ -123,11 +134,7 @@ def ask_clusters(
         try:
             return ClusterAnswer(cluster, read(cluster))
         except PaasportError as err:
-            text = str(err)
-            prefix = f"cluster {cluster}"
-            return ClusterAnswer(
-                cluster, None, text if text.startswith(prefix) else f"{prefix}: {text}"
-            )
+            return ClusterAnswer(cluster, None, cluster_line(cluster, err))
 
     if len(clusters) <= 1:
         return tuple(one(c) for c in clusters)
@@ -165,3 +172,139 @@ def read_across(
         return request_json(system.clusters[name], "GET", path, params=params, token=token)
 
     return ask_clusters(clusters, read, deadline=DEFAULT_TIMEOUT_SECONDS + 8)
+
+
+# ---- following: Server-Sent Events from other clusters, merged with this host's -----------
+
+STREAM_READ_TIMEOUT_SECONDS = 40.0  # the API sends a comment every 15 s; silence past this is a cut
+RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0)  # between attempts when a stream is lost
+
+
+def sse_messages(lines: Iterable[str]) -> Iterator[tuple[str, str]]:
+    """The ``(event, data)`` of each message in an SSE body's lines; comments and messages
+    without data are skipped (the SSE spec's parsing, the fields paasport sends). Pure."""
+    event, data = "message", list[str]()
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = "message", []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+
+
+def follow_sse(
+    cluster: ClusterConfig,
+    path: str,
+    params: Callable[[], Mapping[str, str | Sequence[str]]],
+    *,
+    token: str | None,
+    stop: threading.Event,
+    note: Callable[[str], None],
+    read_timeout: float = STREAM_READ_TIMEOUT_SECONDS,
+) -> Iterator[tuple[str, Any]]:
+    """``(event, decoded data)`` of ``cluster``'s stream at ``path`` until ``stop``. A stream
+    that cannot be opened, is cut or goes silent past ``read_timeout`` is opened again (with
+    ``params()`` asked anew, so the caller can resume), after 1, 2, 5, then every 10 s;
+    ``note`` hears once that it was lost and once that it is back. An error answer other
+    than 502/503/504 (401, 404, ...) is raised: trying again would not change it."""
+    import httpx
+
+    if not cluster.api_url:
+        raise UsageError(f"cluster {cluster.name} has no api_url in paasport.yaml")
+    where = f"cluster {cluster.name}: API at {cluster.api_url}"
+    headers = {"Accept": "text/event-stream"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    timeout = httpx.Timeout(DEFAULT_TIMEOUT_SECONDS, read=read_timeout)
+    failures = 0
+    while not stop.is_set():
+        try:
+            with (
+                httpx.Client(base_url=cluster.api_url, timeout=timeout, headers=headers) as client,
+                client.stream("GET", path, params=dict(params())) as response,
+            ):
+                if response.status_code >= 400:
+                    response.read()
+                    try:
+                        body: object = response.json()
+                    except ValueError:
+                        body = None
+                    raise answer_error(where, response.status_code, body, response.text)
+                if failures:
+                    note(f"{where}: stream back")
+                failures = 0
+                for event, data in sse_messages(response.iter_lines()):
+                    if stop.is_set():
+                        return
+                    try:
+                        yield event, json.loads(data)
+                    except ValueError:
+                        continue
+                why = "the stream ended"
+        except ApiUnavailable as err:  # 502/503/504: the cluster's engine or API is down
+            why = str(err).removeprefix(f"{where} ")
+        except httpx.TimeoutException:
+            why = f"no word in {read_timeout:g} s"
+        except httpx.HTTPError as err:
+            why = str(err) or type(err).__name__
+        if not failures:
+            note(f"{where}: {why}; trying again")
+        delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
+        failures += 1
+        if stop.wait(delay):
+            return
+
+
+def merge_follows(
+    sources: Mapping[str, Callable[[threading.Event], Iterator[T]]],
+    stop: threading.Event,
+    *,
+    failed: Callable[[str, PaasportError], None],
+) -> Iterator[tuple[str, T]]:
+    """``(name, item)`` from every source as they come, each followed in its own thread,
+    until ``stop`` or every source has ended; a source that raises a PaasportError is
+    reported through ``failed`` and the others go on."""
+    found: queue.Queue[tuple[str, T] | str] = queue.Queue(1000)
+
+    def pump(name: str, follow: Callable[[threading.Event], Iterator[T]]) -> None:
+        try:
+            for item in follow(stop):
+                while not stop.is_set():
+                    try:
+                        found.put((name, item), timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except PaasportError as err:
+            failed(name, err)
+        finally:
+            found.put(name)  # this source is done
+
+    for name, follow in sources.items():
+        threading.Thread(
+            target=pump, args=(name, follow), name=f"follow-{name}", daemon=True
+        ).start()
+    running = len(sources)
+    try:
+        while running and not stop.is_set():
+            try:
+                got = found.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if isinstance(got, str):
+                running -= 1
+            else:
+                yield got
+    finally:
+        stop.set()

@@ -62,7 +62,6 @@
         var q2 = document.getElementById("q");
         if (q2 && typed !== null) { q2.value = typed; filter(); }
         body.setAttribute("data-refreshed", String(Date.now()));
-        loadLogs();
       })
       .catch(function () { /* the next event or the slow refresh tries again */ })
       .finally(function () {
@@ -105,18 +104,23 @@
       .finally(function () { schedule(100); });
   });
 
-  // the log tail: re-read while the page is visible
-  function loadLogs() {
-    var pre = document.getElementById("logs");
-    if (!pre || document.hidden) { return; }
-    fetch(pre.getAttribute("data-url"), { cache: "no-store" })
-      .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (lines) {
-        if (!lines) { return; }
-        var text = lines.map(function (l) { return l.task + " | " + l.message; }).join("\n");
-        pre.textContent = text || "no log lines";
-      })
-      .catch(function () {});
+  // the log tail: each new line from the log stream (outside <main>, so refreshes keep it)
+  var MAX_LINES = 300;
+  var pre = document.getElementById("logs");
+  if (pre && pre.getAttribute("data-stream") && window.EventSource) {
+    var lines = pre.textContent === "no log lines" ? [] : pre.textContent.split("\n");
+    var logSource = new EventSource(pre.getAttribute("data-stream"));
+    logSource.onopen = function () { pre.setAttribute("data-live", "1"); };
+    logSource.onerror = function () { pre.removeAttribute("data-live"); };
+    logSource.addEventListener("log", function (ev) {
+      var line;
+      try { line = JSON.parse(ev.data); } catch (err) { return; }
+      var stick = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+      lines.push(line.task + " | " + line.message);
+      if (lines.length > MAX_LINES) { lines.splice(0, lines.length - MAX_LINES); }
+      pre.textContent = lines.join("\n");
+      pre.setAttribute("data-lines", String(lines.length));
+      if (stick) { pre.scrollTop = pre.scrollHeight; }
+    });
   }
-  setInterval(loadLogs, 5000);
 })();
