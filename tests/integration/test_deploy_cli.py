@@ -8,6 +8,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -160,7 +161,21 @@ def test_deploy_workflow_through_the_cli(tree: tuple[Path, Path, str], cli: Cli)
         ("rollback", "Alice Tester"),
     ]
     assert marks[-1].data["git_sha"] == a and marks[-1].data["deploy_group"] == "prod"
-    assert str(marks[-1].data["rollback_tag"]).endswith("-rollback")
+    marker = str(marks[-1].data["rollback_tag"])
+    assert marker.startswith("paasta-prod-") and marker.endswith("-rollback")
+    assert git(repo, "rev-parse", marker) == b  # PaaSTA's marker sits on the sha left
+
+    # a sha some group was rolled back from is refused, naming when and by whom, until --force
+    stamp = marker.removeprefix("paasta-prod-").removesuffix("-rollback")
+    when = datetime.strptime(stamp, "%Y%m%dT%H%M%S").strftime("%Y-%m-%d %H:%M:%S UTC")
+    _, err = cli("mark-for-deployment", "-s", s, "-l", "local.canary", "-c", b[:10], code=1)
+    assert err == (
+        f"error: {s}: {b[:12]} was rolled back from prod at {when} by Alice Tester (tag "
+        f"{marker}); deploy it anyway with --force\n"
+    )
+    assert git(repo, "tag", "--points-at", b).split().count(marker) == 1  # nothing new on b
+    forced = cli.json("mark-for-deployment", "-s", s, "-l", "local.canary", "-c", b, "--force")
+    assert isinstance(forced, dict) and forced["git_sha"] == b
 
 
 def test_wait_for_a_sha_the_group_is_not_marked_at_fails_at_once(

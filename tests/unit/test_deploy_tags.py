@@ -151,3 +151,38 @@ def test_latest_deploy_tags_breaks_timestamp_ties_by_name() -> None:
     reordered = dict(reversed(list(refs.items())))
     assert tags.latest_deploy_tags(refs)["prod"].sha == "a"
     assert tags.latest_deploy_tags(reordered)["prod"].sha == "a"
+
+
+@pytest.mark.parametrize(
+    ("refs", "sha", "groups"),
+    [
+        pytest.param({}, "a" * 40, [], id="no tags"),
+        pytest.param(
+            {"refs/tags/paasta-prod-20240101T000000-deploy": "a" * 40},
+            "a" * 40,
+            [],
+            id="a deploy tag is no rollback",
+        ),
+        pytest.param(
+            {
+                "refs/tags/paasta-prod-20240102T000000-rollback": "a" * 40,
+                "refs/tags/paasta-canary+v2-20240101T000000-rollback": "a" * 40,
+                "refs/tags/paasta-prod-20240103T000000-rollback": "b" * 40,
+            },
+            "a" * 40,
+            ["canary", "prod"],
+            id="only this sha's, oldest first, any group, image_version too",
+        ),
+        pytest.param(
+            {
+                "refs/tags/paasta-prod-20240102T000000-rollback": "c" * 40,
+                "refs/tags/paasta-prod-20240102T000000-rollback^{}": "a" * 40,
+            },
+            "a" * 40,
+            ["prod"],
+            id="an annotated marker peeled to its commit",
+        ),
+    ],
+)
+def test_rollback_marks(refs: dict[str, str], sha: str, groups: list[str]) -> None:
+    assert [m.target for m in tags.rollback_marks(refs, sha)] == groups

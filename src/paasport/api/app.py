@@ -60,6 +60,7 @@ class MarkBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sha: str = Field(min_length=4, max_length=64, pattern=r"^[0-9a-fA-F]+$")
     image_version: str | None = Field(default=None, max_length=128)
+    force: bool = False  # a sha some group was rolled back from (else 409)
 
 
 class RollbackBody(BaseModel):
@@ -266,7 +267,7 @@ def create_app(
             target = owned_target(service, who)
             outcome = mutations.mark_for_deployment(
                 system, target, deploy_group, body.sha, actor_for(who),
-                image_version=body.image_version,
+                image_version=body.image_version, force=body.force,
             )  # fmt: skip
         return _outcome(outcome)
 

@@ -134,6 +134,9 @@ def _sha_for_api(target: workflow.ServiceTarget, deploy_group: str, commit: str)
 @commit_option
 @git_url_option
 @click.option("--image-version", default=None, help="distinct version of the same commit")
+@click.option(
+    "--force", "-f", is_flag=True, help="deploy a sha some group was rolled back from all the same"
+)
 @token_option
 @soa_dir_option
 @config_option
@@ -148,6 +151,7 @@ def mark_for_deployment(
     commit: str,
     git_url: str | None,
     image_version: str | None,
+    force: bool,
     token: str | None,
     as_json: bool,
     **_options: Any,
@@ -164,12 +168,13 @@ def mark_for_deployment(
         body: dict[str, Any] = {
             "sha": _sha_for_api(target, deploy_group, commit),
             "image_version": image_version,
+            "force": force,
         }
         path = f"/v1/services/{service}/deployments/{deploy_group}"
         _report_remote(remote, mutations.through_api(remote, path, body, token), as_json)
         return
     outcome = mutations.mark_for_deployment(
-        system, target, deploy_group, commit, _actor(), image_version=image_version
+        system, target, deploy_group, commit, _actor(), image_version=image_version, force=force
     )
     result = _warn(outcome)
     _report(result, as_json)

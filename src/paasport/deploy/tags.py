@@ -103,6 +103,15 @@ def rollback_tag_name(deploy_group: str, timestamp: str, image_version: str | No
     return f"paasta-{deploy_group}{version}-{timestamp}-rollback"
 
 
+def rollback_marks(refs: Mapping[str, str], sha: str) -> list[AnyTag]:
+    """The rollback markers on ``sha`` (any deploy group), oldest first: a sha some group was
+    rolled back from (PaaSTA's ``check-rollback-status`` exits 1 for it). Pure."""
+    found = (parse_any_tag(ref, s) for ref, s in peel(refs).items() if s == sha)
+    return sorted(
+        (t for t in found if t is not None and t.kind == "rollback"), key=lambda t: t.timestamp
+    )
+
+
 def control_tag_name(cluster: str, instance: str, timestamp: str, state: ControlState) -> str:
     """``paasta-<cluster>.<instance>-<ts>-start|stop`` (without ``refs/tags/``)."""
     return f"paasta-{cluster}.{instance}-{timestamp}-{state}"

@@ -10,7 +10,7 @@ cluster of other hosts goes through that cluster's API instead (``api_cluster_of
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -144,6 +144,37 @@ def record(system: SystemConfig, event: Event) -> str | None:
     return None
 
 
+def rolled_back_message(
+    service: str, sha: str, marks: Sequence[tags.AnyTag], who: Mapping[str, str]
+) -> str:
+    """Why a sha is refused: each group it was rolled back from, when and by whom. Pure."""
+    said = []
+    for mark in marks:
+        when = tags.parse_timestamp(mark.timestamp).strftime("%Y-%m-%d %H:%M:%S UTC")
+        name = mark.ref.removeprefix(tags.TAG_PREFIX)
+        by = f" by {who[name]}" if name in who else ""
+        said.append(f"from {mark.target} at {when}{by} (tag {name})")
+    return f"{service}: {sha[:12]} was rolled back {'; '.join(said)}; deploy it anyway with --force"
+
+
+def rolled_back_by(system: SystemConfig, service: str) -> dict[str, str]:
+    """rollback tag -> who made it, from the event log's ``mark`` events (tags are
+    lightweight: git does not know)."""
+    from paasport.view.events import load_events
+
+    try:
+        marks = load_events(system, service=service, kinds=(EventKind.MARK,), limit=None)
+    except PaasportError:
+        return {}
+    found: dict[str, str] = {}
+    for event in marks.events:
+        tag = event.data.get("rollback_tag")
+        if isinstance(tag, str):
+            user, token = event.data.get("user"), event.data.get("token")
+            found[tag] = f"{user} (token {token})" if token else str(user or "someone")
+    return found
+
+
 def mark_for_deployment(
     system: SystemConfig,
     target: workflow.ServiceTarget,
@@ -152,10 +183,20 @@ def mark_for_deployment(
     actor: Actor,
     *,
     image_version: str | None = None,
+    force: bool = False,
     clock: Callable[[], float] = time.time,
 ) -> Outcome:
-    """Tag ``commit`` as what ``deploy_group`` runs, regenerate deployments.json, record it."""
+    """Tag ``commit`` as what ``deploy_group`` runs, regenerate deployments.json, record it.
+    A sha some group was rolled back from is refused (ConflictError naming when and by whom)
+    unless ``force``."""
     with GitRepo(target.require_git_url()) as repo:
+        if not force:
+            target.require_group(deploy_group)
+            sha = repo.resolve_commit(commit)
+            marks = tags.rollback_marks(repo.tag_refs(), sha)
+            if marks:
+                who = rolled_back_by(system, target.service)
+                raise ConflictError(rolled_back_message(target.service, sha, marks, who))
         result = workflow.mark_for_deployment(
             target, repo, deploy_group, commit, now=clock(), image_version=image_version,
             who=actor.who,
