@@ -597,6 +597,27 @@ def test_events_and_logs_follow_every_cluster(api_world: ApiWorld) -> None:
         assert len(stopped_there()) == 1, out.lines  # resuming repeats nothing
 
 
+def test_diff_asks_every_cluster(api_world: ApiWorld) -> None:
+    aw, world = api_world, api_world.world
+    other_port = int(aw.other_api.rsplit(":", 1)[1])
+    ours = aw.get("/v1/diff", service=SERVICE)
+    assert ours["cluster"] == world.cluster and [p["instance"] for p in ours["instances"]] == [
+        "main"
+    ]
+    bad = httpx.get(f"{aw.api}/v1/diff", params={"deploy_group": "x"}, timeout=10)
+    assert bad.status_code == 400 and "go together" in bad.json()["error"]["message"]
+    with paasport_api(other_cluster_config(aw), other_port, world.env):
+        out = world.run("diff", "-s", SERVICE, "--json", check=False)
+        assert out.returncode in (0, 1), out.stderr
+        docs = json.loads(out.stdout)
+        assert [d["cluster"] for d in docs] == [world.cluster, OTHER]
+        [theirs] = docs[1]["instances"]
+        # marked there, but nothing runs it (no deployd on that cluster): deployd would start it
+        assert theirs["change"] in ("start", "not deployed"), theirs
+    gone = world.run("diff", "-s", SERVICE, check=False)
+    assert gone.returncode == 2 and f"cluster {OTHER}: API at {aw.other_api}" in gone.stderr
+
+
 def test_an_engine_that_is_down_is_a_503_naming_it(tmp_dir: Path, api_world: ApiWorld) -> None:
     world = api_world.world
     config = tmp_dir / "paasport.yaml"

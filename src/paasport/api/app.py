@@ -31,13 +31,14 @@ from paasport.api.reads import Coalescer, SharedEngine, json_bytes, json_respons
 from paasport.api.stream import event_stream, log_stream
 from paasport.config.system import SystemConfig
 from paasport.deploy.workflow import ServiceTarget
-from paasport.errors import PaasportError
+from paasport.errors import PaasportError, UsageError
 from paasport.monitoring.events import KINDS, Level
 from paasport.platform import mutations
 from paasport.platform.tokens import TokenRecord, TokenStore
 from paasport.view.alerts import load_alerts
 from paasport.view.catalog import clusters_json, info_json, load_catalog_tree, services_json
 from paasport.view.deployments import load_deployments
+from paasport.view.diff import Marking, load_diff
 from paasport.view.events import load_events, parse_since
 from paasport.view.history import load_deploy_history
 from paasport.view.hosts import load_hosts
@@ -229,6 +230,22 @@ def create_app(
         return log_stream(
             engine.get(), request, stopping, service=service, instance=instance, tail=tail
         )
+
+    @app.get("/v1/diff", tags=["reads"])
+    def diff(
+        _: Reader,
+        service: Annotated[str | None, Query(pattern=NAME)] = None,
+        deploy_group: Annotated[str | None, Query(pattern=NAME)] = None,
+        sha: Annotated[str | None, Query(pattern=r"^[0-9a-fA-F]{40}$")] = None,
+        image_version: Annotated[str | None, Query(max_length=128)] = None,
+    ) -> Json:
+        """``paasport diff --json`` of this cluster: what deployd would do now; with
+        ``deploy_group`` and ``sha``, what marking that group at that sha would do
+        (``mark-for-deployment --dry-run``)."""
+        if (deploy_group is None) != (sha is None):
+            raise UsageError("deploy_group and sha go together (a dry-run mark)")
+        marking = Marking(deploy_group, sha, image_version) if deploy_group and sha else None
+        return load_diff(system, service, marking=marking, engine=engine.get()).to_json()
 
     @app.get("/v1/alerts", tags=["reads"])
     def alerts(_: Reader, service: str | None = None, team: str | None = None) -> Json:

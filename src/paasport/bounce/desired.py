@@ -88,10 +88,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def config_hash(
+def version_document(
     config: InstanceConfig, deployment: DeploymentState, registry: str | None = None
-) -> str:
-    """First 12 hex chars of sha256 over the canonical JSON of what defines the app version.
+) -> dict[str, Any]:
+    """What defines the app version, as plain JSON: ``config_hash`` hashes it, the reconciler
+    records it with each version it starts, and ``paasport diff`` compares two of them.
 
     Covers every InstanceConfig field except UNHASHED_FIELDS (and HASHED_WHEN_SET ones left at
     their unset value), the full image (registry included), git sha, image_version,
@@ -113,8 +114,20 @@ def config_hash(
         "force_bounce": deployment.force_bounce,
         "env": standard_env(config, deployment),
     }
+    return document
+
+
+def hash_of(document: Mapping[str, Any]) -> str:
+    """First 12 hex chars of sha256 over the canonical JSON of a ``version_document``."""
     text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()[:HASH_LENGTH]
+
+
+def config_hash(
+    config: InstanceConfig, deployment: DeploymentState, registry: str | None = None
+) -> str:
+    """The name of the app version: ``hash_of(version_document(...))``."""
+    return hash_of(version_document(config, deployment, registry))
 
 
 def desired_app(

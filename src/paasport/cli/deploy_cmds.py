@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import os
 import re
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -137,6 +138,14 @@ def _sha_for_api(target: workflow.ServiceTarget, deploy_group: str, commit: str)
 @click.option(
     "--force", "-f", is_flag=True, help="deploy a sha some group was rolled back from all the same"
 )
+@click.option(
+    "--dry-run", is_flag=True, help="print what the mark would do on every cluster; tag nothing"
+)
+@click.option(
+    "--confirm-over", type=click.IntRange(min=0), default=10, show_default=True, metavar="N",
+    help="ask before a mark that bounces more than N instances",
+)  # fmt: skip
+@click.option("--yes", "-y", is_flag=True, help="do not ask (--confirm-over)")
 @token_option
 @soa_dir_option
 @config_option
@@ -152,17 +161,25 @@ def mark_for_deployment(
     git_url: str | None,
     image_version: str | None,
     force: bool,
+    dry_run: bool,
+    confirm_over: int,
+    yes: bool,
     token: str | None,
     as_json: bool,
     **_options: Any,
 ) -> None:
     """Mark COMMIT as what DEPLOY_GROUP runs (tag paasta-<group>-<time>-deploy). A group that
     runs only on clusters of other hosts is marked through one of their APIs (needs --token);
-    --git-url tags the repo from here all the same."""
+    --git-url tags the repo from here all the same. --dry-run prints the plan (paasport diff of
+    the group's instances with the mark applied) and tags nothing."""
     if not deploy_group:
         raise UsageError("missing --deploy-group/-l")
     service = _service_name(service)
     system, _, target = _target(ctx, service, git_url)
+    if dry_run:
+        _dry_run(system, target, deploy_group, commit, image_version, token, as_json)
+        return
+    _confirm_big_bounce(system, target, deploy_group, commit, confirm_over, yes)
     remote = None if git_url else mutations.api_cluster_of_group(system, target, deploy_group)
     if remote is not None:
         body: dict[str, Any] = {
@@ -178,6 +195,84 @@ def mark_for_deployment(
     )
     result = _warn(outcome)
     _report(result, as_json)
+
+
+def _dry_run(
+    system: SystemConfig,
+    target: workflow.ServiceTarget,
+    deploy_group: str,
+    commit: str,
+    image_version: str | None,
+    token: str | None,
+    as_json: bool,
+) -> None:
+    """The plan of the group's instances on every cluster with the mark applied."""
+    from paasport.cli.diff import across, render, summary_line
+    from paasport.view.diff import Marking, load_diff
+
+    target.require_group(deploy_group)
+    with GitRepo(target.require_git_url()) as repo:
+        sha = repo.resolve_commit(commit)
+    service = target.service
+    members = set(mutations.marked_instances(target, deploy_group))
+    marking = Marking(deploy_group, sha, image_version)
+    params = {"service": service, "deploy_group": deploy_group, "sha": sha}
+    if image_version:
+        params["image_version"] = image_version
+    docs, silent = across(
+        system, service, None,
+        lambda: load_diff(system, service, marking=marking).to_json(), params, token,
+    )  # fmt: skip
+    for doc in docs:  # only the group's instances: the others' pending changes are diff's
+        doc["instances"] = [
+            p for p in doc.get("instances") or () if f"{p['cluster']}.{p['instance']}" in members
+        ]
+    if as_json:
+        print_json({
+            "dry_run": True, "service": service, "deploy_group": deploy_group, "git_sha": sha,
+            "clusters": docs,
+            "unreachable": [{"cluster": a.cluster, "error": a.error} for a in silent],
+        })  # fmt: skip
+    else:
+        click.echo(f"dry run: marking {deploy_group} of {service} at {sha[:12]} would do:")
+        click.echo(summary_line(*render(docs)))
+        click.echo("nothing was tagged")
+    for answer in silent:
+        click.secho(answer.error, fg="red", err=True)
+
+
+def _confirm_big_bounce(
+    system: SystemConfig,
+    target: workflow.ServiceTarget,
+    deploy_group: str,
+    commit: str,
+    confirm_over: int,
+    yes: bool,
+) -> None:
+    """PaaSTA's "big bounce": a mark that bounces more than ``confirm_over`` instances asks
+    first (and is refused without a terminal, unless --yes). Every instance of the group
+    bounces unless the group runs that commit already."""
+    from paasport.deploy.deployments import read_deployments
+
+    members = mutations.marked_instances(target, deploy_group)
+    if yes or len(members) <= confirm_over:
+        return
+    try:
+        current = read_deployments(system.soa_dir, target.service)
+    except PaasportError:
+        current = None
+    entry = current.deployments.get(deploy_group) if current else None
+    running = str(entry.get("git_sha", "")) if entry else ""
+    if running and running.startswith(commit.lower()):
+        return
+    shown = ", ".join(members[:5]) + (f" and {len(members) - 5} more" if len(members) > 5 else "")
+    question = (
+        f"marking {deploy_group} at {commit} bounces {len(members)} instances ({shown}), more "
+        f"than --confirm-over {confirm_over}"
+    )
+    if not sys.stdin.isatty():
+        raise UsageError(f"{question}: pass --yes to do it (--dry-run shows the plan)")
+    click.confirm(f"{question}. Go on?", abort=True, err=True)
 
 
 def _control_command(name: mutations.ControlAction, doc: str) -> click.Command:

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "cook-image": "paasport.cli.deploy_cmds:cook_image",
     "deploy-history": "paasport.cli.deploy_cmds:deploy_history",
     "deployd": "paasport.cli.up:deployd",
+    "diff": "paasport.cli.diff:diff",
     "down": "paasport.cli.down:down",
     "events": "paasport.cli.events:events",
     "generate-deployments": "paasport.cli.deploy_cmds:generate_deployments",

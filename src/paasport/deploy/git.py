@@ -276,3 +276,38 @@ def git_user_name() -> str | None:
         return None
     name = proc.stdout.decode(errors="replace").strip()
     return name if proc.returncode == 0 and name else None
+
+
+def export_revision(path: Path, ref: str, dest: Path) -> str:
+    """Write the folder ``path`` (inside a git work tree) as it is at ``ref`` into ``dest``
+    (committed files only); the full sha of ``ref``. UsageError when ``path`` is not in a git
+    work tree, NotFoundError when ``ref`` names no commit."""
+    import tarfile
+    import tempfile
+
+    proc = _run(["rev-parse", "--show-prefix"], cwd=path)
+    if proc.returncode != 0:
+        raise UsageError(f"{path} is not in a git work tree: --against compares git revisions")
+    prefix = proc.stdout.decode().strip()
+    if not ref or ref.startswith("-") or any(c.isspace() for c in ref):
+        raise UsageError(f"--against: {ref!r} is not a git revision")
+    found = _run(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
+                 cwd=path)  # fmt: skip
+    if found.returncode != 0:
+        raise NotFoundError(f"--against: no commit {ref!r} in the git repo of {path}")
+    sha = found.stdout.decode().strip()
+    with tempfile.TemporaryFile() as tar:
+        spec = [f"{sha}:{prefix}"] if prefix else [sha]
+        done = _run(["archive", "--format=tar", *spec], cwd=path, stdout=tar)
+        if done.returncode != 0:
+            raise GitError(f"cannot read {path} at {ref}: {_why(done)}")
+        tar.seek(0)
+        with tarfile.open(fileobj=tar) as archive:
+            # files and folders only, none outside dest (tarfile's filter="data" needs 3.11.4)
+            safe = [
+                m for m in archive.getmembers()
+                if (m.isfile() or m.isdir()) and not m.name.startswith("/")
+                and ".." not in Path(m.name).parts
+            ]  # fmt: skip
+            archive.extractall(dest, members=safe)
+    return sha

@@ -109,6 +109,9 @@ class AppVersionData(_Payload):
     git_sha: str = ""
     count: int = 0
     removed: bool = False
+    # the version's merged config (bounce.desired.version_document) when it was started:
+    # what ``paasport diff`` compares the desired config with
+    config: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -236,6 +236,11 @@ def set_desired_state(
     return Outcome(result, record(system, event))
 
 
+def marked_instances(target: workflow.ServiceTarget, deploy_group: str) -> list[str]:
+    """``cluster.instance`` of every instance that runs ``deploy_group``, sorted. Pure."""
+    return sorted(key for key, group in target.control_branches.items() if group == deploy_group)
+
+
 def deployed_before(target: workflow.ServiceTarget, deploy_group: str) -> list[tags.DeployTag]:
     """Each sha the group ran, newest first (the first is what it runs now)."""
     target.require_group(deploy_group)

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from paasport.bounce.actions import (
     Action,
@@ -22,7 +22,7 @@ from paasport.bounce.actions import (
     KillTask,
     ScaleAppVersion,
 )
-from paasport.bounce.desired import desired_app
+from paasport.bounce.desired import desired_app, version_document
 from paasport.bounce.plan import BounceStatus, bounce_status, plan
 from paasport.engine.base import Engine
 from paasport.errors import PaasportError
@@ -156,7 +156,11 @@ def reconcile_instance(
     cluster = engine.cluster
     if step.noop_drain:
         drainer = NoopDrainer()
-    ctx = _Context(service, instance, cluster, config, engine, drainer, events, settings, now)
+    document = version_document(config, deployment, registry) if config and deployment else None
+    ctx = _Context(
+        service, instance, cluster, config, engine, drainer, events, settings, now,
+        document, desired.config_hash if desired else "",
+    )  # fmt: skip
     for pending in step.events:
         ctx.event(pending.level, pending.kind, pending.message, dict(pending.data))
 
@@ -222,6 +226,8 @@ class _Context:
     events: EventSink
     settings: ReconcilerSettings
     now: float
+    document: dict[str, Any] | None = None  # the desired version's version_document
+    document_hash: str = ""
 
     def event(
         self,
@@ -344,7 +350,10 @@ def _perform(
                 EventKind.APP_VERSION,
                 f"started {action.count} task(s) of {desired_id(action.spec)}",
                 AppVersionData(
-                    action.spec.config_hash, action.spec.git_sha, action.count
+                    action.spec.config_hash,
+                    action.spec.git_sha,
+                    action.count,
+                    config=ctx.document if action.spec.config_hash == ctx.document_hash else None,
                 ).to_json(),
             )
             performed.append(action)
