@@ -204,3 +204,63 @@ def _bounced(world: E2E) -> Any:
                                   "--json").stdout)  # fmt: skip
     done = [e for e in events if e["message"].endswith(" finished")]
     return views if done else NotYet("no finished bounce yet")
+
+
+def commit_version(world: E2E, text: str, *, healthy: bool) -> str:
+    """A commit of the service whose /status answers (healthy) or is gone (404: never healthy)."""
+    (world.repo / "www" / "index.html").write_text(f"{text}\n")
+    status = world.repo / "www" / "status"
+    if healthy:
+        status.write_text("ok\n")
+    elif status.exists():
+        status.unlink()
+    git(world.repo, "add", "-A")
+    git(world.repo, "-c", "user.name=e2e", "-c", "user.email=e2e@localhost", "commit", "-qm", text)
+    sha = git(world.repo, "rev-parse", "HEAD")
+    world.run("cook-image", "-s", SERVICE, "-c", sha)
+    return sha
+
+
+def bounce_messages(world: E2E, since: float) -> list[str]:
+    out = world.run("events", "-s", SERVICE, "-i", "main", "--kind", "bounce", "--since",
+                    f"{time.time() - since + 1:.0f}s", "--json")  # fmt: skip
+    return [e["message"] for e in json.loads(out.stdout)]
+
+
+def test_three_marks_in_a_row_bounce_once(world: E2E) -> None:
+    group = f"{world.cluster}.main"
+    b = commit_version(world, "v-b", healthy=False)  # b and c never pass their health check,
+    c = commit_version(world, "v-c", healthy=False)  # so the bounce to b is still running
+    d = commit_version(world, "v-d", healthy=True)  # when c and then d are marked
+    world.start_up()
+    began = time.time()
+    world.run("mark-for-deployment", "-s", SERVICE, "-l", group, "-c", b)
+    wait_for("the bounce to b", lambda: [m for m in bounce_messages(world, began)
+                                         if m.endswith(" started")], 60, world.up_log)  # fmt: skip
+    second = world.run("mark-for-deployment", "-s", SERVICE, "-l", group, "-c", c)
+    assert f"supersedes the bounce under way of batch (git {b[:8]}), main (git {b[:8]})" in (
+        second.stdout), second.stdout  # fmt: skip
+    wait_for("c superseding b",
+             lambda: [m for m in bounce_messages(world, began) if f"by git {c[:8]}" in m], 60,
+             world.up_log)  # fmt: skip
+    world.run("mark-for-deployment", "-s", SERVICE, "-l", group, "-c", d)
+
+    def done() -> Any:
+        messages = bounce_messages(world, began)
+        return messages if any(m.endswith(" finished") for m in messages) else NotYet(messages)
+
+    messages = wait_for("the one bounce to d to finish", done, 90, world.up_log)
+    assert len([m for m in messages if m.endswith(" started")]) == 1, messages
+    assert [m.split(" superseded by git ")[1][:8] for m in messages if " superseded " in m] == [
+        c[:8], d[:8]]  # fmt: skip
+    [finished] = [m for m in messages if m.endswith(" finished")]
+    assert f"to git {d[:8]}" in finished
+    views = wait_for("d serving", lambda: both_running(world, {"main": 2, "batch": 1}), 60,
+                     world.up_log)  # fmt: skip
+    assert {v["git_sha"] for v in views.values()} == {d}
+    marks = json.loads(world.run("events", "-s", SERVICE, "--kind", "mark", "--json").stdout)
+    assert [m["data"].get("supersedes") for m in marks[-3:]] == [
+        None, [f"batch (git {b[:8]})", f"main (git {b[:8]})"],
+        [f"batch (git {c[:8]})", f"main (git {c[:8]})"],
+    ]  # fmt: skip
+    stop_up(world)

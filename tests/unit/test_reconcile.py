@@ -17,6 +17,7 @@ from paasport.reconcile.reconciler import (
     reconcile_instance,
 )
 from paasport.types import BounceMethod, DeploymentState, InstanceConfig
+from paasport.view.events import bounces_under_way
 
 from fake_engine import FakeDrainer, FakeEngine, FakeEvents, FakeHealth
 
@@ -193,6 +194,32 @@ def test_a_bounce_ends_with_only_the_new_version(method: BounceMethod, margin: f
     bounce = w.events.messages("bounce")
     assert any("bounce to" in m and "started" in m for m in bounce), bounce
     assert any("finished" in m for m in bounce), bounce
+
+
+def test_marks_in_a_row_during_a_bounce_make_one_bounce_to_the_newest() -> None:
+    """Marked at b, then c, then d while the bounce to b runs (its tasks not healthy yet): one
+    bounce, its target superseded twice, finished at d, with nothing of b or c left."""
+    w = World()
+    w.converge(cfg(), dep())
+    for t in w.engine.live():
+        w.health.per_task[t.task_id] = "healthy"
+    w.health.default = "unknown"  # the new tasks warm up until we say so
+    for sha in ("b", "c", "d"):
+        w.step(cfg(), dep(sha * 40))
+        w.step(cfg(), dep(sha * 40))
+    w.health.default = "healthy"
+    w.converge(cfg(), dep("d" * 40))
+    bounce = w.events.messages("bounce")
+    b_hash = desired_app(cfg(), dep("b" * 40)).config_hash[:8]
+    d_hash = desired_app(cfg(), dep("d" * 40)).config_hash[:8]
+    started = [m for m in bounce if m.endswith(" started")]
+    assert started == [f"crossover bounce to git bbbbbbbb config {b_hash} started"]
+    superseded = [m.split(" superseded by ")[1].split()[1] for m in bounce if " superseded " in m]
+    assert superseded == ["cccccccc", "dddddddd"]
+    finished = [m for m in bounce if m.endswith(" finished")]
+    assert finished == [f"bounce to git dddddddd config {d_hash} finished"]
+    assert {t.git_sha for t in w.engine.tasks.values()} == {"d" * 40}
+    assert bounces_under_way(w.events.events) == {}
 
 
 def test_crossover_never_drops_below_the_margin_while_new_tasks_warm_up() -> None:

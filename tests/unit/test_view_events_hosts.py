@@ -13,7 +13,7 @@ from paasport.cli.main import cli
 from paasport.config.system import SystemConfig
 from paasport.engine.base import NodeCapacity
 from paasport.monitoring.events import Event, EventLog, events_path
-from paasport.view.events import load_events
+from paasport.view.events import bounces_under_way, load_events
 from paasport.view.history import who_by_tag
 from paasport.view.hosts import hosts_from
 
@@ -169,3 +169,28 @@ def test_hosts_cli_shows_a_down_node(
     assert engine.closed
     as_json = CliRunner().invoke(cli, [verb, "--config", str(config), "--json"])
     assert json.loads(as_json.output)["down"] == 1
+
+
+def _bounce(t: float, message: str, instance: str = "main") -> Event:
+    return Event(time=t, level="info", kind="bounce", service="web", instance=instance,
+                 cluster="c1", message=message)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("events", "going"),
+    [
+        pytest.param([], {}, id="none"),
+        pytest.param([_bounce(1, "crossover bounce to git aaaaaaaa config 1 started")],
+                     {("web", "main"): "aaaaaaaa"}, id="started"),
+        pytest.param([_bounce(1, "crossover bounce to git aaaaaaaa config 1 started"),
+                      _bounce(2, "bounce to git aaaaaaaa config 1 finished")], {}, id="finished"),
+        pytest.param([_bounce(3, "crossover bounce to git aaaaaaaa config 1 superseded by git "
+                                 "bbbbbbbb config 2: the newest target wins, no second bounce"),
+                      _bounce(1, "crossover bounce to git aaaaaaaa config 1 started")],
+                     {("web", "main"): "bbbbbbbb"}, id="superseded: the newest target"),
+        pytest.param([_bounce(1, "stopping 3 tasks (desired_state stop)")], {},
+                     id="a stop is no bounce"),
+    ],
+)  # fmt: skip
+def test_bounces_under_way(events: list[Event], going: dict[tuple[str, str], str]) -> None:
+    assert bounces_under_way(events) == going

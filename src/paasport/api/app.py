@@ -378,6 +378,8 @@ def _outcome(outcome: mutations.Outcome) -> Json:
     }
     if result.rollback_tag:
         body["rollback_tag"] = result.rollback_tag
+    if outcome.supersedes:
+        body["supersedes"] = list(outcome.supersedes)
     if outcome.warning:
         body["warning"] = outcome.warning
     return body

@@ -85,7 +85,7 @@ def _warn(outcome: mutations.Outcome) -> workflow.TagResult:
     return outcome.result
 
 
-def _report(result: workflow.TagResult, as_json: bool) -> None:
+def _report(result: workflow.TagResult, as_json: bool, supersedes: tuple[str, ...] = ()) -> None:
     generated = result.generated
     if as_json:
         print_json(
@@ -94,10 +94,16 @@ def _report(result: workflow.TagResult, as_json: bool) -> None:
                 "git_sha": result.sha,
                 "deployments_json": str(generated.path) if generated and generated.path else None,
                 "deployments_json_changed": bool(generated and generated.changed),
+                **({"supersedes": list(supersedes)} if supersedes else {}),
             }
         )
         return
     click.echo(f"created tag {result.tag} on {result.sha}")
+    if supersedes:
+        click.echo(
+            f"supersedes the bounce under way of {', '.join(supersedes)}: deployd moves it to "
+            f"{result.sha[:8]} in the same bounce (no second bounce)"
+        )
     if generated is not None and generated.path is not None:
         status = "updated" if generated.changed else "unchanged"
         click.echo(f"{generated.path}: {status}")
@@ -194,7 +200,7 @@ def mark_for_deployment(
         system, target, deploy_group, commit, _actor(), image_version=image_version, force=force
     )
     result = _warn(outcome)
-    _report(result, as_json)
+    _report(result, as_json, outcome.supersedes)
 
 
 def _dry_run(

@@ -121,6 +121,7 @@ class BounceData(_Payload):
     method: str = ""
     target: str = ""
     stopped: list[str] = field(default_factory=list)
+    superseded: str = ""  # the target a new mark replaced while the bounce ran
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ cluster of other hosts goes through that cluster's API instead (``api_cluster_of
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,34 @@ class Actor:
 class Outcome:
     result: workflow.TagResult
     warning: str | None = None  # the tag is made, but the event log could not be written
+    # "instance (git 1234abcd)" of each bounce under way that this mark supersedes
+    supersedes: tuple[str, ...] = ()
+
+
+def superseded_bounces(
+    system: SystemConfig, target: workflow.ServiceTarget, deploy_group: str
+) -> tuple[str, ...]:
+    """The group's instances on this host's cluster whose bounce is under way (from the event
+    log): deployd moves them to the new mark instead, in the same bounce."""
+    from paasport.view.events import bounces_under_way, load_events
+
+    cluster = system.local_cluster
+    members = {
+        key.split(".", 1)[1] for key, group in target.control_branches.items()
+        if group == deploy_group and key.split(".", 1)[0] == cluster
+    }  # fmt: skip
+    if not members:
+        return ()
+    try:
+        found = load_events(system, service=target.service, cluster=cluster,
+                            kinds=(EventKind.BOUNCE,), limit=2000)  # fmt: skip
+    except PaasportError:
+        return ()
+    going = bounces_under_way(found.events)
+    return tuple(
+        f"{instance} (git {sha})" for (_s, instance), sha in sorted(going.items())
+        if instance in members
+    )  # fmt: skip
 
 
 def require_valid(tree: SoaTree, service: str) -> None:
@@ -188,7 +217,8 @@ def mark_for_deployment(
 ) -> Outcome:
     """Tag ``commit`` as what ``deploy_group`` runs, regenerate deployments.json, record it.
     A sha some group was rolled back from is refused (ConflictError naming when and by whom)
-    unless ``force``."""
+    unless ``force``. A bounce of the group under way is superseded (said in the event)."""
+    supersedes = superseded_bounces(system, target, deploy_group)
     with GitRepo(target.require_git_url()) as repo:
         if not force:
             target.require_group(deploy_group)
@@ -205,7 +235,13 @@ def mark_for_deployment(
         target.service, result, action="deploy", actor=actor, deploy_group=deploy_group,
         now=clock(),
     )  # fmt: skip
-    return Outcome(result, record(system, event))
+    if supersedes:
+        note = f"; supersedes the bounce under way of {', '.join(supersedes)}"
+        event = dataclasses.replace(
+            event, message=event.message + note,
+            data={**event.data, "supersedes": list(supersedes)},
+        )  # fmt: skip
+    return Outcome(result, record(system, event), supersedes)
 
 
 def set_desired_state(

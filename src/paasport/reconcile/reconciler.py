@@ -88,6 +88,8 @@ class InstanceMemory:
     crash_times: list[float] = field(default_factory=list)
     seen_corpses: set[str] = field(default_factory=set)
     bouncing: bool = False
+    bounce_target: str = ""  # the config hash the running bounce goes to
+    bounce_git_sha: str = ""
     last_step_finished: float = 0.0
 
 
@@ -168,9 +170,28 @@ def reconcile_instance(
     replacing = any(
         av.tasks for av in observed if desired and av.config_hash != desired.config_hash
     )
+    if (
+        memory.bouncing
+        and desired is not None
+        and desired.replicas > 0
+        and memory.bounce_target
+        and desired.config_hash != memory.bounce_target
+    ):  # marked (or changed) again while it ran: one bounce, to the newest target
+        old = f"git {memory.bounce_git_sha[:8]} config {memory.bounce_target[:8]}"
+        ctx.event(
+            "info",
+            EventKind.BOUNCE,
+            f"{method} bounce to {old} superseded by {desired_id(desired)}: the newest target "
+            "wins, no second bounce",
+            BounceData(
+                method=method, target=desired.config_hash, superseded=memory.bounce_target
+            ).to_json(),
+        )
+        memory.bounce_target, memory.bounce_git_sha = desired.config_hash, desired.git_sha
     if status is not None and status.in_progress and replacing and not memory.bouncing:
         memory.bouncing = True
         assert desired is not None
+        memory.bounce_target, memory.bounce_git_sha = desired.config_hash, desired.git_sha
         if desired.replicas == 0:  # a stop (its tag changes the config hash): not a bounce
             ctx.event("info", "bounce", f"{status.waiting_on or 'stopping'} (desired_state stop)")
         else:
@@ -186,6 +207,7 @@ def reconcile_instance(
 
     if status is not None and memory.bouncing and not status.in_progress and not actions:
         memory.bouncing = False
+        memory.bounce_target = memory.bounce_git_sha = ""
         assert desired is not None
         if desired.replicas == 0:
             ctx.event("info", "bounce", "stopped: no task left (desired_state stop)")
@@ -199,6 +221,7 @@ def reconcile_instance(
             metrics.bounces_total.labels(result="finished").inc()
     if desired is None and not performed and not observed:
         memory.bouncing = False
+        memory.bounce_target = memory.bounce_git_sha = ""
 
     memory.last_step_finished = now
     busy = bool(actions) or bool(memory.draining_since) or bool(status and status.in_progress)

@@ -194,3 +194,26 @@ def follow_remote_events(
             last, at_last = event.time, set()
         at_last.add(key)
         yield event
+
+
+def bounces_under_way(events: Iterable[Event]) -> dict[tuple[str, str], str]:
+    """(service, instance) -> the git sha its bounce goes to, for each bounce started (or
+    superseded) and not finished yet, from ``bounce`` events. Pure."""
+    going: dict[tuple[str, str], str] = {}
+    for event in sorted(events, key=lambda e: e.time):
+        if event.kind != "bounce" or not event.service or not event.instance:
+            continue
+        key = (event.service, event.instance)
+        if event.message.endswith(" finished"):
+            going.pop(key, None)
+        elif " started" in event.message or " superseded by " in event.message:
+            going[key] = _target_sha(event.message)
+    return going
+
+
+def _target_sha(message: str) -> str:
+    """The sha of the newest target a bounce message names (``... to git 1234abcd config ...``,
+    ``... superseded by git 1234abcd config ...``)."""
+    words = message.split()
+    shas = [words[i + 1] for i, w in enumerate(words[:-1]) if w == "git"]
+    return shas[-1] if shas else ""
