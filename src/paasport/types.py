@@ -134,6 +134,18 @@ class Namespace:
 
 
 @dataclass(frozen=True)
+class RollbackPolicy:
+    """deploy.yaml's auto_rollback of one deploy group (or ``--auto-rollback``)."""
+
+    window_seconds: float = 600.0  # auto_certify_delay: watched this long after a deploy
+    min_restarts: int = 2  # min_restarts_for_crashloop_rollback
+    # an error rate through the proxy this much above the old version's is worse (and at
+    # least this many requests to the new version before it is judged)
+    error_rate_margin: float = 0.05
+    min_requests: int = 50
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """service.yaml plus the deploy groups of deploy.yaml."""
 
@@ -143,6 +155,7 @@ class ServiceConfig:
     docker_registry: str | None = None
     deploy_groups: tuple[str, ...] = ()
     source_file: str = ""
+    auto_rollback: Mapping[str, RollbackPolicy] = field(default_factory=dict)  # by deploy group
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ class MarkBody(BaseModel):
     sha: str = Field(min_length=4, max_length=64, pattern=r"^[0-9a-fA-F]+$")
     image_version: str | None = Field(default=None, max_length=128)
     force: bool = False  # a sha some group was rolled back from (else 409)
+    auto_rollback: bool = False  # the auto-rollback guard watches this deploy
 
 
 class RollbackBody(BaseModel):
@@ -285,6 +286,7 @@ def create_app(
             outcome = mutations.mark_for_deployment(
                 system, target, deploy_group, body.sha, actor_for(who),
                 image_version=body.image_version, force=body.force,
+                auto_rollback=body.auto_rollback,
             )  # fmt: skip
         return _outcome(outcome)
 

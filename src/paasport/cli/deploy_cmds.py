@@ -152,6 +152,11 @@ def _sha_for_api(target: workflow.ServiceTarget, deploy_group: str, commit: str)
     help="ask before a mark that bounces more than N instances",
 )  # fmt: skip
 @click.option("--yes", "-y", is_flag=True, help="do not ask (--confirm-over)")
+@click.option(
+    "--auto-rollback", is_flag=True,
+    help="roll the group back by itself if this version crash-loops, fails its health checks "
+    "or answers more errors than the old one (for auto_certify_delay, 600 s)",
+)  # fmt: skip
 @token_option
 @soa_dir_option
 @config_option
@@ -170,6 +175,7 @@ def mark_for_deployment(
     dry_run: bool,
     confirm_over: int,
     yes: bool,
+    auto_rollback: bool,
     token: str | None,
     as_json: bool,
     **_options: Any,
@@ -192,13 +198,15 @@ def mark_for_deployment(
             "sha": _sha_for_api(target, deploy_group, commit),
             "image_version": image_version,
             "force": force,
+            "auto_rollback": auto_rollback,
         }
         path = f"/v1/services/{service}/deployments/{deploy_group}"
         _report_remote(remote, mutations.through_api(remote, path, body, token), as_json)
         return
     outcome = mutations.mark_for_deployment(
-        system, target, deploy_group, commit, _actor(), image_version=image_version, force=force
-    )
+        system, target, deploy_group, commit, _actor(), image_version=image_version, force=force,
+        auto_rollback=auto_rollback,
+    )  # fmt: skip
     result = _warn(outcome)
     _report(result, as_json, outcome.supersedes)
 

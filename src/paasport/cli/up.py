@@ -26,6 +26,7 @@ from paasport.cli.options import (
 from paasport.config.state_files import private_dir
 from paasport.config.system import SystemConfig, config_path, default_config_text
 from paasport.errors import PaasportError
+from paasport.platform.autorollback import AutoRollback
 from paasport.platform.build import Platform, build_platform, load_settings, start_metrics
 
 __all__ = ["deployd", "load_settings", "setup_logging", "up"]
@@ -154,9 +155,27 @@ def deployd(
     stop = threading.Event()
     stop_on_signals(stop)
     try:
+        guard = auto_rollback_guard(platform)
+        platform.spawn("auto-rollback", lambda: guard.run_forever(stop))
         platform.deployd.run_forever(stop)
     finally:
         platform.close()
+
+
+def auto_rollback_guard(platform: Platform) -> AutoRollback:
+    """The auto-rollback guard of this host's deployd: its store, engine, event log, the
+    health monitor's verdicts and (with discovery here) this host's HAProxy counters."""
+    from paasport.discovery.haproxy import read_stats
+    from paasport.discovery.wiring import haproxy_dir
+
+    system = platform.system
+    sock = haproxy_dir(system) / "admin.sock"
+    return AutoRollback(
+        system, platform.store, platform.engine, platform.events,
+        with_health=platform.health.with_health if platform.health is not None else None,
+        stats=(lambda: read_stats(sock)) if platform.agent is not None else None,
+        may_act=lambda: platform.cluster_lock is None or platform.cluster_lock.is_open(),
+    )  # fmt: skip
 
 
 @click.command("up")
@@ -231,6 +250,8 @@ def up(
             _start_api(platform, system, api_listen, stop)
         if agent is not None:
             platform.spawn("discovery-agent", lambda: agent.run_forever(stop))
+        guard = auto_rollback_guard(platform)
+        platform.spawn("auto-rollback", lambda: guard.run_forever(stop))
         platform.deployd.run_forever(stop)
     finally:
         stop.set()

@@ -166,6 +166,11 @@ def _record_outcomes(system: SystemConfig, found: list[Event]) -> None:
     "--cluster", "clusters", multiple=True,
     help="only this cluster (repeatable; default: every cluster the deploy group spans)",
 )  # fmt: skip
+@click.option(
+    "--auto-rollback", is_flag=True,
+    help="roll the group back by itself if COMMIT crash-loops, fails its health checks or "
+    "answers more errors than the old version (this host's cluster; `paasport up` acts)",
+)  # fmt: skip
 @soa_dir_option
 @config_option
 @state_dir_option
@@ -176,6 +181,7 @@ def wait_for_deployment(
     commit: str,
     timeout: float,
     clusters: tuple[str, ...],
+    auto_rollback: bool,
     soa_dir: Path | None,
     config_file: Path | None,
     state_dir: Path | None,
@@ -233,6 +239,9 @@ def wait_for_deployment(
         service, deploy_group, commit, read_marks(system, tree, service, deploy_group)
     )
     several = len(remote) + bool(configs) > 1
+    began = time.time()
+    if auto_rollback and configs and problem is None:
+        _arm_auto_rollback(system, service, deploy_group, commit)
 
     def label(cluster: str, key: str) -> str:
         return f"{cluster} {key}" if several or cluster != local else key
@@ -273,6 +282,10 @@ def wait_for_deployment(
                     reasons.update({key: str(err) for key in local_keys})
             if problem is not None:  # once the engine answered: its error comes first
                 raise NotFoundError(problem)
+            rolled = _rolled_back(system, service, deploy_group, commit, began) if configs else ""
+            if rolled:
+                click.echo(f"rolled back: {rolled}", err=True)
+                return 1
             for view in views:
                 d = view.deployment
                 full = d.git_sha if d is not None and d.git_sha.startswith(commit) else commit
@@ -316,6 +329,43 @@ def wait_for_deployment(
         if why:
             click.echo(f"timed out: {key}: {why}", err=True)
     return 1
+
+
+def _arm_auto_rollback(system: SystemConfig, service: str, deploy_group: str, commit: str) -> None:
+    """A ``mark`` event that arms the auto-rollback guard for the group at COMMIT."""
+    from paasport.deploy.deployments import read_deployments
+
+    found = read_deployments(system.soa_dir, service)
+    entry = found.deployments.get(deploy_group) if found else None
+    sha = str(entry.get("git_sha", "")) if entry else ""
+    if not sha.startswith(commit):
+        return  # not marked there (mark_problem says so)
+    event = Event(
+        time=time.time(), level="info", kind=EventKind.MARK, service=service,
+        cluster=system.local_cluster,
+        message=f"wait-for-deployment: auto-rollback armed for {deploy_group} at {sha[:12]}",
+        data={"action": "auto-rollback", "deploy_group": deploy_group, "git_sha": sha,
+              "auto_rollback": True, "user": "wait-for-deployment", "via": "cli"},
+    )  # fmt: skip
+    _record_outcomes(system, [event])
+
+
+def _rolled_back(
+    system: SystemConfig, service: str, deploy_group: str, commit: str, since: float
+) -> str:
+    """The auto-rollback guard's word on the group at COMMIT since ``since`` ("" none)."""
+    from paasport.view.events import load_events
+
+    try:
+        found = load_events(system, service=service, since=since, kinds=("deploy",), limit=50)
+    except PaasportError:
+        return ""
+    for event in found.events:
+        data = event.data
+        if (data.get("outcome") == "rolled_back" and data.get("deploy_group") == deploy_group
+                and str(data.get("git_sha", "")).startswith(commit)):  # fmt: skip
+            return event.message
+    return ""
 
 
 def _remote_round(

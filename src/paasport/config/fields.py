@@ -300,8 +300,6 @@ STEP_UNUSED = frozenset(
         "confirmation_required",
         "disabled",
         "wait_for_deployment",
-        "auto_rollback",
-        "auto_certify_delay",
         "auto_abandon_delay",
         "auto_rollback_delay",
         "timeout",
@@ -323,13 +321,24 @@ STEP_UNUSED = frozenset(
         "alertmanager_rollback_dry_run",
         "alertmanager_poll_interval_s",
         "enable_crashloop_auto_rollback",
-        "min_restarts_for_crashloop_rollback",
         "crashloop_rollback_percentage_threshold",
         "service_account",
     }
 )
 STEP = Obj(
-    {"step": Str(STEP_NAME, "a step name (letters, digits, _ . -)")},
+    {
+        "step": Str(STEP_NAME, "a step name (letters, digits, _ . -)"),
+        "auto_rollback": Bool(
+            description="roll the group back by itself when a new version crash-loops, fails "
+            "its health checks or answers more errors than the old one"
+        ),
+        "auto_certify_delay": Num(
+            lo=0, description="seconds after a deploy during which auto_rollback watches it (600)"
+        ),
+        "min_restarts_for_crashloop_rollback": Int(
+            lo=1, description="crashes of the new version that make a crash loop (2)"
+        ),
+    },
     required=frozenset({"step"}),
     unused=STEP_UNUSED,
 )

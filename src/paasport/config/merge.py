@@ -16,7 +16,14 @@ from paasport.config.fields import BUILD_STEPS
 from paasport.config.host_access import host_access_issues
 from paasport.config.placement import effective_constraints
 from paasport.config.spec import Issue
-from paasport.types import HealthCheck, InstanceConfig, MonitoringConfig, Namespace, Volume
+from paasport.types import (
+    HealthCheck,
+    InstanceConfig,
+    MonitoringConfig,
+    Namespace,
+    RollbackPolicy,
+    Volume,
+)
 
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
@@ -64,6 +71,23 @@ def deploy_groups_of(pipeline: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
             if name not in groups:
                 groups.append(name)
     return tuple(groups)
+
+
+def rollback_policies(pipeline: Sequence[Mapping[str, Any]]) -> dict[str, RollbackPolicy]:
+    """deploy group -> its auto_rollback policy, for the steps with ``auto_rollback: true``."""
+    out: dict[str, RollbackPolicy] = {}
+    for step in pipeline:
+        inner = step.get("parallel")
+        for sub in inner if isinstance(inner, list) else [step]:
+            if not isinstance(sub, dict) or sub.get("auto_rollback") is not True:
+                continue
+            name = sub.get("step")
+            if isinstance(name, str):
+                out[name] = RollbackPolicy(
+                    window_seconds=float(sub.get("auto_certify_delay", 600.0)),
+                    min_restarts=int(sub.get("min_restarts_for_crashloop_rollback", 2)),
+                )
+    return out
 
 
 def interpolate_deploy_group(

@@ -25,12 +25,19 @@ from paasport.config.merge import (
     dns_label_problem,
     monitoring_config,
     namespace_from,
+    rollback_policies,
 )
 from paasport.config.source import YamlDoc, load_yaml
 from paasport.config.spec import Issue, Obj, field_name
 from paasport.config.system import SystemConfig
 from paasport.errors import ConfigError, ConfigProblem, NotFoundError
-from paasport.types import InstanceConfig, MonitoringConfig, Namespace, ServiceConfig
+from paasport.types import (
+    InstanceConfig,
+    MonitoringConfig,
+    Namespace,
+    RollbackPolicy,
+    ServiceConfig,
+)
 
 INSTANCE_FILE = re.compile(r"(instances|kubernetes|marathon|eks)-(.+)\.yaml")
 UNSUPPORTED_FILE = re.compile(r"(adhoc|tron)-(.+)\.yaml")
@@ -295,6 +302,7 @@ def _load_service(
 
     # deploy.yaml
     deploy_groups: tuple[str, ...] | None = None
+    auto_rollback: dict[str, RollbackPolicy] = {}
     if "deploy.yaml" in files:
         doc = load_yaml(base / "deploy.yaml", _shown(soa_dir, service, "deploy.yaml"))
         out.items.extend(doc.problems)
@@ -310,6 +318,7 @@ def _load_service(
             out.issues(doc, issues, service)
             if not any(i.severity == "error" for i in issues):
                 deploy_groups = deploy_groups_of(values.get("pipeline") or ())
+                auto_rollback = rollback_policies(values.get("pipeline") or ())
 
     # monitoring.yaml
     mon_values: dict[str, Any] = {}
@@ -429,6 +438,7 @@ def _load_service(
         docker_registry=svc_values.get("docker_registry"),
         deploy_groups=deploy_groups or (),
         source_file=svc_doc.file if svc_doc is not None else "",
+        auto_rollback=auto_rollback,
     )
     if not svc_ok:
         complete = False

@@ -35,6 +35,22 @@ class ServerStat:
     check_duration_ms: int | None
     last_change_s: int | None
     addr: str  # "ip:port"
+    # answers and failures through this server since its slot was made (HTTP mode: req_tot
+    # and hrsp_5xx; econ/eresp: connection and response errors, any mode)
+    req_tot: int = 0
+    hrsp_5xx: int = 0
+    econ: int = 0
+    eresp: int = 0
+
+    @property
+    def errors(self) -> int:
+        """5xx answers and failed connections or responses: what a client saw fail."""
+        return self.hrsp_5xx + self.econ + self.eresp
+
+    @property
+    def requests(self) -> int:
+        """Requests sent to it (HTTP), else sessions (TCP)."""
+        return self.req_tot or self.stot
 
     @property
     def host_port(self) -> tuple[str, int] | None:
@@ -81,6 +97,10 @@ def parse_show_stat(text: str) -> tuple[ServerStat, ...]:
                 check_duration_ms=_int(r.get("check_duration")),
                 last_change_s=_int(r.get("lastchg")),
                 addr=r.get("addr") or "",
+                req_tot=_int(r.get("req_tot")) or 0,
+                hrsp_5xx=_int(r.get("hrsp_5xx")) or 0,
+                econ=_int(r.get("econ")) or 0,
+                eresp=_int(r.get("eresp")) or 0,
             )
         )
     return tuple(rows)

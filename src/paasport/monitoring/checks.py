@@ -60,6 +60,7 @@ class DeployOutcome:
     ok: bool
     message: str
     git_sha: str | None = None
+    rolled_back_to: str | None = None  # the auto-rollback guard left git_sha for this sha
 
 
 @dataclass(frozen=True)
@@ -267,6 +268,9 @@ def check_deploy_failed(
         return _result(obs, "deploy_failed", "OK", "no failed deploy")
     last = obs.deploys[-1]
     current_sha = obs.deployment.git_sha if obs.deployment is not None else None
+    if last.rolled_back_to and current_sha == last.rolled_back_to:
+        # the team must hear of it until someone deploys again (a new deploy event)
+        return _result(obs, "deploy_failed", "CRIT", last.message, alert_after=0.0)
     if last.ok:
         return _result(obs, "deploy_failed", "OK", f"last deploy succeeded: {last.message}")
     if (

@@ -79,6 +79,8 @@ class CrashData(_Payload):
     last_lines: list[str]
     restarts: int
     crash_loop: bool
+    git_sha: str = ""  # the version the task ran (auto-rollback reads it)
+    config_hash: str = ""
 
 
 @dataclass(frozen=True)
@@ -89,15 +91,18 @@ class UnhealthyData(_Payload):
     task_id: str
     restarts: int
     detail: str = ""  # the last failing check's answer
+    git_sha: str = ""
+    config_hash: str = ""
 
 
 @dataclass(frozen=True)
 class DeployData(_Payload):
-    """``deploy``: wait-for-deployment's outcome for one instance of a deploy group."""
+    """``deploy``: wait-for-deployment's outcome for one instance of a deploy group, or the
+    auto-rollback guard's (``rolled_back``: the sha it left, why, and where it went)."""
 
     deploy_group: str
     git_sha: str
-    outcome: Literal["ok", "timeout"]
+    outcome: Literal["ok", "timeout", "rolled_back"]
     reason: str = ""
 
 

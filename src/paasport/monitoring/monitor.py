@@ -239,12 +239,14 @@ class Monitor:
                 ooms.append((event.time, task_id))
             elif event.kind == "deploy":
                 sha = event.data.get("git_sha")
+                back = event.data.get("rolled_back_to")
                 deploys.append(
                     DeployOutcome(
                         time=event.time,
                         ok=event.level not in ("error", "critical"),
                         message=event.message,
                         git_sha=str(sha) if sha else None,
+                        rolled_back_to=str(back) if back else None,
                     )
                 )
         deploys.sort(key=lambda d: d.time)

@@ -213,6 +213,7 @@ def mark_for_deployment(
     *,
     image_version: str | None = None,
     force: bool = False,
+    auto_rollback: bool = False,
     clock: Callable[[], float] = time.time,
 ) -> Outcome:
     """Tag ``commit`` as what ``deploy_group`` runs, regenerate deployments.json, record it.
@@ -235,6 +236,11 @@ def mark_for_deployment(
         target.service, result, action="deploy", actor=actor, deploy_group=deploy_group,
         now=clock(),
     )  # fmt: skip
+    if auto_rollback:  # the auto-rollback guard watches this deploy (platform.autorollback)
+        event = dataclasses.replace(
+            event, message=event.message + " (auto-rollback armed)",
+            data={**event.data, "auto_rollback": True},
+        )  # fmt: skip
     if supersedes:
         note = f"; supersedes the bounce under way of {', '.join(supersedes)}"
         event = dataclasses.replace(

@@ -117,6 +117,8 @@ def _crash_event(
         last_lines=list(lines),
         restarts=restarts,
         crash_loop=loop,
+        git_sha=task.git_sha,
+        config_hash=task.config_hash,
     )
     suffix = f" (crash loop: {restarts} restarts lately)" if loop else ""
     if task.oom_killed:
@@ -183,6 +185,8 @@ def next_step(
                         task_id=task.task_id,
                         restarts=decision.restarts,
                         detail=task.health_detail,
+                        git_sha=task.git_sha,
+                        config_hash=task.config_hash,
                     ).to_json(),
                 )
             )

@@ -23,7 +23,13 @@ from paasport.deploy.workflow import ServiceTarget, target_from_tree
 from paasport.errors import ConfigError, NotFoundError, PaasportError
 from paasport.monitoring.events import Event
 from paasport.reconcile.watch import Change, TreeWatcher
-from paasport.types import DeploymentState, InstanceConfig, MonitoringConfig, Namespace
+from paasport.types import (
+    DeploymentState,
+    InstanceConfig,
+    MonitoringConfig,
+    Namespace,
+    RollbackPolicy,
+)
 
 log = logging.getLogger("paasport.store")
 
@@ -54,6 +60,7 @@ class ServiceDesired:
     monitoring: MonitoringConfig | None = None
     registry: str | None = None
     target: ServiceTarget | None = None  # for the deployments refresher (None: no git_url)
+    auto_rollback: Mapping[str, RollbackPolicy] = field(default_factory=dict)  # by deploy group
 
 
 @dataclass(frozen=True)
@@ -168,6 +175,7 @@ def loaded_from_tree(
             monitoring=tree.monitoring.get(service),
             registry=effective_registry(svc, system),
             target=target,
+            auto_rollback=dict(svc.auto_rollback) if svc is not None else {},
         ),
         rejected=frozenset(
             i for s, c, i in tree.rejected_instances if s == service and c == cluster
@@ -385,6 +393,17 @@ class DesiredStore:
     def deployments(self, configs: Iterable[InstanceConfig]) -> dict[Key, DeploymentState | None]:
         """The monitor's LoadDeployments."""
         return {(c.service, c.instance): self.deployment((c.service, c.instance)) for c in configs}
+
+    def service_desired(self, service: str) -> ServiceDesired | None:
+        """All that is known of one service (the auto-rollback guard reads its policies)."""
+        self.ensure_loaded()
+        with self._lock:
+            return self._services.get(service)
+
+    def services(self) -> tuple[str, ...]:
+        self.ensure_loaded()
+        with self._lock:
+            return tuple(sorted(self._services))
 
     def registry(self, service: str) -> str | None:
         with self._lock:
