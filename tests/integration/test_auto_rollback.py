@@ -8,10 +8,8 @@ refused by mark-for-deployment; wait-for-deployment says "rolled back".
 
 from __future__ import annotations
 
-import http.client
 import json
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,39 +17,9 @@ from typing import Any
 
 import pytest
 from e2e_world import E2E, SERVICE, NotYet, e2e_world, git, healthy_in_proxy, wait_for
+from rollback_world import BAD_CGI, Traffic, commit_version
 
 pytestmark = pytest.mark.integration
-
-GOOD_CGI = '#!/bin/sh\necho "Content-Type: text/plain"\necho ""\necho good\n'
-BAD_CGI = (
-    '#!/bin/sh\necho "Status: 500 Internal Server Error"\necho "Content-Type: text/plain"\n'
-    'echo ""\necho broken\n'
-)
-DOCKERFILE = (
-    "FROM scratch\n"
-    "COPY busybox /bin/busybox\n"
-    'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
-    "ENV PATH=/bin\n"
-    "{www}"
-    'CMD ["httpd", "-f", "-p", "8888", "-h", "/www"]\n'
-)
-
-
-def commit_version(
-    world: E2E, name: str, *, cgi: str = GOOD_CGI, www: str = "COPY www /www\n"
-) -> str:
-    repo = world.repo
-    (repo / "www" / "cgi-bin").mkdir(exist_ok=True)
-    app = repo / "www" / "cgi-bin" / "app"
-    app.write_text(cgi)
-    app.chmod(0o755)
-    (repo / "Dockerfile").write_text(DOCKERFILE.format(www=www))
-    (repo / "www" / "version").write_text(f"{name}\n")
-    git(repo, "add", "-A")
-    git(repo, "-c", "user.name=e2e", "-c", "user.email=e2e@localhost", "commit", "-qm", name)
-    sha = git(repo, "rev-parse", "HEAD")
-    world.run("cook-image", "-s", SERVICE, "-c", sha)
-    return sha
 
 
 def deploy_events(world: E2E) -> list[dict[str, Any]]:
@@ -124,37 +92,6 @@ def test_a_crash_looping_deploy_is_rolled_back(world: tuple[E2E, str]) -> None:
     assert again.returncode != 0 and "was rolled back from" in again.stderr
     marks = json.loads(w.run("events", "-s", SERVICE, "--kind", "mark", "--json").stdout)
     assert any(m["data"].get("user") == "paasport auto-rollback" for m in marks)
-
-
-class Traffic:
-    """GETs of /cgi-bin/app through the proxy in a thread: answers by status."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.codes: dict[int, int] = {}
-        self.failures = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/cgi-bin/app")
-                status = conn.getresponse().status
-                conn.close()
-                self.codes[status] = self.codes.get(status, 0) + 1
-            except OSError:
-                self.failures += 1
-            time.sleep(0.01)
-
-    def __enter__(self) -> Traffic:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(10)
 
 
 def test_a_deploy_that_answers_500s_is_rolled_back(world: tuple[E2E, str]) -> None:

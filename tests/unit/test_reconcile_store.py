@@ -20,7 +20,7 @@ from paasport.reconcile.store import (
     accept,
     removes_every_instance,
 )
-from paasport.types import InstanceConfig
+from paasport.types import InstanceConfig, RollbackPolicy
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "soa-configs"
 MAIN = InstanceConfig("web", "c1", "main", "c1.main", instances=3)
@@ -59,6 +59,16 @@ def test_accept(
     assert bool(problems) == problem
     if problem:
         assert problems[0].startswith("web/instances-c1.yaml: ")
+
+
+def test_a_reload_keeps_what_deploy_yaml_says_of_auto_rollback() -> None:
+    policies = {"c1.main": RollbackPolicy(window_seconds=60)}
+    loaded = Loaded(ServiceDesired({"main": MAIN5}, registry="r2", auto_rollback=policies))
+    got, _ = accept(BEFORE, loaded, "web/instances-c1.yaml")
+    assert got.auto_rollback == policies  # every field of the new load, not only some
+    broken = Loaded(ServiceDesired({"main": MAIN5}), incomplete=True)
+    kept, _ = accept(got, broken, "web/instances-c1.yaml")
+    assert kept.auto_rollback == policies  # a broken deploy.yaml keeps the last good one
 
 
 class _Events:

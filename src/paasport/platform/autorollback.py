@@ -155,6 +155,11 @@ class AutoRollback:
                 old=watch.old if watch.old.requests else None,
             )
             verdict = judge(signals, policy)
+            log.debug(
+                "%s %s at %s: %d crash(es), %d health failure(s), new %s, old %s: %s",
+                service, group, sha[:8], len(signals.crashes), len(signals.health),
+                watch.new.line(), watch.old.line(), verdict.message if verdict else "fine",
+            )  # fmt: skip
             if verdict is not None and self.may_act():
                 self._roll_back(service, group, sha, verdict, configs, now)
                 acted.append(verdict)

@@ -7,6 +7,7 @@ discovery agent, the monitor and the refresher read its snapshots; its watcher t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -129,13 +130,11 @@ def accept(
                 monitoring=previous.monitoring,
                 registry=previous.registry,
                 target=previous.target,
+                auto_rollback=previous.auto_rollback,
             ),
             tuple(problems),
         )
-    return (
-        ServiceDesired(instances, new.namespaces, new.monitoring, new.registry, new.target),
-        tuple(problems),
-    )
+    return dataclasses.replace(new, instances=instances), tuple(problems)
 
 
 def _emptied_on_purpose(service_dir: Path, cluster: str) -> bool:
