@@ -89,6 +89,9 @@ class InstanceConfig:
     env: Mapping[str, str] = field(default_factory=dict)
     bounce_method: BounceMethod = "crossover"
     bounce_margin_factor: float = 1.0
+    # this instance's tasks take this share of each namespace they register in (a canary);
+    # None: an even share per task
+    canary_weight_percent: float | None = None
     healthcheck: HealthCheck = field(default_factory=HealthCheck)
     registrations: tuple[str, ...] = ()
     container_port: int = 8888

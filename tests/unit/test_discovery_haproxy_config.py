@@ -19,6 +19,7 @@ from paasport.discovery.haproxy_config import (
     listener_fingerprint,
     plan_proxy,
     render_config,
+    shared_weights,
     state_from_servers,
 )
 from paasport.discovery.haproxy_stats import (
@@ -206,3 +207,28 @@ SHOW_PROC_AFTER_RELOAD = """\
 )
 def test_the_current_worker_is_the_masters_word(answer: str, current: int | None) -> None:
     assert current_worker_of(answer) == current
+
+
+def _w(task: str, share: float = 0.0, state: str = "up") -> Backend:
+    return Backend("web.main", task, "127.0.0.1", 1000, "a1", state, share=share)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("backends", "weights"),
+    [
+        pytest.param([_w("m1"), _w("m2")], {"m1": 1, "m2": 1}, id="no share: as registered"),
+        pytest.param([_w("m1"), _w("m2"), _w("m3"), _w("c1", 10)],
+                     {"m1": 100, "m2": 100, "m3": 100, "c1": 33}, id="one canary task at 10%"),
+        pytest.param([_w("m1"), _w("c1", 10), _w("c2", 10)],
+                     {"m1": 100, "c1": 6, "c2": 6}, id="10% over two canary tasks"),
+        pytest.param([_w("m1"), _w("c1", 50)], {"m1": 100, "c1": 100}, id="half and half"),
+        pytest.param([_w("m1"), _w("c1", 90)], {"m1": 28, "c1": 256},
+                     id="scaled down to HAProxy's 256"),
+        pytest.param([_w("c1", 10)], {"c1": 256}, id="only canaries: they take it all"),
+        pytest.param([_w("m1"), _w("c1", 100)], {"m1": 0, "c1": 256}, id="100%: the rest none"),
+        pytest.param([_w("m1"), _w("m2", state="drain"), _w("c1", 20)],
+                     {"m1": 100, "m2": 1, "c1": 25}, id="a draining task is left out"),
+    ],
+)  # fmt: skip
+def test_shared_weights(backends: list[Backend], weights: dict[str, int]) -> None:
+    assert {b.task_id: b.weight for b in shared_weights(backends)} == weights

@@ -28,6 +28,7 @@ UNHASHED_FIELDS = frozenset(
         "min_instances",
         "max_instances",
         "backoff_seconds",
+        "canary_weight_percent",  # the proxy's weights: changed at runtime, never a bounce
         "source_file",
         "source_line",
         "monitoring",

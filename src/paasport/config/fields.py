@@ -136,6 +136,10 @@ INSTANCE_FIELDS: dict[str, Spec] = {
     "deploy_group": Str(description="deploy.yaml step supplying the version; {cluster} etc."),
     "bounce_method": Enum(("crossover", "upthendown", "downthenup", "brutal")),
     "bounce_margin_factor": Num(0, 1, lo_exclusive=True),
+    "canary_weight_percent": Num(
+        0, 100, lo_exclusive=True,
+        description="this instance's share of its namespace's traffic, in percent (a canary)",
+    ),
     "healthcheck_mode": Enum(("http", "tcp", "cmd"), aliases={"https": "http"}),
     "healthcheck_uri": Str(HEALTHCHECK_URI, "a path starting with /"),
     "healthcheck_cmd": Str(description="run by /bin/sh -c inside the task"),

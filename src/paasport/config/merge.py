@@ -153,6 +153,7 @@ _PLAIN_FIELDS = (
     "cmd",
     "bounce_method",
     "bounce_margin_factor",
+    "canary_weight_percent",
     "container_port",
     "net",
     "drain_method",

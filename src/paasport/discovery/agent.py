@@ -66,8 +66,10 @@ def desired_backends(
     registrations: Mapping[InstanceKey, tuple[str, ...]],
     previous: Mapping[tuple[str, str], Backend],
     now: float,
+    shares: Mapping[InstanceKey, float] | None = None,
 ) -> dict[tuple[str, str], Backend]:
-    """This host's backends: every running, healthy, addressable task under each registration."""
+    """This host's backends: every running, healthy, addressable task under each registration
+    (``shares``: the canary_weight_percent of the instances that have one)."""
     out: dict[tuple[str, str], Backend] = {}
     for task in tasks:
         regs = registrations.get((task.service, task.instance), ())
@@ -85,6 +87,7 @@ def desired_backends(
                 state="drain" if task.draining else "up",
                 weight=1,
                 registered_at=before.registered_at if before else now,
+                share=(shares or {}).get((task.service, task.instance), 0.0),
             )
     return out
 
@@ -214,7 +217,11 @@ class Agent:
         before = self.registry.snapshot()
         mine = {b.key: b for b in before.backends if b.agent_id == self.agent_id}
         marked = {(d.namespace, d.task_id) for d in before.drains}
-        want = desired_backends(self.agent_id, tasks, healthy, regs, mine, now)
+        shares = {
+            (i.service, i.instance): i.canary_weight_percent
+            for i in instances if i.canary_weight_percent
+        }  # fmt: skip
+        want = desired_backends(self.agent_id, tasks, healthy, regs, mine, now, shares)
         for key in mine:
             if key not in want:
                 self.registry.deregister(*key)

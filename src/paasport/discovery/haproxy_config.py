@@ -81,7 +81,45 @@ def _by_namespace(backends: Iterable[Backend]) -> dict[str, list[Backend]]:
     grouped: dict[str, list[Backend]] = {}
     for b in sorted(backends):
         grouped.setdefault(b.namespace, []).append(b)
-    return grouped
+    return {ns: shared_weights(members) for ns, members in grouped.items()}
+
+
+MAX_WEIGHT = 256  # HAProxy's largest server weight
+BASE_WEIGHT = 100  # an ordinary task's weight when some instance has a share
+
+
+def shared_weights(backends: Sequence[Backend]) -> list[Backend]:
+    """One namespace's backends with HAProxy weights for their shares: the tasks of an
+    instance with a share (canary_weight_percent) take that share of the traffic between them,
+    the other tasks share the rest evenly; without shares every weight stays as registered.
+    Instances with the same share count as one group. Pure."""
+    live = [b for b in backends if b.state != "drain"]
+    groups: dict[float, list[Backend]] = {}
+    for b in live:
+        if b.share > 0:
+            groups.setdefault(b.share, []).append(b)
+    if not groups:
+        return list(backends)
+    rest = [b for b in live if b.share <= 0]
+    taken = min(sum(groups), 100.0)
+    raw: dict[str, float] = {}
+    if rest and taken < 100.0:
+        for b in rest:
+            raw[b.task_id] = BASE_WEIGHT
+        for share, members in groups.items():
+            each = share / (100.0 - taken) * BASE_WEIGHT * len(rest) / len(members)
+            for b in members:
+                raw[b.task_id] = each
+    else:  # the shares take everything: split by share, the rest gets nothing
+        for share, members in groups.items():
+            for b in members:
+                raw[b.task_id] = share * BASE_WEIGHT / len(members)
+        for b in rest:
+            raw[b.task_id] = 0.0
+    top = max(raw.values())
+    scale = MAX_WEIGHT / top if top > MAX_WEIGHT else 1.0
+    weights = {t: (max(1, round(w * scale)) if w > 0 else 0) for t, w in raw.items()}
+    return [replace(b, weight=weights[b.task_id]) if b.task_id in weights else b for b in backends]
 
 
 def _slot_for(name: str, b: Backend) -> Slot:

@@ -27,6 +27,9 @@ class Backend:
     state: BackendState = "up"
     weight: int = 1
     registered_at: float = 0.0  # when the agent first registered it (metrics only)
+    # its instance's canary_weight_percent: the instance's tasks together take this share of
+    # the namespace's traffic (0: an even share of the rest); the proxy turns it into weights
+    share: float = 0.0
 
     @property
     def key(self) -> tuple[str, str]:

@@ -25,7 +25,8 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('version', 0);
 CREATE TABLE IF NOT EXISTS backends (
     namespace TEXT NOT NULL, task_id TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL,
     agent_id TEXT NOT NULL, state TEXT NOT NULL, weight INTEGER NOT NULL,
-    registered_at REAL NOT NULL, PRIMARY KEY (namespace, task_id));
+    registered_at REAL NOT NULL, share REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (namespace, task_id));
 CREATE TABLE IF NOT EXISTS drains (
     namespace TEXT NOT NULL, task_id TEXT NOT NULL, version INTEGER NOT NULL, since REAL NOT NULL,
     PRIMARY KEY (namespace, task_id));
@@ -53,6 +54,9 @@ class SqliteRegistry:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(backends)")}
+            if "share" not in columns:  # a registry file of an older paasport
+                self._db.execute("ALTER TABLE backends ADD COLUMN share REAL NOT NULL DEFAULT 0")
         except (sqlite3.Error, OSError) as err:
             raise RegistryUnavailable(f"registry {self.path}: {err}") from err
 
@@ -78,15 +82,17 @@ class SqliteRegistry:
     def register(self, backend: Backend) -> None:
         with self._tx(write=True) as db:
             row = db.execute(
-                "SELECT host, port, agent_id, state, weight FROM backends"
+                "SELECT host, port, agent_id, state, weight, share FROM backends"
                 " WHERE namespace = ? AND task_id = ?",
                 backend.key,
             ).fetchone()
-            route = (backend.host, backend.port, backend.agent_id, backend.state, backend.weight)
+            route = (backend.host, backend.port, backend.agent_id, backend.state, backend.weight,
+                     backend.share)  # fmt: skip
             if row is not None and tuple(row) == route:
                 return
             db.execute(
-                "INSERT OR REPLACE INTO backends VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO backends (namespace, task_id, host, port, agent_id,"
+                " state, weight, share, registered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (backend.namespace, backend.task_id, *route, backend.registered_at),
             )
             self._bump(db)
@@ -125,8 +131,8 @@ class SqliteRegistry:
         with self._tx(write=False) as db:
             version = int(db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()[0])
             rows = db.execute(
-                "SELECT namespace, task_id, host, port, agent_id, state, weight, registered_at"
-                " FROM backends"
+                "SELECT namespace, task_id, host, port, agent_id, state, weight, registered_at,"
+                " share FROM backends"
             ).fetchall()
             drain_rows = db.execute(
                 "SELECT namespace, task_id, version, since FROM drains ORDER BY namespace, task_id"
@@ -142,8 +148,9 @@ class SqliteRegistry:
                 "drain" if s == "drain" else "up",
                 int(w),
                 float(r),
+                float(sh),
             )
-            for n, t, h, p, a, s, w, r in rows
+            for n, t, h, p, a, s, w, r, sh in rows
         )
         return Snapshot(version, apply_drains(backends, drains), drains)
 

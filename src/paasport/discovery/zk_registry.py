@@ -273,6 +273,7 @@ class ZookeeperRegistry:
                 "state": backend.state,
                 "weight": backend.weight,
                 "registered_at": backend.registered_at,
+                "share": backend.share,
             },
             sort_keys=True,
         ).encode()
@@ -378,6 +379,7 @@ class ZookeeperRegistry:
                 "drain" if d.get("state") == "drain" else "up",
                 int(d.get("weight", 1)),
                 float(d.get("registered_at", 0.0)),
+                float(d.get("share", 0.0)),
             )
             for ns, task, d in self._entries(z, "backends")
         ]
