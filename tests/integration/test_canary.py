@@ -1,7 +1,9 @@
-"""Canary weights through the real HAProxy: a canary instance registered in main's namespace
-with `canary_weight_percent: 10` gets 10% +- 3% of 5,000 requests (its tasks answer with their
-PAASTA_INSTANCE), set through the runtime API: changing it to 50 moves the split without a
-reload of HAProxy and without a bounce.
+"""Canary weights through the real HAProxy: a canary instance (its own deploy group,
+registered in main's namespace) with `canary_weight_percent: 10` gets 10% +- 3% of 5,000
+requests (its tasks answer with their PAASTA_INSTANCE), set through the runtime API: changing
+it to 50 moves the split without a reload of HAProxy and without a bounce. A canary version
+that answers 500 is compared with the rest while traffic flows (a `canary` event, the status
+`traffic` line: worse) and, with auto_rollback on its step, rolled back.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import pytest
 from e2e_world import E2E, SERVICE, NotYet, e2e_world, wait_for
-from rollback_world import commit_version
+from rollback_world import BAD_CGI, commit_version
 
 pytestmark = pytest.mark.integration
 
@@ -29,13 +31,12 @@ def write_instances(world: E2E, percent: float) -> None:
     common = {
         "cpus": 0.1, "mem": 32, "cmd": "httpd -f -p 8888 -h /www",
         "healthcheck_grace_period_seconds": 5, "healthcheck_interval_seconds": 1,
-        "healthcheck_timeout_seconds": 1, "deploy_group": f"{world.cluster}.main",
-        "drain_timeout_seconds": 5,
+        "healthcheck_timeout_seconds": 1, "drain_timeout_seconds": 5,
     }  # fmt: skip
     world.instance_file.write_text(json.dumps({
-        "main": {**common, "instances": 3},
+        "main": {**common, "instances": 3, "deploy_group": f"{world.cluster}.main"},
         "canary": {**common, "instances": 1, "registrations": [f"{SERVICE}.main"],
-                   "canary_weight_percent": percent},
+                   "canary_weight_percent": percent, "deploy_group": f"{world.cluster}.canary"},
     }, indent=2))  # fmt: skip
 
 
@@ -76,9 +77,14 @@ def proxy_reloads(world: E2E) -> int:
 @pytest.fixture(scope="module")
 def world() -> Iterator[E2E]:
     with tempfile.TemporaryDirectory(prefix="paasport-test-") as tmp, e2e_world(Path(tmp)) as w:
+        (w.soa / SERVICE / "deploy.yaml").write_text(
+            f"pipeline:\n  - step: {w.cluster}.canary\n    auto_rollback: true\n"
+            f"  - step: {w.cluster}.main\n"
+        )
         sha = commit_version(w, "who", cgi=WHO_CGI)
         write_instances(w, 10)
-        w.run("mark-for-deployment", "-s", SERVICE, "-l", f"{w.cluster}.main", "-c", sha)
+        for group in ("canary", "main"):
+            w.run("mark-for-deployment", "-s", SERVICE, "-l", f"{w.cluster}.{group}", "-c", sha)
         w.start_up()
         wait_for("4 backends up", lambda: backends_up(w, 4), 90, w.up_log)
         yield w
@@ -106,3 +112,32 @@ def test_a_new_weight_moves_traffic_without_a_reload_or_a_bounce(world: E2E) -> 
     assert proxy_reloads(world) == reloads
     after = json.loads(world.run("status", "-s", SERVICE, "-c", world.cluster, "--json").stdout)
     assert {v["instance"]: v["config_hash"] for v in after} == before  # no bounce
+
+
+def test_a_worse_canary_is_said_and_rolled_back(world: E2E) -> None:
+    write_instances(world, 20)
+    wait_for("the canary at 20%", lambda: weights(world) == [75, 100, 100, 100] or
+             NotYet(weights(world)), 30, world.up_log)  # fmt: skip
+    good = json.loads(world.run("get-latest-deployment", "-s", SERVICE, "-l",
+                                f"{world.cluster}.canary", "--json").stdout)["git_sha"]  # fmt: skip
+    bad = commit_version(world, "canary answers 500", cgi=BAD_CGI)
+    world.run("mark-for-deployment", "-s", SERVICE, "-l", f"{world.cluster}.canary", "-c", bad)
+
+    def rolled_back() -> Any:
+        seen = split(world, 400)
+        out = world.run("events", "-s", SERVICE, "--kind", "deploy", "--json", "-n", "20")
+        done = [e for e in json.loads(out.stdout) if e["data"].get("outcome") == "rolled_back"]
+        return done or NotYet(f"not rolled back yet; answers {dict(seen)}")
+
+    [event] = wait_for("the canary rolled back", rolled_back, 120, world.up_log)
+    assert event["instance"] == "canary" and event["data"]["rolled_back_to"] == good
+    assert event["data"]["why"] == "error rate"
+    assert "canary " in event["message"] and " of the rest: worse" in event["message"]
+    said = json.loads(world.run("events", "-s", SERVICE, "--kind", "canary", "--json").stdout)
+    worse = [e for e in said if e["data"]["git_sha"] == bad and e["data"]["worse"]]
+    assert worse and worse[0]["message"].startswith(f"canary git {bad[:8]} "), said
+    status = json.loads(world.run("status", "-s", SERVICE, "-c", world.cluster, "-i", "canary",
+                                  "--json").stdout)  # fmt: skip
+    assert status[0]["traffic"] and status[0]["traffic"].endswith(": worse"), status
+    text = world.run("status", "-s", SERVICE, "-c", world.cluster, "-i", "canary").stdout
+    assert "traffic: canary git " in text

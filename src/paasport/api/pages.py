@@ -185,6 +185,10 @@ def instance_card(entry: Entry, local_cluster: str) -> str:
             f" · git {short(entry.get('git_sha'))}</span>"
         )
     why = f'<p class="why">{e(entry.get("why"))}</p>' if entry.get("why") else ""
+    traffic = entry.get("traffic")
+    if traffic:
+        tone = "bad" if str(traffic).endswith(": worse") else "ok"
+        why += f'<p class="traffic {tone}">traffic: {e(traffic)}</p>'
     return (
         f'<section class="instance" id="i-{e(cluster)}-{e(instance)}"'
         f' data-instance="{e(instance)}" data-cluster="{e(cluster)}"'

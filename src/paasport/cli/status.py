@@ -141,6 +141,10 @@ def render(entries: Sequence[Mapping[str, Any]], verbose: int) -> None:
             )
         if e.get("why"):
             console.print(f"  [{colour}]why:[/{colour}] {escape(str(e['why']))}")
+        if e.get("traffic"):
+            worse = str(e["traffic"]).endswith(": worse")
+            tint = "yellow" if worse else "green"
+            console.print(f"  [{tint}]traffic:[/{tint}] {escape(str(e['traffic']))}")
         tasks = e.get("tasks") or []
         if verbose >= 1 and tasks:
             namespaces = list(dict.fromkeys(ns for t in tasks for ns in (t.get("proxy") or {})))

@@ -137,7 +137,9 @@ INSTANCE_FIELDS: dict[str, Spec] = {
     "bounce_method": Enum(("crossover", "upthendown", "downthenup", "brutal")),
     "bounce_margin_factor": Num(0, 1, lo_exclusive=True),
     "canary_weight_percent": Num(
-        0, 100, lo_exclusive=True,
+        0,
+        100,
+        lo_exclusive=True,
         description="this instance's share of its namespace's traffic, in percent (a canary)",
     ),
     "healthcheck_mode": Enum(("http", "tcp", "cmd"), aliases={"https": "http"}),

@@ -46,6 +46,7 @@ class EventKind(StrEnum):
     REGISTRY = "registry"  # the discovery registry (unreachable, back)
     LOCK = "lock"  # deployd's cluster lock: held, lost, standing by
     MARK = "mark"  # mark-for-deployment / start / stop / rollback: who tagged what
+    CANARY = "canary"  # a new version's (or canary's) errors through the proxy vs the rest's
     UNKNOWN = "unknown"  # read back from a log written by a version with more kinds
 
 

@@ -77,19 +77,30 @@ def patience_seconds(check: HealthCheck) -> float:
     return check.grace_period_seconds + 3 * (check.interval_seconds + check.timeout_seconds)
 
 
-def error_verdict(signals: Signals, policy: RollbackPolicy) -> tuple[bool, str] | None:
-    """(worse, the comparison line) once the new version has ``min_requests``; None before."""
+def error_verdict(
+    signals: Signals,
+    policy: RollbackPolicy,
+    subject: str = "new version",
+    others: str = "the old version",
+) -> tuple[bool, str] | None:
+    """(worse, the comparison line) once the new version (or canary) has ``min_requests``;
+    None before. ``others``: what it is compared with (the old version, the rest)."""
     new = signals.new
     if new.requests < policy.min_requests:
         return None
     old = signals.old if signals.old is not None and signals.old.requests else None
     baseline = old.rate if old is not None else 0.0
     worse = new.rate > baseline + policy.error_rate_margin
-    than = f"{old.line()} of the old version" if old else "no error before it"
-    return worse, f"new version {new.line()} vs {than}: {'worse' if worse else 'as good'}"
+    than = f"{old.line()} of {others}" if old else "no error before it"
+    return worse, f"{subject} {new.line()} vs {than}: {'worse' if worse else 'as good'}"
 
 
-def judge(signals: Signals, policy: RollbackPolicy) -> Verdict | None:
+def judge(
+    signals: Signals,
+    policy: RollbackPolicy,
+    subject: str = "new version",
+    others: str = "the old version",
+) -> Verdict | None:
     """The first reason the new version is bad, with its evidence; None while it is not."""
     crashes = sorted(signals.crashes, key=lambda c: c.time)
     if len(crashes) >= policy.min_restarts:
@@ -117,7 +128,7 @@ def judge(signals: Signals, policy: RollbackPolicy) -> Verdict | None:
                 ]
             },
         )
-    compared = error_verdict(signals, policy)
+    compared = error_verdict(signals, policy, subject, others)
     if compared is not None and compared[0]:
         old = signals.old
         return Verdict(

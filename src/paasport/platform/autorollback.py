@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from paasport.config.system import SystemConfig
 from paasport.deploy import tags, workflow
@@ -34,6 +33,7 @@ from paasport.monitoring.rollback import (
     HealthFailure,
     Signals,
     Verdict,
+    error_verdict,
     judge,
     patience_seconds,
 )
@@ -53,11 +53,13 @@ WithHealth = Callable[[Sequence[AppVersion]], Sequence[AppVersion]]
 
 @dataclass
 class _Watch:
-    """One armed deploy: (service, group, sha) from ``start``; what clients saw since."""
+    """One recent deploy: (service, group, sha) from ``start``; what clients saw since, and
+    the last comparison said (None: not enough requests yet)."""
 
     start: float
     new: ErrorCounts = field(default_factory=ErrorCounts)
     old: ErrorCounts = field(default_factory=ErrorCounts)
+    said_worse: bool | None = None
 
 
 def armed_policy(
@@ -84,6 +86,14 @@ def armed_policy(
         )
         return policy, newest.time
     return None, newest.time if newest else None
+
+
+def _was_rollback(marks: Iterable[Event], group: str, sha: str) -> bool:
+    newest = max(
+        (m for m in marks if m.data.get("deploy_group") == group and m.data.get("git_sha") == sha),
+        key=lambda m: m.time, default=None,
+    )  # fmt: skip
+    return newest is not None and newest.data.get("action") == "rollback"
 
 
 def good_sha(refs: Mapping[str, str], group: str, bad: str) -> str | None:
@@ -142,19 +152,25 @@ class AutoRollback:
             return []
         deltas = self._proxy_deltas()
         acted = []
-        for (service, group, sha), (policy, configs) in sorted(armed.items()):
+        for (service, group, sha), (policy, configs, acting) in sorted(armed.items()):
             watch = self._watches[(service, group, sha)]
             versions = tuple(self.engine.list_app_versions(service))
             mine = [v for v in versions if (v.service, v.instance) in
                     {(c.service, c.instance) for c in configs}]  # fmt: skip
-            self._count(watch, mine, sha, deltas)
+            self._count(watch, configs, mine, sha, deltas)
             signals = Signals(
                 crashes=self._crashes(service, configs, sha, watch.start),
                 health=self._health(service, configs, sha, watch.start, mine, now),
                 new=watch.new,
                 old=watch.old if watch.old.requests else None,
             )
-            verdict = judge(signals, policy)
+            canary = any(c.canary_weight_percent for c in configs)
+            subject, others = ("canary", "the rest") if canary else ("new version",
+                                                                     "the old version")  # fmt: skip
+            self._say_comparison(service, group, sha, configs, watch, signals, policy, canary, now)
+            if not acting:
+                continue  # not armed: compared and said, never rolled back
+            verdict = judge(signals, policy, subject, others)
             log.debug(
                 "%s %s at %s: %d crash(es), %d health failure(s), new %s, old %s: %s",
                 service, group, sha[:8], len(signals.crashes), len(signals.health),
@@ -167,9 +183,11 @@ class AutoRollback:
 
     def _armed(
         self, now: float
-    ) -> dict[tuple[str, str, str], tuple[RollbackPolicy, list[InstanceConfig]]]:
-        """Every deploy of this cluster within its window, with its policy and instances."""
-        out: dict[tuple[str, str, str], tuple[RollbackPolicy, list[InstanceConfig]]] = {}
+    ) -> dict[tuple[str, str, str], tuple[RollbackPolicy, list[InstanceConfig], bool]]:
+        """Every deploy of this cluster within its window, with its policy, its instances and
+        whether it is armed (a deploy that is not is watched for the default window and its
+        errors compared with the rest's, but never rolled back)."""
+        out: dict[tuple[str, str, str], tuple[RollbackPolicy, list[InstanceConfig], bool]] = {}
         by_group: dict[tuple[str, str], list[InstanceConfig]] = {}
         for config in self.store.instances():
             by_group.setdefault((config.service, config.deploy_group), []).append(config)
@@ -182,11 +200,13 @@ class AutoRollback:
             configured = desired.auto_rollback.get(group) if desired else None
             if marks is None:
                 marks = self.events.query(since=now - ARMED_BY_MARK_SECONDS, kinds=("mark",))
-            policy, marked_at = armed_policy(
-                (m for m in marks if m.service == service), group, state.git_sha, configured
-            )
+            mine = [m for m in marks if m.service == service]
+            policy, marked_at = armed_policy(mine, group, state.git_sha, configured)
+            acting = policy is not None
             if policy is None:
-                continue
+                if _was_rollback(mine, group, state.git_sha):
+                    continue
+                policy = RollbackPolicy()
             key = (service, group, state.git_sha)
             start = marked_at or self._first_started(service, configs, state.git_sha, now)
             if start is None or now - start > policy.window_seconds:
@@ -194,7 +214,7 @@ class AutoRollback:
             watch = self._watches.get(key)
             if watch is None or watch.start != start:
                 self._watches[key] = _Watch(start)
-            out[key] = (policy, configs)
+            out[key] = (policy, configs, acting)
         for key in set(self._watches) - set(out):
             del self._watches[key]
         return out
@@ -259,16 +279,16 @@ class AutoRollback:
             del self._unhealthy_since[task_id]
         return out
 
-    def _proxy_deltas(self) -> dict[str, ErrorCounts]:
-        """``host:port`` -> what clients saw through it since the last pass (a slot given to
-        another task starts from its counters then)."""
+    def _proxy_deltas(self) -> dict[tuple[str, str], ErrorCounts]:
+        """(proxy, ``host:port``) -> what clients saw through it since the last pass (a slot
+        given to another task starts from its counters then)."""
         if self.stats is None:
             return {}
         try:
             rows = self.stats()
         except PaasportError:
             return {}
-        out: dict[str, ErrorCounts] = {}
+        out: dict[tuple[str, str], ErrorCounts] = {}
         for row in rows:
             key = (row.proxy, row.server)
             before = self._counters.get(key)
@@ -277,23 +297,61 @@ class AutoRollback:
                 continue
             errors, requests = row.errors - before[1], row.requests - before[2]
             if errors >= 0 and requests >= 0 and (errors or requests):
-                out[row.addr] = out.get(row.addr, ErrorCounts()) + ErrorCounts(errors, requests)
+                where = (row.proxy, row.addr)
+                out[where] = out.get(where, ErrorCounts()) + ErrorCounts(errors, requests)
         return out
 
     def _count(
-        self, watch: _Watch, versions: Sequence[AppVersion], sha: str, deltas: Mapping[str, Any]
+        self,
+        watch: _Watch,
+        configs: Sequence[InstanceConfig],
+        versions: Sequence[AppVersion],
+        sha: str,
+        deltas: Mapping[tuple[str, str], ErrorCounts],
     ) -> None:
-        for version in versions:
-            for task in version.tasks:
-                if task.port is None:
-                    continue
-                seen = deltas.get(f"{task.host}:{task.port}")
-                if seen is None:
-                    continue
-                if version.git_sha == sha:
-                    watch.new = watch.new + seen
-                else:
-                    watch.old = watch.old + seen
+        """The new version's tasks' traffic against everything else in their namespaces: the
+        old version's tasks in a bounce, the main instance's beside a canary."""
+        proxies = {ns for c in configs for ns in c.registrations}
+        new = {
+            f"{t.host}:{t.port}" for v in versions if v.git_sha == sha for t in v.tasks if t.port
+        }
+        for (proxy, addr), seen in deltas.items():
+            if proxy not in proxies:
+                continue
+            if addr in new:
+                watch.new = watch.new + seen
+            else:
+                watch.old = watch.old + seen
+
+    def _say_comparison(
+        self,
+        service: str,
+        group: str,
+        sha: str,
+        configs: Sequence[InstanceConfig],
+        watch: _Watch,
+        signals: Signals,
+        policy: RollbackPolicy,
+        canary: bool,
+        now: float,
+    ) -> None:
+        """A ``canary`` event when the comparison first has enough requests, and when it turns."""
+        subject = f"canary git {sha[:8]}" if canary else f"new version git {sha[:8]}"
+        others = "the rest" if canary else "the old version"
+        compared = error_verdict(signals, policy, subject, others)
+        if compared is None or compared[0] == watch.said_worse:
+            return
+        watch.said_worse = compared[0]
+        for config in configs:
+            self._record(Event(
+                time=now, level="warning" if compared[0] else "info", kind=EventKind.CANARY,
+                service=service, instance=config.instance, cluster=config.cluster,
+                message=compared[1],
+                data={"deploy_group": group, "git_sha": sha, "worse": compared[0],
+                      "new": {"errors": signals.new.errors, "requests": signals.new.requests},
+                      "rest": ({"errors": signals.old.errors, "requests": signals.old.requests}
+                               if signals.old else None)},
+            ))  # fmt: skip
 
     # ---- acting --------------------------------------------------------------------------
 

@@ -67,6 +67,7 @@ class InstanceView:
     facts: InstanceFacts
     verdict: Verdict
     events: tuple[Event, ...] = field(default_factory=tuple)
+    traffic: str = ""  # the newest canary comparison: its errors through the proxy vs the rest's
     proxy: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # task -> ns -> state
     observed_at: float = 0.0  # epoch seconds of the engine listing (task ages count from it)
 
@@ -92,6 +93,7 @@ class InstanceView:
             "state": self.verdict.state,
             "ok": self.verdict.ok,
             "why": self.verdict.why,
+            "traffic": self.traffic or None,
             "bounce": (
                 {
                     "in_progress": self.bounce.in_progress,

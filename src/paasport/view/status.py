@@ -8,10 +8,12 @@ the StatusView, ``wait-for-deployment`` polls ``gather``, the API serves it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from paasport.config import tree as tree_module
 from paasport.config.system import SystemConfig, effective_registry
@@ -77,6 +79,7 @@ def unobserved_entry(
         "state": state,
         "ok": False,
         "why": why,
+        "traffic": None,
         "problems": list(problems),
         "desired_state": None,
         "git_sha": None,
@@ -344,7 +347,7 @@ def _gather(
         return result.ok, result.detail
 
     try:
-        return observe_instances(
+        views = observe_instances(
             configs,
             _reader(system, deployments),
             engine,
@@ -355,9 +358,32 @@ def _gather(
             discovery=discovery,
             listed=listed,
         )
+        said = _traffic_verdicts(log, services) if log is not None else {}
+        return [
+            dataclasses.replace(v, traffic=said[(v.config.service, v.config.instance)])
+            if (v.config.service, v.config.instance) in said else v
+            for v in views
+        ]  # fmt: skip
     finally:
         if log is not None:
             log.close()
+
+
+TRAFFIC_VERDICT_SECONDS = 900.0  # a canary comparison older than this is not shown
+
+
+def _traffic_verdicts(log: Any, services: Sequence[str]) -> dict[tuple[str, str], str]:
+    """(service, instance) -> the auto-rollback guard's newest comparison of its new version's
+    (or canary's) errors through the proxy with the rest's (``canary`` events)."""
+    import time
+
+    found: dict[tuple[str, str], str] = {}
+    since = time.time() - TRAFFIC_VERDICT_SECONDS
+    for service in services:
+        for event in log.query(service=service, since=since, kinds=("canary",)):
+            if event.instance:
+                found[(service, event.instance)] = event.message
+    return found
 
 
 def load_status(
