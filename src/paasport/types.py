@@ -92,6 +92,8 @@ class InstanceConfig:
     # this instance's tasks take this share of each namespace they register in (a canary);
     # None: an even share per task
     canary_weight_percent: float | None = None
+    bounce_ramp: tuple[float, ...] = ()  # a crossover bounce's shares for the new version, in turn
+    bounce_ramp_step_seconds: float = 30.0
     healthcheck: HealthCheck = field(default_factory=HealthCheck)
     registrations: tuple[str, ...] = ()
     container_port: int = 8888

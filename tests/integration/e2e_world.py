@@ -48,7 +48,7 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float, log: Path) -> 
         try:
             last = probe()
         except (OSError, ValueError, subprocess.SubprocessError) as err:
-            last = err
+            last = NotYet(repr(err))  # not there yet: keep polling (an error is not an answer)
         if last:
             return last
         time.sleep(0.2)

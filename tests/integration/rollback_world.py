@@ -1,6 +1,7 @@
 """A service with a CGI endpoint that answers 200 (good) or 500 (bad) and a version that
-crash-loops, for the automatic rollback tests and bench/rollback.py: commits of the e2e world's
-repo cooked into images, and a client that counts the answers it gets through the proxy.
+crash-loops, for the automatic rollback, canary and ramp tests and bench/rollback.py: commits
+of the e2e world's repo cooked into images, and clients that count the answers they get through
+the proxy.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import http.client
 import threading
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 from e2e_world import E2E, SERVICE, git
 
@@ -77,3 +80,20 @@ class Traffic:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join(10)
+
+
+def ask(port: int, path: str = "/cgi-bin/app") -> str:
+    """One GET through the proxy: the body of a 200, else the status."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.read().decode().strip() if response.status == 200 else str(response.status)
+    finally:
+        conn.close()
+
+
+def split(port: int, n: int) -> Counter[str]:
+    """The answers of ``n`` GETs of /cgi-bin/app through the proxy, 4 at a time."""
+    with ThreadPoolExecutor(4) as pool:
+        return Counter(pool.map(lambda _: ask(port), range(n)))

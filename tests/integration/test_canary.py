@@ -8,18 +8,17 @@ that answers 500 is compared with the rest while traffic flows (a `canary` event
 
 from __future__ import annotations
 
-import http.client
 import json
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from e2e_world import E2E, SERVICE, NotYet, e2e_world, wait_for
 from rollback_world import BAD_CGI, commit_version
+from rollback_world import split as split_at
 
 pytestmark = pytest.mark.integration
 
@@ -40,19 +39,8 @@ def write_instances(world: E2E, percent: float) -> None:
     }, indent=2))  # fmt: skip
 
 
-def ask(port: int) -> str:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("GET", "/cgi-bin/app")
-        response = conn.getresponse()
-        return response.read().decode().strip() if response.status == 200 else str(response.status)
-    finally:
-        conn.close()
-
-
 def split(world: E2E, n: int = REQUESTS) -> Counter[str]:
-    with ThreadPoolExecutor(4) as pool:
-        return Counter(pool.map(lambda _: ask(world.proxy_port), range(n)))
+    return split_at(world.proxy_port, n)
 
 
 def backends_up(world: E2E, want: int) -> Any:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from paasport.bounce.actions import CreateAppVersion, DrainTask, KillTask
 from paasport.bounce.desired import desired_app, hash_of, version_document
 from paasport.bounce.diff import (
     FieldChange,
@@ -21,6 +22,7 @@ from paasport.bounce.diff import (
     plan_instance,
     plan_revisions,
 )
+from paasport.bounce.plan import hold_old_tasks, ramp_anchor, ramp_share
 from paasport.types import AppSpec, AppVersion, DeploymentState, InstanceConfig, Task
 
 SHA1, SHA2 = "1" * 40, "2" * 40
@@ -258,3 +260,34 @@ def test_two_revisions(
 
 def test_the_hash_is_the_documents() -> None:
     assert hash_of(OLD_DOC) == OLD_SPEC.config_hash
+
+
+@pytest.mark.parametrize(
+    ("ramp", "since", "now", "share"),
+    [
+        pytest.param((), 0.0, 5.0, None, id="no ramp"),
+        pytest.param((10, 50, 100), None, 5.0, None, id="no new task yet"),
+        pytest.param((10, 50, 100), 100.0, 100.0, 10.0, id="step 0"),
+        pytest.param((10, 50, 100), 100.0, 129.9, 10.0, id="still step 0"),
+        pytest.param((10, 50, 100), 100.0, 130.0, 50.0, id="step 1"),
+        pytest.param((10, 50, 100), 100.0, 160.0, None, id="100: the ramp is over"),
+        pytest.param((10, 50), 100.0, 160.0, None, id="past the last step: over"),
+        pytest.param((10, 50), 100.0, 90.0, 10.0, id="a clock behind the start: step 0"),
+    ],
+)  # fmt: skip
+def test_ramp_share(
+    ramp: tuple[float, ...], since: float | None, now: float, share: float | None
+) -> None:
+    assert ramp_share(ramp, 30.0, since, now) == share
+
+
+def test_a_ramp_holds_the_old_live_tasks_only() -> None:
+    new = desired_app(config(env={"GREETING": "hola"}), deployment())
+    old = running(OLD_SPEC, 2)
+    dead = running(OLD_SPEC, 1, live=False).tasks[0]
+    actions = (
+        DrainTask(old.tasks[0]), KillTask(old.tasks[1], reason="old task (crossover bounce)"),
+        KillTask(dead, reason="task exited"), CreateAppVersion(new, 3),
+    )  # fmt: skip
+    assert hold_old_tasks(actions, new) == (actions[2], actions[3])
+    assert ramp_anchor([old], OLD_SPEC.config_hash) is None  # no start time known

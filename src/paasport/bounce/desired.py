@@ -29,6 +29,8 @@ UNHASHED_FIELDS = frozenset(
         "max_instances",
         "backoff_seconds",
         "canary_weight_percent",  # the proxy's weights: changed at runtime, never a bounce
+        "bounce_ramp",  # how a bounce goes, not what runs
+        "bounce_ramp_step_seconds",
         "source_file",
         "source_line",
         "monitoring",

@@ -258,3 +258,39 @@ def bounce_status(
         old_remaining=len(old_tasks),
         waiting_on="; ".join(parts),
     )
+
+
+def ramp_share(
+    ramp: Sequence[float], step_seconds: float, since: float | None, now: float
+) -> float | None:
+    """The share of its namespace's traffic the new version of a ramped bounce
+    (``bounce_ramp``) takes at ``now``, its first task having started at ``since``: ``ramp[i]``
+    during step i; None before it started and once a step reaches 100 or the ramp ends (then
+    the bounce goes on as crossover: the old tasks leave)."""
+    if not ramp or since is None or step_seconds <= 0:
+        return None
+    step = int(max(now - since, 0.0) // step_seconds)
+    if step >= len(ramp) or ramp[step] >= 100:
+        return None
+    return float(ramp[step])
+
+
+def ramp_anchor(versions: Iterable[AppVersion], config_hash: str) -> float | None:
+    """When the new version's ramp started: the earliest start of its running tasks."""
+    starts = [
+        t.started_at for v in versions if v.config_hash == config_hash for t in v.tasks
+        if t.state == "running" and t.started_at
+    ]  # fmt: skip
+    return min(starts) if starts else None
+
+
+def hold_old_tasks(actions: Sequence[Action], desired: AppSpec) -> tuple[Action, ...]:
+    """``actions`` without the ones that take a live old task away (a ramp holds them)."""
+    kept: list[Action] = []
+    for action in actions:
+        if isinstance(action, DrainTask | KillTask):
+            task = action.task
+            if task.config_hash != desired.config_hash and not is_dead(task):
+                continue
+        kept.append(action)
+    return tuple(kept)

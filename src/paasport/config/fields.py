@@ -136,6 +136,12 @@ INSTANCE_FIELDS: dict[str, Spec] = {
     "deploy_group": Str(description="deploy.yaml step supplying the version; {cluster} etc."),
     "bounce_method": Enum(("crossover", "upthendown", "downthenup", "brutal")),
     "bounce_margin_factor": Num(0, 1, lo_exclusive=True),
+    "bounce_ramp": ListOf(
+        Num(0, 100, lo_exclusive=True),
+        description="a crossover bounce gives the new version these shares of the traffic in "
+        "turn, percent, e.g. [10, 50, 100]; old tasks stay until the last",
+    ),
+    "bounce_ramp_step_seconds": Num(lo=1, description="how long each bounce_ramp share lasts (30)"),
     "canary_weight_percent": Num(
         0,
         100,

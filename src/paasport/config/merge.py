@@ -154,6 +154,7 @@ _PLAIN_FIELDS = (
     "bounce_method",
     "bounce_margin_factor",
     "canary_weight_percent",
+    "bounce_ramp_step_seconds",
     "container_port",
     "net",
     "drain_method",
@@ -282,6 +283,8 @@ def build_instance(
     kwargs: dict[str, Any] = {k: merged[k] for k in _PLAIN_FIELDS if merged.get(k) is not None}
     if merged.get("args") is not None:
         kwargs["args"] = tuple(merged["args"])
+    if merged.get("bounce_ramp") is not None:
+        kwargs["bounce_ramp"] = tuple(float(p) for p in merged["bounce_ramp"] if p is not None)
     if merged.get("env") is not None:
         kwargs["env"] = dict(merged["env"])
     if merged.get("extra_volumes") is not None:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from paasport.bounce.plan import ramp_share
 from paasport.discovery import metrics
 from paasport.discovery.haproxy import HAProxyProcess, ProxyConflict
 from paasport.discovery.registry import Backend, Registry, Snapshot, session_key
@@ -29,6 +30,8 @@ ConfigSource = Callable[[], tuple[Mapping[str, Namespace], Sequence[InstanceConf
 # on_event(level, message): what the agent did that people should see (the composition root
 # records it in the event log; discovery may not import monitoring)
 EventHook = Callable[[str, str], None]
+# the config hash an instance should run (None: not marked): a ramped bounce's new version
+DesiredHash = Callable[[InstanceConfig], str | None]
 WATCH_SECONDS = 0.05  # between passes, how often the agent looks whether HAProxy's master lives
 
 
@@ -67,9 +70,11 @@ def desired_backends(
     previous: Mapping[tuple[str, str], Backend],
     now: float,
     shares: Mapping[InstanceKey, float] | None = None,
+    task_shares: Mapping[str, float] | None = None,
 ) -> dict[tuple[str, str], Backend]:
     """This host's backends: every running, healthy, addressable task under each registration
-    (``shares``: the canary_weight_percent of the instances that have one)."""
+    (``shares``: the canary_weight_percent of the instances that have one; ``task_shares``:
+    a ramped bounce's new tasks, which take that share instead)."""
     out: dict[tuple[str, str], Backend] = {}
     for task in tasks:
         regs = registrations.get((task.service, task.instance), ())
@@ -87,8 +92,38 @@ def desired_backends(
                 state="drain" if task.draining else "up",
                 weight=1,
                 registered_at=before.registered_at if before else now,
-                share=(shares or {}).get((task.service, task.instance), 0.0),
+                share=(task_shares or {}).get(
+                    task.task_id, (shares or {}).get((task.service, task.instance), 0.0)
+                ),
             )
+    return out
+
+
+def ramp_shares(
+    instances: Sequence[InstanceConfig],
+    tasks: Sequence[Task],
+    desired_hash: DesiredHash | None,
+    now: float,
+) -> dict[str, float]:
+    """task id -> its share, for the new version's tasks of each instance whose crossover
+    bounce ramps (``bounce_ramp``) while it ramps. Pure but for ``desired_hash``."""
+    if desired_hash is None:
+        return {}
+    out: dict[str, float] = {}
+    for config in instances:
+        if not config.bounce_ramp or config.bounce_method != "crossover":
+            continue
+        target = desired_hash(config)
+        new = [
+            t for t in tasks if (t.service, t.instance) == (config.service, config.instance)
+            and t.config_hash == target and t.state == "running"
+        ]  # fmt: skip
+        if target is None or not new:
+            continue
+        since = min((t.started_at for t in new if t.started_at), default=None)
+        share = ramp_share(config.bounce_ramp, config.bounce_ramp_step_seconds, since, now)
+        if share is not None:
+            out.update(dict.fromkeys((t.task_id for t in new), share))
     return out
 
 
@@ -165,8 +200,10 @@ class Agent:
         clock: Callable[[], float] = time.time,
         on_event: EventHook | None = None,
         withdraw_after: float | None = None,
+        desired_hash: DesiredHash | None = None,
     ) -> None:
         self.engine = engine
+        self.desired_hash = desired_hash
         self.withdraw_after = withdraw_after  # see tasks_to_check
         self.registry = registry
         self.proxy = proxy
@@ -221,7 +258,8 @@ class Agent:
             (i.service, i.instance): i.canary_weight_percent
             for i in instances if i.canary_weight_percent
         }  # fmt: skip
-        want = desired_backends(self.agent_id, tasks, healthy, regs, mine, now, shares)
+        ramps = ramp_shares(instances, tasks, self.desired_hash, now)
+        want = desired_backends(self.agent_id, tasks, healthy, regs, mine, now, shares, ramps)
         for key in mine:
             if key not in want:
                 self.registry.deregister(*key)

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paasport.config.system import SystemConfig
-from paasport.discovery.agent import Agent, ConfigSource, EventHook, default_agent_id
+from paasport.discovery.agent import (
+    Agent,
+    ConfigSource,
+    DesiredHash,
+    EventHook,
+    default_agent_id,
+)
 from paasport.discovery.drain import RegistryDrainer
 from paasport.discovery.haproxy import HAProxyProcess, read_stats
 from paasport.discovery.haproxy_stats import ServerStat
@@ -177,6 +183,7 @@ def build_agent(
     *,
     source: ConfigSource,
     on_event: EventHook | None = None,
+    desired_hash: DesiredHash | None = None,
 ) -> Agent:
     """The agent for this host (own mesh HealthMonitor: namespace checks differ from the
     reconciler's task checks, and sharing one monitor would reset both trackers). ``source``:
@@ -190,6 +197,7 @@ def build_agent(
         agent_id=agent_id or host_agent_id(engine, system.local_cluster),
         interval=interval,
         on_event=on_event,
+        desired_hash=desired_hash,
         # many hosts: a host whose engine is gone longer than a registry session leaves the
         # proxies, as a host that died would; one host: its live-restored tasks keep serving
         withdraw_after=system.discovery.zookeeper_session_timeout_seconds

@@ -28,7 +28,7 @@ from paasport.platform.lock import (
     standby_line,
 )
 from paasport.reconcile.store import DesiredStore
-from paasport.types import AppVersion
+from paasport.types import AppVersion, InstanceConfig
 
 log = logging.getLogger("paasport")
 
@@ -85,6 +85,20 @@ class Platform:
             except Exception:  # closing is best effort at exit
                 log.debug("closing failed", exc_info=True)
         self.closers.clear()
+
+
+def desired_hash_of(store: DesiredStore) -> Callable[[InstanceConfig], str | None]:
+    """The config hash an instance should run, from the store's deployments (the agent ramps
+    a bounce's new version by it); None: never marked."""
+    from paasport.bounce.desired import desired_app
+
+    def desired_hash(config: InstanceConfig) -> str | None:
+        deployment = store.deployment((config.service, config.instance))
+        if deployment is None:
+            return None
+        return desired_app(config, deployment, store.registry(config.service)).config_hash
+
+    return desired_hash
 
 
 def build_platform(
@@ -224,6 +238,7 @@ def _add_discovery(platform: Platform, deployd: bool, agent: bool, interval: flo
             interval=interval,
             source=platform.store.agent_view,
             on_event=proxy_event_hook(platform.events, system.local_cluster),
+            desired_hash=desired_hash_of(platform.store),
         )
         platform.closers.append(platform.agent.close)
         with contextlib.suppress(PaasportError):  # a broken tree: the passes say why

@@ -23,7 +23,14 @@ from paasport.bounce.actions import (
     ScaleAppVersion,
 )
 from paasport.bounce.desired import desired_app, version_document
-from paasport.bounce.plan import BounceStatus, bounce_status, plan
+from paasport.bounce.plan import (
+    BounceStatus,
+    bounce_status,
+    hold_old_tasks,
+    plan,
+    ramp_anchor,
+    ramp_share,
+)
 from paasport.engine.base import Engine
 from paasport.errors import PaasportError
 from paasport.monitoring import metrics
@@ -146,6 +153,18 @@ def reconcile_instance(
     method = config.bounce_method if config else "brutal"
     margin = config.bounce_margin_factor if config else 1.0
     planned = plan(desired, observed, method, margin, now)
+    ramping = (
+        config is not None
+        and desired is not None
+        and method == "crossover"
+        and ramp_share(
+            config.bounce_ramp, config.bounce_ramp_step_seconds,
+            ramp_anchor(observed, desired.config_hash), now,
+        ) is not None
+    )  # fmt: skip
+    if ramping:  # the proxy gives the new version its share; the old tasks stay till the end
+        assert desired is not None
+        planned = hold_old_tasks(planned, desired)
     policy = policy_for(config, settings.removed_drain_timeout_seconds)
     before = StepMemory(
         tuple(memory.crash_times), frozenset(memory.seen_corpses), dict(memory.draining_since)
