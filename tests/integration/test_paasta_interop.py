@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,38 @@ def test_why_tags_are_lightweight(setup: tuple[Path, Path], tmp_path: Path) -> N
     assert sha == tag_object != a
     v2 = paasport_document(soa)["v2"]
     assert isinstance(v2, dict) and v2["deployments"]["prod"]["git_sha"] == a
+
+
+def test_rollback_markers_both_ways(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    """paasport's rollback marker is found by PaaSTA's get_rollback_tags_for_sha; a marker made
+    by PaaSTA's create_rollback_tag makes paasport refuse the sha (until --force)."""
+    soa, repo = setup
+    a, b, c = (commit(repo, name) for name in ("a", "b", "c"))
+    tree = load_tree(soa, ["web"])
+    target = workflow.target_from_tree(tree, "web", write=False)
+    with GitRepo(str(repo)) as r:
+        workflow.mark_for_deployment(target, r, "prod", a, now=NOW)
+        workflow.mark_for_deployment(target, r, "prod", b, now=NOW + 10)
+        result = workflow.rollback(target, r, "prod", a, now=NOW + 20)
+    assert result.rollback_tag is not None
+    found = json.loads(paasta(tmp_path, "rollback-tags", str(repo), "prod", b))
+    assert [ref for ref, _ in found] == [f"refs/tags/{result.rollback_tag}"]
+    assert json.loads(paasta(tmp_path, "rollback-tags", str(repo), "prod", a)) == []
+
+    paasta(tmp_path, "rollback", str(repo), "canary", c)  # PaaSTA marks c as rolled back
+    with GitRepo(str(repo)) as r:
+        marks = tags.rollback_marks(r.ls_remote(), c)
+    assert [m.target for m in marks] == ["canary"]
+    config = tmp_path / "paasport.yaml"
+    config.write_text(
+        f"local_cluster: local\nclusters:\n  local: {{}}\n  prod: {{}}\n"
+        f"soa_dir: {soa}\nstate_dir: {tmp_path / 'state'}\n"
+    )
+    base = [sys.executable, "-m", "paasport", "mark-for-deployment", "-s", "web", "-l", "prod",
+            "-c", c, "--config", str(config)]  # fmt: skip
+    refused = subprocess.run(base, capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert f"{c[:12]} was rolled back from canary at " in refused.stderr, refused.stderr
+    forced = subprocess.run([*base, "--force"], capture_output=True, text=True, timeout=60,
+                            check=False)  # fmt: skip
+    assert forced.returncode == 0, forced.stderr

@@ -5,6 +5,8 @@ Not imported by paasport: the test runs it with ``.venv-paasta/bin/python`` and 
 SOA_DIR/SERVICE/deployments.json. ``tag GIT_URL NAME SHA``: PaaSTA's own push (dulwich
 send_pack creating the ref, as mark-for-deployment does). ``latest GIT_URL GROUP``: PaaSTA's
 list_remote_refs + get_latest_deployment_tag, as JSON [ref, sha, image_version].
+``rollback GIT_URL GROUP SHA``: PaaSTA's create_rollback_tag (its marker on a bad sha).
+``rollback-tags GIT_URL GROUP SHA``: PaaSTA's get_rollback_tags_for_sha, as JSON.
 """
 
 import json
@@ -21,6 +23,7 @@ def main(argv: list[str]) -> int:
     from paasta_tools.utils import (  # type: ignore[import-not-found]
         format_tag,
         get_latest_deployment_tag,
+        get_rollback_tags_for_sha,
     )
 
     command, *args = argv
@@ -35,6 +38,13 @@ def main(argv: list[str]) -> int:
         git_url, group = args
         refs = remote_git.list_remote_refs(git_url)
         print(json.dumps(list(get_latest_deployment_tag(refs, group))))
+    elif command == "rollback":
+        git_url, group, sha = args
+        return int(remote_git.create_rollback_tag(git_url, group, sha))
+    elif command == "rollback-tags":
+        git_url, group, sha = args
+        refs = remote_git.list_remote_refs(git_url)
+        print(json.dumps(get_rollback_tags_for_sha(refs, group, sha)))
     else:
         print(f"unknown command {command!r}", file=sys.stderr)
         return 2
