@@ -154,3 +154,10 @@ def test_deploy_yaml_steps_give_the_policies() -> None:
         "canary": RollbackPolicy(window_seconds=120),
         "prod.a": RollbackPolicy(min_restarts=3),
     }
+
+
+def test_counts_add_up_and_say_their_latency() -> None:
+    total = ErrorCounts(1, 100, 1200.0) + ErrorCounts(0, 100, 800.0)
+    assert total == ErrorCounts(1, 200, 2000.0)
+    assert total.line() == "0.5% errors (1 of 200 requests, 10 ms)"
+    assert ErrorCounts(0, 10).line() == "0.0% errors (0 of 10 requests)"  # no rtime: not said

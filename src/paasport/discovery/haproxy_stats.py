@@ -41,6 +41,7 @@ class ServerStat:
     hrsp_5xx: int = 0
     econ: int = 0
     eresp: int = 0
+    rtime_ms: int = 0  # average response time over its last 1,024 requests (HTTP)
 
     @property
     def errors(self) -> int:
@@ -101,6 +102,7 @@ def parse_show_stat(text: str) -> tuple[ServerStat, ...]:
                 hrsp_5xx=_int(r.get("hrsp_5xx")) or 0,
                 econ=_int(r.get("econ")) or 0,
                 eresp=_int(r.get("eresp")) or 0,
+                rtime_ms=_int(r.get("rtime")) or 0,
             )
         )
     return tuple(rows)

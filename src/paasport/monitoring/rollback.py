@@ -42,16 +42,23 @@ class ErrorCounts:
 
     errors: int = 0
     requests: int = 0
+    time_ms: float = 0.0  # the requests' response times added up (HAProxy's rtime x requests)
 
     @property
     def rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
 
+    @property
+    def latency_ms(self) -> float | None:
+        return self.time_ms / self.requests if self.requests and self.time_ms else None
+
     def __add__(self, other: ErrorCounts) -> ErrorCounts:
-        return ErrorCounts(self.errors + other.errors, self.requests + other.requests)
+        return ErrorCounts(self.errors + other.errors, self.requests + other.requests,
+                           self.time_ms + other.time_ms)  # fmt: skip
 
     def line(self) -> str:
-        return f"{self.rate:.1%} errors ({self.errors:,} of {self.requests:,} requests)"
+        latency = f", {self.latency_ms:.0f} ms" if self.latency_ms is not None else ""
+        return f"{self.rate:.1%} errors ({self.errors:,} of {self.requests:,} requests{latency})"
 
 
 @dataclass(frozen=True)

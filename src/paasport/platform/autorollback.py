@@ -298,7 +298,8 @@ class AutoRollback:
             errors, requests = row.errors - before[1], row.requests - before[2]
             if errors >= 0 and requests >= 0 and (errors or requests):
                 where = (row.proxy, row.addr)
-                out[where] = out.get(where, ErrorCounts()) + ErrorCounts(errors, requests)
+                seen = ErrorCounts(errors, requests, float(row.rtime_ms * requests))
+                out[where] = out.get(where, ErrorCounts()) + seen
         return out
 
     def _count(
