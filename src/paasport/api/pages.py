@@ -16,7 +16,9 @@ from typing import Any
 from urllib.parse import quote
 
 Entry = Mapping[str, Any]  # one status --json entry
-KINDS_TIMELINE = ("mark", "deploy", "bounce", "app_version", "alert", "crash", "unhealthy")
+KINDS_TIMELINE = (
+    "mark", "deploy", "bounce", "app_version", "alert", "crash", "unhealthy", "canary",
+)  # fmt: skip
 
 
 def e(value: object) -> str:
