@@ -11,6 +11,7 @@ import stat
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -461,3 +462,10 @@ def test_a_failed_shared_computation_fails_its_joiners_too() -> None:
     with pytest.raises(EngineUnavailable):
         shared.run("k", broken)
     assert shared.run("k", lambda: "back") == "back"
+
+
+def test_concurrent_token_creates_lose_none(tmp_path: Path) -> None:
+    store = TokenStore(tmp_path)
+    with ThreadPoolExecutor(8) as pool:
+        made = list(pool.map(lambda i: store.create("web", name=f"t{i}", now=1.0)[1], range(16)))
+    assert sorted(r.name for r in store.load()) == sorted(r.name for r in made)

@@ -15,7 +15,8 @@ import os
 import re
 import secrets
 import tempfile
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +100,9 @@ def parse_records(text: str, where: str) -> list[TokenRecord]:
         raise ConfigError(f"{where}: not a paasport token file ({err})") from None
 
 
+LOCK_SECONDS = 10.0
+
+
 class TokenStore:
     """The token file of one state dir."""
 
@@ -114,11 +118,41 @@ class TokenStore:
             raise ConfigError(f"{self.path}: cannot read: {err.strerror or err}") from None
         return parse_records(text, str(self.path))
 
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        """One writer at a time (two ``token create`` at once must not lose one): an exclusive
+        lock on a sibling file, waited for at most ``LOCK_SECONDS``."""
+        import fcntl
+
+        folder = private_dir(self.path.parent)
+        fd = os.open(folder / f".{TOKENS_FILE}.lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
+        try:
+            deadline = time.monotonic() + LOCK_SECONDS
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise ConflictError(
+                            f"{self.path}: another paasport is changing the tokens; try again"
+                        ) from None
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
     def create(
         self, team: str, *, admin: bool = False, name: str | None = None, now: float
     ) -> tuple[str, TokenRecord]:
         """A new token (returned once) and its record, saved."""
         check_name(team, "team")
+        with self._changing():
+            return self._create(team, admin, name, now)
+
+    def _create(
+        self, team: str, admin: bool, name: str | None, now: float
+    ) -> tuple[str, TokenRecord]:
         records = self.load()
         name = check_name(name) if name else default_name(team, (r.name for r in records))
         if any(r.name == name for r in records):
@@ -129,6 +163,10 @@ class TokenStore:
         return token, record
 
     def revoke(self, name: str) -> TokenRecord:
+        with self._changing():
+            return self._revoke(name)
+
+    def _revoke(self, name: str) -> TokenRecord:
         records = self.load()
         gone = [r for r in records if r.name == name]
         if not gone:
