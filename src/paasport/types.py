@@ -94,6 +94,8 @@ class InstanceConfig:
     canary_weight_percent: float | None = None
     bounce_ramp: tuple[float, ...] = ()  # a crossover bounce's shares for the new version, in turn
     bounce_ramp_step_seconds: float = 30.0
+    # (name, version) of each secret its env uses (SECRET(name)): never a value
+    secret_versions: tuple[tuple[str, str], ...] = ()
     healthcheck: HealthCheck = field(default_factory=HealthCheck)
     registrations: tuple[str, ...] = ()
     container_port: int = 8888

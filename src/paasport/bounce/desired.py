@@ -40,7 +40,7 @@ UNHASHED_FIELDS = frozenset(
 
 # Fields added after v1 that enter the hash only when set: an instance that does not use them
 # keeps the hash it had before they existed (no fleet-wide bounce on upgrade).
-HASHED_WHEN_SET: Mapping[str, object] = {"pool": None, "constraints": ()}
+HASHED_WHEN_SET: Mapping[str, object] = {"pool": None, "constraints": (), "secret_versions": ()}
 
 
 def image_for(deployment: DeploymentState, registry: str | None = None) -> str:

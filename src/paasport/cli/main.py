@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "restart": "paasport.cli.deploy_cmds:restart",
     "rollback": "paasport.cli.deploy_cmds:rollback",
     "schema": "paasport.cli.config_cmds:schema",
+    "secret": "paasport.cli.secret_cmds:secret",
     "start": "paasport.cli.deploy_cmds:start",
     "status": "paasport.cli.status:status",
     "stop": "paasport.cli.deploy_cmds:stop",

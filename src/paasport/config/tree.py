@@ -7,6 +7,7 @@ Reads files here; the rules themselves live in ``config.fields``/``spec`` and ``
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -27,6 +28,7 @@ from paasport.config.merge import (
     namespace_from,
     rollback_policies,
 )
+from paasport.config.secrets import read_index, secret_refs
 from paasport.config.source import YamlDoc, load_yaml
 from paasport.config.spec import Issue, Obj, field_name
 from paasport.config.system import SystemConfig
@@ -243,6 +245,40 @@ def _locate(
     return inst_doc.file, inst_doc.line_of((instance,))
 
 
+def _with_secret_versions(
+    config: InstanceConfig,
+    system: SystemConfig,
+    doc: YamlDoc,
+    svc_doc: YamlDoc | None,
+    out: _Problems,
+) -> InstanceConfig | None:
+    """``config`` with the versions of the secrets its env uses (they enter its config hash: a
+    changed secret bounces it); None, with a problem naming the field, when one is missing.
+    Only this host's cluster: its secrets are in this state dir."""
+    refs = secret_refs(config.env)
+    if not refs:
+        return config
+    try:
+        index = read_index(system.state_dir, config.cluster, config.service)
+    except ConfigError as err:
+        where, at = _locate(("env",), doc, config.instance, svc_doc)
+        out.add(where, at, config.instance, "env", str(err), "error")
+        return None
+    missing = sorted(k for k, name in refs.items() if name not in index)
+    for key in missing:
+        where, at = _locate(("env", key), doc, config.instance, svc_doc)
+        out.add(
+            where, at, config.instance, f"env.{key}",
+            f"{refs[key]!r}: no such secret of {config.service} on cluster {config.cluster} "
+            f"(paasport secret add -s {config.service} -n {refs[key]})",
+            "error",
+        )  # fmt: skip
+    if missing:
+        return None
+    versions = tuple(sorted((name, index[name].version) for name in set(refs.values())))
+    return dataclasses.replace(config, secret_versions=versions)
+
+
 def _load_deployments_json(path: Path, file: str, out: _Problems) -> None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -423,6 +459,8 @@ def _load_service(
             for issue in rule_issues:
                 where, at = _locate(issue.path, doc, instance, svc_doc)
                 out.add(where, at, instance, field_name(issue.path), issue.message, issue.severity)
+            if config is not None and cluster == system.local_cluster:
+                config = _with_secret_versions(config, system, doc, svc_doc, out)
             if config is None:
                 rejected.add((service, cluster, instance))
             else:

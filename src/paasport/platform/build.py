@@ -272,6 +272,7 @@ def proxy_event_hook(events: EventLog, cluster: str) -> Callable[[str, str], Non
 def _add_deployd(
     platform: Platform, workers: int, full_pass_seconds: float, stop_grace_seconds: float
 ) -> None:
+    from paasport.config.secrets import SecretStore
     from paasport.reconcile.deployd import Deployd, DeploydSettings
     from paasport.reconcile.drain import Drainer, NoopDrainer
     from paasport.reconcile.reconciler import ReconcilerSettings
@@ -279,7 +280,12 @@ def _add_deployd(
     settings = DeploydSettings(
         workers=workers,
         full_pass_seconds=full_pass_seconds,
-        reconciler=ReconcilerSettings(stop_grace_seconds=stop_grace_seconds),
+        reconciler=ReconcilerSettings(
+            stop_grace_seconds=stop_grace_seconds,
+            resolve_env=SecretStore(
+                platform.system.state_dir, platform.system.local_cluster
+            ).resolve_env,
+        ),
     )
     drainer: Drainer = platform.drainer or NoopDrainer()
     platform.deployd = Deployd(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -31,6 +31,7 @@ from paasport.bounce.plan import (
     ramp_anchor,
     ramp_share,
 )
+from paasport.config.secrets import secret_refs
 from paasport.engine.base import Engine
 from paasport.errors import PaasportError
 from paasport.monitoring import metrics
@@ -81,6 +82,8 @@ class ReconcilerSettings:
     # A removed instance's own drain_timeout_seconds is gone with its config: InstanceConfig's
     # default bounds its drains (0 would stop its tasks before any proxy acknowledged).
     removed_drain_timeout_seconds: float = 60.0
+    # the env a task starts with: SECRET(name) values resolved (config.secrets); None: as is
+    resolve_env: Callable[[str, Mapping[str, str]], Mapping[str, str]] | None = None
 
 
 @dataclass
@@ -166,6 +169,9 @@ def reconcile_instance(
         assert desired is not None
         planned = hold_old_tasks(planned, desired)
     policy = policy_for(config, settings.removed_drain_timeout_seconds)
+    if desired is not None and settings.resolve_env is not None and secret_refs(desired.env):
+        # the secrets' values join what crash events redact (a task may print them)
+        policy = dataclasses.replace(policy, env=settings.resolve_env(service, desired.env))
     before = StepMemory(
         tuple(memory.crash_times), frozenset(memory.seen_corpses), dict(memory.draining_since)
     )
@@ -372,6 +378,15 @@ def _last_log_lines(engine: Engine, task: Task, n: int) -> list[str]:
     return lines[-n:]
 
 
+def _started_with(spec: AppSpec, ctx: _Context) -> AppSpec:
+    """The spec tasks start from: SECRET(name) env values resolved, only here (never in the
+    spec deployd keeps, plans with or records)."""
+    resolve = ctx.settings.resolve_env
+    if resolve is None or not secret_refs(spec.env):
+        return spec
+    return dataclasses.replace(spec, env=dict(resolve(spec.service, spec.env)))
+
+
 def _perform(
     step: Step,
     observed: Sequence[AppVersion],
@@ -386,7 +401,7 @@ def _perform(
     beginning = {t.task_id for t in step.begin_drains}
     for action in step.actions:
         if isinstance(action, CreateAppVersion):
-            ctx.engine.create_app_version(action.spec, action.count)
+            ctx.engine.create_app_version(_started_with(action.spec, ctx), action.count)
             ctx.event(
                 "info",
                 EventKind.APP_VERSION,
@@ -400,7 +415,7 @@ def _perform(
             )
             performed.append(action)
         elif isinstance(action, ScaleAppVersion):
-            ctx.engine.scale_app_version(action.spec, action.count)
+            ctx.engine.scale_app_version(_started_with(action.spec, ctx), action.count)
             performed.append(action)
         elif isinstance(action, DrainTask):
             task = action.task

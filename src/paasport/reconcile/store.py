@@ -7,8 +7,10 @@ discovery agent, the monitor and the refresher read its snapshots; its watcher t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -17,6 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
+from paasport.config.secrets import secrets_root
 from paasport.config.system import SystemConfig, effective_registry
 from paasport.config.tree import SoaTree, load_tree
 from paasport.deploy.deployments import Deployments, read_deployments
@@ -225,6 +228,7 @@ class DesiredStore:
         self._subscribers: list[Subscriber] = []
         self._loaded = False
         self._watching = False
+        self._secret_stamps: dict[str, tuple[int, int]] | None = None
 
     # ---- loading ----
 
@@ -486,12 +490,32 @@ class DesiredStore:
                 while not stop.is_set():
                     for change in watcher.changes(timeout=0.5):
                         self._guard(f"reloading {change.service}", partial(self.apply, change))
+                    self._guard("reading the secrets", self._reload_for_secrets)
             except Exception:
                 log.exception("watching %s failed; watching it again", self.soa_dir)
                 failed = True
                 stop.wait(self.retry_seconds)
             finally:
                 watcher.close()
+
+    def _reload_for_secrets(self) -> None:
+        """A service whose secrets changed (``paasport secret add|update|rm``, in the state dir,
+        not soa-configs) is loaded again: their versions are in its instances' config hash."""
+        folder = secrets_root(self.system.state_dir) / self.cluster
+        stamps: dict[str, tuple[int, int]] = {}
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            for entry in os.scandir(folder):
+                if entry.name.endswith(".json") and not entry.name.startswith("."):
+                    info = entry.stat()
+                    stamps[entry.name[: -len(".json")]] = (info.st_mtime_ns, info.st_size)
+        before, self._secret_stamps = self._secret_stamps, stamps
+        if before is None:
+            return
+        for service in sorted(set(stamps) | set(before)):
+            if stamps.get(service) != before.get(service) and service in self._services:
+                keys = self.reload_service(service)
+                log.info("%s: its secrets changed: %d instance(s) to check", service, len(keys))
+                self._publish(keys)
 
     @staticmethod
     def _guard(what: str, fn: Callable[[], object]) -> None:
