@@ -120,3 +120,20 @@ def test_a_tree_load_names_a_missing_secret_and_hashes_the_versions(tmp_path: Pa
     [rotated] = load_tree(soa, ["web"], system=system).instances_for("web", "c1", "main")
     assert config_hash(rotated, deployment) != before  # a new version bounces
     assert read_index(system.state_dir, "c2", "web") == {}  # another cluster: none here
+
+
+@pytest.mark.parametrize(
+    ("ok", "detail", "elapsed", "said"),
+    [
+        (True, "HTTP 200", 0.0, True),
+        (False, "HTTP 404", 1.0, None),  # within the grace period: not yet
+        (False, "HTTP 404", 5.0, False),  # past it: failed
+        (False, "task is exited (exit code 1)", 0.5, False),  # an exited task fails at once
+    ],
+)
+def test_local_run_verdict(ok: bool, detail: str, elapsed: float, said: bool | None) -> None:
+    from paasport.engine.health import ProbeResult
+    from paasport.platform.local_run import verdict
+    from paasport.types import HealthCheck
+
+    assert verdict(ProbeResult(ok, detail), elapsed, HealthCheck(grace_period_seconds=5)) == said

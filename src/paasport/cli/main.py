@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "list": "paasport.cli.config_cmds:list_services",
     "list-clusters": "paasport.cli.config_cmds:list_clusters",
     "list-hosts": "paasport.cli.hosts:hosts",
+    "local-run": "paasport.cli.local_run:local_run",
     "logs": "paasport.cli.logs:logs",
     "mark-for-deployment": "paasport.cli.deploy_cmds:mark_for_deployment",
     "mesh-status": "paasport.cli.mesh_status:mesh_status",

@@ -21,15 +21,20 @@ from paasport.config.system import SystemConfig, load_system_config
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-soa_dir_option: Callable[[F], F] = click.option(
-    "--soa-dir",
-    "-d",
-    "soa_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    envvar="PAASPORT_SOA_DIR",
-    default=None,
-    help="soa-configs directory [env PAASPORT_SOA_DIR; else the system config's soa_dir]",
-)
+
+def _soa_dir(*flags: str) -> Callable[[F], F]:
+    return click.option(
+        *flags,
+        "soa_dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        envvar="PAASPORT_SOA_DIR",
+        default=None,
+        help="soa-configs directory [env PAASPORT_SOA_DIR; else the system config's soa_dir]",
+    )
+
+
+soa_dir_option: Callable[[F], F] = _soa_dir("--soa-dir", "-d")
+soa_dir_long_option: Callable[[F], F] = _soa_dir("--soa-dir")  # local-run's -d is --detach
 
 
 def _explicit_config_exists(

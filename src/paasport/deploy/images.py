@@ -12,6 +12,7 @@ import re
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from paasport.deploy.git import GitRepo
@@ -107,14 +108,7 @@ def cook_image(
         raise ImageError(f"{service}: no Dockerfile at the root of {repo.url} at commit {sha[:12]}")
     client = _client(base_url)
     try:
-        for base in base_images(dockerfile.decode(errors="replace")):
-            try:
-                client.images.get(base)
-            except docker.errors.ImageNotFound as err:
-                raise ImageError(
-                    f"{service}: base image {base} (Dockerfile at {sha[:12]}) is not in the local "
-                    "image store, and paasport never pulls; build or load it first"
-                ) from err
+        _require_bases(client, dockerfile.decode(errors="replace"), service, f"at {sha[:12]}")
         with tempfile.TemporaryFile() as context:
             repo.archive(sha, context)
             context.seek(0)
@@ -139,6 +133,20 @@ def cook_image(
     finally:
         client.close()
     return name
+
+
+def _require_bases(client: Any, dockerfile: str, service: str, where: str) -> None:
+    """Every base image of ``dockerfile`` is in the local store (paasport never pulls)."""
+    import docker.errors
+
+    for base in base_images(dockerfile):
+        try:
+            client.images.get(base)
+        except docker.errors.ImageNotFound as err:
+            raise ImageError(
+                f"{service}: base image {base} (Dockerfile {where}) is not in the local image "
+                "store, and paasport never pulls; build or load it first"
+            ) from err
 
 
 def _follow(stream: Iterable[Mapping[str, Any]], progress: Progress, failure: str) -> str | None:
@@ -240,3 +248,44 @@ def push_image(
     finally:
         client.close()
     return PushResult(image=name, pushed=True, digest=digest)
+
+
+def build_working_tree(
+    path: Path,
+    service: str,
+    *,
+    progress: Progress = lambda _line: None,
+    base_url: str | None = None,
+) -> str:
+    """Build ``path``'s Dockerfile from the files as they are (uncommitted ones included, the
+    ``.git`` folder left out), for ``local-run --build``; returns the image
+    ``services-<service>:paasport-local-run``."""
+    import tarfile
+
+    import docker.errors
+
+    name = f"services-{service}:paasport-local-run"
+    dockerfile = path / "Dockerfile"
+    if not dockerfile.is_file():
+        raise ImageError(f"{service}: no Dockerfile in {path} (local-run --build builds it)")
+    client = _client(base_url)
+    try:
+        _require_bases(client, dockerfile.read_text(errors="replace"), service, f"in {path}")
+        with tempfile.TemporaryFile() as context:
+            with tarfile.open(fileobj=context, mode="w") as tar:
+                for entry in sorted(path.iterdir()):
+                    if entry.name != ".git":
+                        tar.add(entry, arcname=entry.name)
+            context.seek(0)
+            stream = client.api.build(
+                fileobj=context, custom_context=True, tag=name,
+                labels={LABEL_BUILD_SERVICE: service}, pull=False, rm=True, forcerm=True,
+                decode=True, timeout=BUILD_SILENCE_SECONDS,
+            )  # fmt: skip
+            _follow(stream, progress, f"{service}: docker build of {path} failed")
+        client.images.get(name)
+    except docker.errors.DockerException as err:
+        raise ImageError(f"{service}: docker build of {path} failed: {err}") from err
+    finally:
+        client.close()
+    return name

@@ -34,6 +34,7 @@ LABEL_MEM = "paasport.mem"
 LABEL_CONTAINER_PORT = "paasport.container_port"
 LABEL_NET = "paasport.net"
 LABEL_CREATED = "paasport.created"  # Docker's "Created" has whole seconds only
+LABEL_LOCAL_RUN = "paasport.local_run"  # a local-run task: never part of a cluster
 
 CPU_PERIOD_US = 100_000
 MIN_NANO_CPUS = 10_000_000  # Docker refuses less than 0.01 CPU
@@ -63,7 +64,7 @@ class ContainerSpec:
     environment: Mapping[str, str]
     labels: Mapping[str, str]
     exposed_ports: tuple[int, ...]
-    port_bindings: Mapping[int, tuple[str, None]]
+    port_bindings: Mapping[int, tuple[str, int | None]]  # None: any free port
     binds: Mapping[str, Mapping[str, str]]
     network_mode: str
     nano_cpus: int

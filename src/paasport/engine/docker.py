@@ -7,6 +7,7 @@ module only performs calls and maps every Docker SDK failure to a paasport error
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -379,6 +380,67 @@ class DockerEngine:
             self._remove(cid)
             raise
         return cid
+
+    # -- one task outside the cluster (local-run) --------------------------------------------
+
+    def start_standalone(
+        self, spec: AppSpec, host_port: int | None, name: str
+    ) -> tuple[str, int | None]:
+        """Start one task of ``spec`` as the cluster would (same image, command, env,
+        resources, volumes), but labelled ``paasport.local_run`` only, so no deployd or agent
+        ever takes it for a cluster task; its port on 127.0.0.1 (``host_port``, else any).
+        Returns (container id, published port)."""
+        args = cs.container_spec(spec, _random_suffix(), time.time())
+        labels = {cs.LABEL_LOCAL_RUN: f"{spec.service}.{spec.instance}"}
+        bindings = {} if spec.net == "host" else {spec.container_port: ("127.0.0.1", host_port)}
+        args = dataclasses.replace(args, name=name, labels=labels, port_bindings=bindings)
+        api = self.api
+        try:
+            with translated(f"creating {name}", self.where):
+                host_config = api.create_host_config(**args.host_config_args())
+                created = api.create_container(host_config=host_config, **args.create_args())
+        except (ImageError, NotFoundError) as err:
+            if self.image_exists(spec.image):
+                raise
+            raise ImageError(f"image {spec.image} does not exist on this host "
+                             "(--build, or cook-image first)") from err  # fmt: skip
+        cid = str(created["Id"])
+        try:
+            with translated(f"starting {name}", self.where):
+                api.start(cid)
+                info = api.inspect_container(cid)
+        except PaasportError:
+            self._remove(cid)
+            raise
+        ports = ((info.get("NetworkSettings") or {}).get("Ports") or {}).get(
+            f"{spec.container_port}/tcp"
+        ) or []
+        host = next((int(p["HostPort"]) for p in ports if str(p.get("HostPort", "")).isdigit()),
+                    None)  # fmt: skip
+        return cid, host
+
+    def standalone_state(self, cid: str) -> tuple[str, int | None]:
+        """(Docker's state of the container, its exit code once it exited)."""
+        with translated(f"inspecting {cid[:12]}", self.where):
+            state = self.api.inspect_container(cid).get("State") or {}
+        code = state.get("ExitCode")
+        status = str(state.get("Status", "unknown"))
+        return status, int(code) if status in ("exited", "dead") and code is not None else None
+
+    def standalone_logs(self, cid: str, follow: bool) -> Iterator[str]:
+        """The container's output lines (stdout and stderr), following with ``follow``."""
+        with translated(f"reading the logs of {cid[:12]}", self.where):
+            stream = self.api.logs(cid, stream=True, follow=follow, stdout=True, stderr=True)
+        pending = ""
+        for chunk in stream:
+            pending += chunk.decode("utf-8", "replace")
+            *lines, pending = pending.split("\n")
+            yield from lines
+        if pending:
+            yield pending
+
+    def remove_standalone(self, cid: str) -> None:
+        self._remove(cid)
 
     def create_app_version(self, spec: AppSpec, count: int) -> AppVersion:
         _in_parallel(lambda _: self._start_task(spec), range(count))
