@@ -161,3 +161,18 @@ def test_counts_add_up_and_say_their_latency() -> None:
     assert total == ErrorCounts(1, 200, 2000.0)
     assert total.line() == "0.5% errors (1 of 200 requests, 10 ms)"
     assert ErrorCounts(0, 10).line() == "0.0% errors (0 of 10 requests)"  # no rtime: not said
+
+
+def test_a_standby_guard_touches_nothing() -> None:
+    from typing import Any, cast
+
+    from paasport.config.system import SystemConfig
+    from paasport.platform.autorollback import AutoRollback
+
+    class Untouchable:
+        def __getattr__(self, name: str) -> Any:
+            raise AssertionError(f"a standby guard used {name}")
+
+    nothing = cast(Any, Untouchable())
+    guard = AutoRollback(SystemConfig(), nothing, nothing, nothing, may_act=lambda: False)
+    assert guard.pass_once() == []

@@ -145,6 +145,9 @@ class AutoRollback:
     # ---- one pass ------------------------------------------------------------------------
 
     def pass_once(self) -> list[Verdict]:
+        if not self.may_act():  # a standby deployd: the active one watches (and says) it all
+            self._watches.clear()
+            return []
         now = self.clock()
         armed = self._armed(now)
         if not armed:
@@ -176,7 +179,7 @@ class AutoRollback:
                 service, group, sha[:8], len(signals.crashes), len(signals.health),
                 watch.new.line(), watch.old.line(), verdict.message if verdict else "fine",
             )  # fmt: skip
-            if verdict is not None and self.may_act():
+            if verdict is not None:
                 self._roll_back(service, group, sha, verdict, configs, now)
                 acted.append(verdict)
         return acted
