@@ -9,6 +9,7 @@ InstanceView values on.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -168,8 +169,23 @@ def probe_tasks(
 
     if not tasks:
         return {}
-    with ThreadPoolExecutor(max_workers=min(16, len(tasks))) as pool:
-        return dict(pool.map(one, tasks))
+    if len(tasks) == 1:
+        return dict([one(tasks[0])])
+    return dict(_probe_pool().map(one, tasks))
+
+
+_POOL_LOCK = threading.Lock()
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _probe_pool() -> ThreadPoolExecutor:
+    """One pool of probe threads per process (the API reads status many times a second: a
+    pool per reading spent more on starting threads than on the probes)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="probe")
+        return _POOL
 
 
 class NodesOnce:
