@@ -27,7 +27,12 @@ from paasport.view.history import load_deploy_history
 from paasport.view.hosts import load_hosts
 from paasport.view.logs import load_logs
 from paasport.view.remote import token_from_env
-from paasport.view.status import answer_entries, clusters_to_read, status_of_clusters
+from paasport.view.status import (
+    answer_entries,
+    clusters_to_read,
+    every_askable_cluster,
+    status_of_clusters,
+)
 
 log = logging.getLogger("paasport.api")
 
@@ -62,11 +67,12 @@ def install_dashboard(app: FastAPI, system: SystemConfig, engine: SharedEngine) 
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
     def every_cluster_entries(service: str | None) -> list[Mapping[str, Any]]:
-        if service is None:
-            remote = (n for n, c in system.clusters.items() if n != cluster and c.api_url)
-            names = [cluster, *sorted(remote)]
-        else:
-            names = list(clusters_to_read(system, service, None).clusters)
+        plan = (
+            every_askable_cluster(system)
+            if service is None
+            else clusters_to_read(system, service, None)
+        )
+        names = list(plan.clusters)
         answers = status_of_clusters(
             system, names, service, None, with_events=False, token=token_from_env(),
             engine=engine.get(),

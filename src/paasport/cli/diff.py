@@ -108,12 +108,10 @@ def across(
     """Each cluster's diff document (this host's from ``local()``), and the clusters that did
     not answer."""
     from paasport.view.remote import read_across, token_from_env
-    from paasport.view.status import ClusterPlan, clusters_to_read
+    from paasport.view.status import clusters_to_read, every_askable_cluster
 
     if service is None and cluster is None:
-        local_name = system.local_cluster
-        others = sorted(n for n, c in system.clusters.items() if n != local_name and c.api_url)
-        plan = ClusterPlan((local_name, *others))
+        plan = every_askable_cluster(system)
     else:
         plan = clusters_to_read(system, service, cluster)
     if plan.clusters == (system.local_cluster,):

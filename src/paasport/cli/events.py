@@ -20,6 +20,7 @@ from paasport.cli.options import (
     config_option,
     instance_option,
     json_option,
+    print_follows,
     service_option,
     settings_from,
     soa_dir_option,
@@ -27,7 +28,6 @@ from paasport.cli.options import (
     token_option,
 )
 from paasport.config.system import SystemConfig
-from paasport.errors import PaasportError
 from paasport.monitoring.events import KINDS, LEVELS, Event
 from paasport.view.events import (
     event_key,
@@ -38,8 +38,6 @@ from paasport.view.events import (
     parse_since,
 )
 from paasport.view.remote import (
-    cluster_line,
-    merge_follows,
     read_across,
     token_from_env,
 )
@@ -221,17 +219,8 @@ def _events_across(
             kinds=wanted, since=start, token=bearer, note=_note,
         )  # fmt: skip
 
-    failed: list[str] = []
+    def show(_cluster: str, event: Event) -> None:
+        if event_key(event) not in printed:
+            _echo(event, as_json)
 
-    def fail(name: str, err: PaasportError) -> None:
-        failed.append(name)
-        click.secho(cluster_line(name, err), fg="red", err=True)
-
-    stop = threading.Event()
-    try:
-        for _name, event in merge_follows({n: source(n) for n in clusters}, stop, failed=fail):
-            if event_key(event) not in printed:
-                _echo(event, as_json)
-    except KeyboardInterrupt:
-        stop.set()
-    return 1 if failed else code
+    return print_follows({n: source(n) for n in clusters}, show) or code

@@ -22,11 +22,12 @@ from paasport.cli.options import (
     config_option,
     instance_option,
     json_option,
+    print_follows,
     service_option,
     token_option,
 )
 from paasport.config.system import SystemConfig, load_system_config
-from paasport.errors import NotFoundError, PaasportError, UsageError
+from paasport.errors import NotFoundError, UsageError
 from paasport.view.logs import log_json
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
@@ -191,7 +192,7 @@ def _follow_across(
     cut: lines written while it was gone are not shown). Until Ctrl-C; exit 1 when a cluster
     could not be followed."""
     from paasport.engine.factory import engine_for
-    from paasport.view.remote import cluster_line, follow_sse, merge_follows, token_from_env
+    from paasport.view.remote import follow_sse, token_from_env
 
     bearer = token_from_env(token)
     params = {"tail": "0", **({"instance": instance} if instance else {})}
@@ -218,17 +219,5 @@ def _follow_across(
 
         return follow
 
-    failed: list[str] = []
-
-    def fail(name: str, err: PaasportError) -> None:
-        failed.append(name)
-        click.secho(cluster_line(name, err), fg="red", err=True)
-
     sources = {n: local if n == system.local_cluster else remote(n) for n in clusters}
-    stop = threading.Event()
-    try:
-        for name, row in merge_follows(sources, stop, failed=fail):
-            _echo_row(name, row, as_json)
-    except KeyboardInterrupt:
-        stop.set()
-    return 1 if failed else 0
+    return print_follows(sources, lambda name, row: _echo_row(name, row, as_json))

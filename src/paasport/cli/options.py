@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from paasport.config.system import SystemConfig, load_system_config
+from paasport.errors import PaasportError
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def _soa_dir(*flags: str) -> Callable[[F], F]:
@@ -153,3 +156,27 @@ def settings_from(ctx_or_args: click.Context | Mapping[str, Any]) -> SystemConfi
 def print_json(value: object) -> None:
     """Machine JSON on stdout: sorted keys, no colour, one trailing newline."""
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def print_follows(
+    sources: Mapping[str, Callable[[threading.Event], Iterator[T]]],
+    show: Callable[[str, T], None],
+) -> int:
+    """``show(cluster, item)`` for what every cluster's follower gives, as it comes, until
+    Ctrl-C (``-f`` across clusters); a cluster that cannot be followed is its one red line and
+    the exit status 1."""
+    from paasport.view.remote import cluster_line, merge_follows
+
+    failed: list[str] = []
+
+    def fail(name: str, err: PaasportError) -> None:
+        failed.append(name)
+        click.secho(cluster_line(name, err), fg="red", err=True)
+
+    stop = threading.Event()
+    try:
+        for name, item in merge_follows(sources, stop, failed=fail):
+            show(name, item)
+    except KeyboardInterrupt:
+        stop.set()
+    return 1 if failed else 0

@@ -62,21 +62,29 @@ class _Watch:
     said_worse: bool | None = None
 
 
+def newest_mark(marks: Iterable[Event], group: str, sha: str) -> Event | None:
+    """The newest mark of ``group`` at ``sha`` (a deploy, a rollback, an arming). Pure."""
+    mine = (
+        m for m in marks if m.data.get("deploy_group") == group and m.data.get("git_sha") == sha
+    )
+    return max(mine, key=lambda m: m.time, default=None)
+
+
+def is_rollback(mark: Event | None) -> bool:
+    return mark is not None and mark.data.get("action") == "rollback"
+
+
 def armed_policy(
     marks: Iterable[Event], group: str, sha: str, configured: RollbackPolicy | None
 ) -> tuple[RollbackPolicy | None, float | None]:
     """(the policy, the mark's time) of the newest mark of ``group`` at ``sha``: deploy.yaml's
     policy, else the mark's ``--auto-rollback``; none for a rollback (never judged). Pure."""
-    newest: Event | None = None
-    for event in marks:
-        data = event.data
-        mine = data.get("deploy_group") == group and data.get("git_sha") == sha
-        if mine and (newest is None or event.time >= newest.time):
-            newest = event
-    if newest is not None and newest.data.get("action") == "rollback":
-        return None, newest.time
+    newest = newest_mark(marks, group, sha)
+    at = newest.time if newest is not None else None
+    if newest is not None and is_rollback(newest):
+        return None, at
     if configured is not None:
-        return configured, newest.time if newest else None
+        return configured, at
     if newest is not None and newest.data.get("auto_rollback"):
         window = newest.data.get("auto_rollback_window")
         policy = (
@@ -84,16 +92,8 @@ def armed_policy(
             if isinstance(window, int | float) and window > 0
             else RollbackPolicy()
         )
-        return policy, newest.time
-    return None, newest.time if newest else None
-
-
-def _was_rollback(marks: Iterable[Event], group: str, sha: str) -> bool:
-    newest = max(
-        (m for m in marks if m.data.get("deploy_group") == group and m.data.get("git_sha") == sha),
-        key=lambda m: m.time, default=None,
-    )  # fmt: skip
-    return newest is not None and newest.data.get("action") == "rollback"
+        return policy, at
+    return None, at
 
 
 def good_sha(refs: Mapping[str, str], group: str, bad: str) -> str | None:
@@ -207,14 +207,17 @@ class AutoRollback:
             policy, marked_at = armed_policy(mine, group, state.git_sha, configured)
             acting = policy is not None
             if policy is None:
-                if _was_rollback(mine, group, state.git_sha):
+                if is_rollback(newest_mark(mine, group, state.git_sha)):
                     continue
                 policy = RollbackPolicy()
             key = (service, group, state.git_sha)
-            start = marked_at or self._first_started(service, configs, state.git_sha, now)
+            watch = self._watches.get(key)
+            start = marked_at or (  # the events are asked once per deploy, not every pass
+                watch.start if watch is not None
+                else self._first_started(service, configs, state.git_sha, now)
+            )  # fmt: skip
             if start is None or now - start > policy.window_seconds:
                 continue
-            watch = self._watches.get(key)
             if watch is None or watch.start != start:
                 self._watches[key] = _Watch(start)
             out[key] = (policy, configs, acting)

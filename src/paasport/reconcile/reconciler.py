@@ -169,13 +169,17 @@ def reconcile_instance(
         assert desired is not None
         planned = hold_old_tasks(planned, desired)
     policy = policy_for(config, settings.removed_drain_timeout_seconds)
-    if desired is not None and settings.resolve_env is not None and secret_refs(desired.env):
-        # the secrets' values join what crash events redact (a task may print them)
-        policy = dataclasses.replace(policy, env=settings.resolve_env(service, desired.env))
     before = StepMemory(
         tuple(memory.crash_times), frozenset(memory.seen_corpses), dict(memory.draining_since)
     )
     lines = _new_corpse_lines(planned, desired, engine, memory, settings)
+    if (
+        lines
+        and desired is not None
+        and settings.resolve_env is not None
+        and secret_refs(desired.env)
+    ):  # crash lines to quote: the secrets' values join what they are redacted of
+        policy = dataclasses.replace(policy, env=settings.resolve_env(service, desired.env))
     step = next_step(planned, desired, policy, before, lines, now)
     memory.crash_times = list(step.memory.crash_times)
     memory.seen_corpses = set(step.memory.seen_corpses)

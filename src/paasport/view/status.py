@@ -377,12 +377,13 @@ def _traffic_verdicts(log: Any, services: Sequence[str]) -> dict[tuple[str, str]
     (or canary's) errors through the proxy with the rest's (``canary`` events)."""
     import time
 
+    wanted = set(services)
     found: dict[tuple[str, str], str] = {}
     since = time.time() - TRAFFIC_VERDICT_SECONDS
-    for service in services:
-        for event in log.query(service=service, since=since, kinds=("canary",)):
-            if event.instance:
-                found[(service, event.instance)] = event.message
+    service = next(iter(wanted)) if len(wanted) == 1 else None  # one query either way
+    for event in log.query(service=service, since=since, kinds=("canary",)):
+        if event.instance and event.service in wanted:
+            found[(event.service, event.instance)] = event.message
     return found
 
 
@@ -497,6 +498,14 @@ def plan_clusters(
     asked = tuple(c for c in others if system.clusters[c].api_url)
     skipped = tuple(c for c in others if not system.clusters[c].api_url)
     return ClusterPlan(((local,) if local in named or not asked else ()) + asked, skipped)
+
+
+def every_askable_cluster(system: SystemConfig) -> ClusterPlan:
+    """This host's cluster, then every other with an ``api_url`` (sorted): a reading of every
+    service (the dashboard's overview, ``diff`` without -s). Pure."""
+    local = system.local_cluster
+    others = sorted(n for n, c in system.clusters.items() if n != local and c.api_url)
+    return ClusterPlan((local, *others))
 
 
 def clusters_to_read(system: SystemConfig, service: str | None, cluster: str | None) -> ClusterPlan:
