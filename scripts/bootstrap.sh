@@ -11,7 +11,10 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 APT_PACKAGES=(docker.io haproxy busybox-static git wrk docker-registry zookeeper
               prometheus-alertmanager debootstrap iproute2 procps curl ca-certificates python3-venv
-              chromium fonts-dejavu-core libatomic1)
+              chromium fonts-dejavu-core libatomic1 postgresql-15 postgresql-client-15)
+# postgresql-15's postinst creates the Debian cluster 15/main and may start it on 5432 with its
+# socket in /var/run/postgresql. paasport never uses or stops it: scripts/services.sh runs a
+# cluster of its own (.run/postgres, 127.0.0.1:55432, socket in .run), so the two never collide.
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

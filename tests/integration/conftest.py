@@ -74,3 +74,17 @@ def alertmanager_url() -> str:
 def tmp_dir() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="paasport-test-") as d:
         yield Path(d)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The superuser URL of scripts/services.sh's Postgres: PAASPORT_TEST_POSTGRES_URL, else the
+    one services.sh writes to .run/postgres.url (role postgres, a password it generated)."""
+    url = os.environ.get("PAASPORT_TEST_POSTGRES_URL")
+    if url:
+        return url
+    run_dir = Path(os.environ.get("PAASPORT_RUN_DIR") or Path(__file__).parents[2] / ".run")
+    path = run_dir / "postgres.url"
+    if not path.is_file():
+        pytest.fail(f"no {path}: start Postgres with `bash scripts/services.sh start postgres`")
+    return path.read_text().strip()
