@@ -117,6 +117,43 @@ class InstanceConfig:
 
 
 @dataclass(frozen=True)
+class JobAction:
+    """One action of a scheduled job: a task of ``config`` (instance ``job.action``, its
+    ``cmd`` the action's command) once its ``requires`` succeeded."""
+
+    name: str
+    config: InstanceConfig
+    requires: tuple[str, ...] = ()
+    retries: int = 0
+    retries_delay: float = 0.0
+    expected_runtime: float | None = None
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """One job of a ``tron-<cluster>.yaml``: when it runs and its actions, in an order where
+    every action comes after those it requires."""
+
+    service: str
+    cluster: str
+    name: str
+    schedule: str  # config.schedule's text: "cron */5 * * * *", "daily 04:00:00"
+    time_zone: str
+    actions: tuple[JobAction, ...]
+    deploy_group: str
+    enabled: bool = True
+    allow_overlap: bool = False
+    expected_runtime: float = 86400.0
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    source_file: str = ""
+    source_line: int = 0
+
+    @property
+    def job_id(self) -> str:
+        return f"{self.service}.{self.name}"
+
+
+@dataclass(frozen=True)
 class Namespace:
     """One smartstack.yaml namespace: a discovery name with a proxy port on every host."""
 

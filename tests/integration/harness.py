@@ -130,8 +130,13 @@ def write_to_task_log(container: str, text: str) -> None:
 
 
 def remove_cluster(cluster: str) -> None:
-    """Remove every container labelled with ``cluster`` (only ours: clusters are unique)."""
+    """Remove every container labelled with ``cluster`` (only ours: clusters are unique), its
+    one-off tasks included."""
     ids = cluster_containers(cluster)
+    ids += subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=paasport.run.cluster={cluster}"],
+        capture_output=True, text=True, check=False, timeout=120,
+    ).stdout.split()  # fmt: skip
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False, timeout=120)
 

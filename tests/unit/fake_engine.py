@@ -10,10 +10,11 @@ import dataclasses
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence, Set
+from collections.abc import Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 
-from paasport.engine.base import ExecResult, LogLine, NodeCapacity, NodeInfo
+from paasport.engine.base import ExecResult, LogLine, NodeCapacity, NodeInfo, OneOff
+from paasport.engine.one_off_spec import command_of
 from paasport.errors import NotFoundError
 from paasport.monitoring.events import Event
 from paasport.reconcile.drain import DrainStatus
@@ -30,6 +31,9 @@ class FakeEngine:
     log_lines: dict[str, list[str]] = field(default_factory=dict)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     clock: float = 1000.0
+    one_offs: dict[str, OneOff] = field(default_factory=dict)
+    one_off_specs: dict[str, AppSpec] = field(default_factory=dict)
+    one_off_lines: dict[str, list[str]] = field(default_factory=dict)
 
     def list_app_versions(
         self, service: str | None = None, instance: str | None = None
@@ -127,6 +131,41 @@ class FakeEngine:
 
     def local_node(self) -> NodeInfo:
         return NodeInfo("", "local", "127.0.0.1")
+
+    # one-off tasks: started running; ``end_one_off`` makes one exit
+    def start_one_off(self, spec: AppSpec, run_id: str, kind: str, labels: Mapping[str, str],
+                      by: str = "") -> OneOff:  # fmt: skip
+        self.calls["start_one_off"] += 1
+        task_id = f"oneoff-{next(self._ids)}"
+        run = OneOff(run_id, task_id, kind, spec.service, spec.instance, spec.cluster,
+                     spec.git_sha, command_of(spec), self.clock, "running", extra=dict(labels),
+                     by=by)  # fmt: skip
+        self.one_offs[task_id] = run
+        self.one_off_specs[task_id] = spec
+        return run
+
+    def end_one_off(self, task_id: str, exit_code: int, output: Sequence[str] = ()) -> None:
+        self.one_offs[task_id] = dataclasses.replace(
+            self.one_offs[task_id], state="exited", exit_code=exit_code, finished=self.clock
+        )
+        self.one_off_lines[task_id] = list(output)
+
+    def list_one_offs(self, service: str | None = None, kind: str | None = None
+                      ) -> Sequence[OneOff]:  # fmt: skip
+        self.calls["list_one_offs"] += 1
+        return [
+            r
+            for r in self.one_offs.values()
+            if (service is None or r.service == service) and (kind is None or r.kind == kind)
+        ]
+
+    def one_off_output(self, task_id: str, follow: bool = False,
+                       stop: threading.Event | None = None) -> Iterator[str]:  # fmt: skip
+        yield from self.one_off_lines.get(task_id, [])
+
+    def remove_one_off(self, task_id: str) -> None:
+        self.calls["remove_one_off"] += 1
+        self.one_offs.pop(task_id, None)
 
     def close(self) -> None:
         self.closed = True

@@ -77,21 +77,40 @@ def test_config_case(case: dict[str, Any], tmp_path: Path) -> None:
     tree = load_tree(root, case.get("services"), system=system)
     assert [_render(p, root) for p in tree.problems] == case.get("problems", [])
     for key, expected in (case.get("instances") or {}).items():
-        service, cluster, instance = key.split(".")
-        found = tree.instances_for(service, cluster, instance)
+        _check_values(key, expected, tree.instances_for(*key.split(".")))
+    for key, expected in (case.get("adhoc") or {}).items():
+        _check_values(key, expected, tree.adhoc_for(*key.split(".")))
+    for key, expected in (case.get("jobs") or {}).items():
+        service, cluster, job = key.split(".")
+        jobs = tree.jobs_for(service, cluster, job)
         if expected is None:
-            assert found == (), f"{key} should have been left out"
+            assert jobs == (), f"{key} should have been left out"
             continue
-        assert len(found) == 1, f"{key} not loaded"
-        values = asdict(found[0])
+        assert len(jobs) == 1, f"{key} not loaded"
+        got = {
+            "schedule": jobs[0].schedule, "time_zone": jobs[0].time_zone,
+            "expected_runtime": jobs[0].expected_runtime,
+            "order": [a.name for a in jobs[0].actions], "team": jobs[0].monitoring.team,
+            "cmds": [a.config.cmd for a in jobs[0].actions],
+        }  # fmt: skip
         for field, value in expected.items():
-            got = values
-            for part in field.split("."):
-                got = got[part]
-            if isinstance(got, tuple):
-                got = [asdict(v) if hasattr(v, "__dataclass_fields__") else v for v in got]
-            assert got == value, f"{key} {field}"
+            assert got[field] == value, f"{key} {field}"
     if "rejected" in case:
         assert sorted(".".join(r) for r in tree.rejected_instances) == case["rejected"]
     if "incomplete" in case:
         assert sorted(tree.incomplete_services) == case["incomplete"]
+
+
+def _check_values(key: str, expected: dict[str, Any] | None, found: tuple[Any, ...]) -> None:
+    if expected is None:
+        assert found == (), f"{key} should have been left out"
+        return
+    assert len(found) == 1, f"{key} not loaded"
+    values = asdict(found[0])
+    for field, value in expected.items():
+        got = values
+        for part in field.split("."):
+            got = got[part]
+        if isinstance(got, tuple):
+            got = [asdict(v) if hasattr(v, "__dataclass_fields__") else v for v in got]
+        assert got == value, f"{key} {field}"

@@ -143,7 +143,7 @@ KIND_OF = {
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*/*.yaml")), ids=lambda p: p.name)
 def test_examples_pass_their_schema(path: Path) -> None:
-    kind = KIND_OF.get(path.name, "instances")
+    kind = KIND_OF.get(path.name) or path.name.split("-", 1)[0].replace("kubernetes", "instances")
     jsonschema.validate(yaml.safe_load(path.read_text()), json_schema(kind))
 
 

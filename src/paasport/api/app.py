@@ -28,7 +28,7 @@ from paasport.api.errors import (
     validation_body,
 )
 from paasport.api.reads import Coalescer, SharedEngine, json_bytes, json_response
-from paasport.api.stream import event_stream, log_stream
+from paasport.api.stream import event_stream, log_stream, sse_response
 from paasport.config.system import SystemConfig
 from paasport.deploy.workflow import ServiceTarget
 from paasport.errors import PaasportError, UsageError
@@ -44,6 +44,7 @@ from paasport.view.history import load_deploy_history
 from paasport.view.hosts import load_hosts
 from paasport.view.logs import load_logs
 from paasport.view.mesh import load_mesh
+from paasport.view.runs import run_json
 from paasport.view.status import load_status
 
 log = logging.getLogger("paasport.api")
@@ -71,6 +72,19 @@ class RollbackBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sha: str | None = Field(default=None, min_length=4, max_length=64, pattern=r"^[0-9a-fA-F]+$")
     force: bool = False
+
+
+class RunBody(BaseModel):
+    """``paasport run``: a one-off task of an adhoc instance, or like a long-running one."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    instance: str | None = Field(default=None, pattern=NAME)  # an adhoc instance
+    like: str | None = Field(default=None, alias="from", pattern=NAME)
+    cmd: str | None = Field(default=None, max_length=8000)
+    by: str | None = Field(default=None, max_length=200)  # who typed it, for the event log
+
+
+RunId = Annotated[str, Path(pattern=r"^[a-z0-9]{6,20}$", description="run id")]
 
 
 def create_app(
@@ -318,8 +332,88 @@ def create_app(
             )
         return _outcome(outcome)
 
+    # ---- one-off runs (``paasport run`` through the API) --------------------------------
+
+    def the_run(service: str, run_id: str) -> Any:
+        from paasport.platform import runs
+
+        found = runs.find_run(engine.get(), service, run_id)
+        if found is None:
+            from paasport.errors import NotFoundError
+
+            raise NotFoundError(f"{service}: no run {run_id} on cluster {system.local_cluster}")
+        return found
+
+    @app.post("/v1/services/{service}/runs", tags=["mutations"], status_code=201)
+    def start_run(service: Service, body: RunBody, who: Writer) -> Json:
+        """``paasport run``: start a one-off task with the app's current image and config."""
+        from paasport.config.tree import load_tree
+        from paasport.platform import runs
+
+        owned_target(service, who)
+        tree = load_tree(system.soa_dir, [service], system=system)
+        plan = runs.plan_run(system, tree, service, system.local_cluster, adhoc=body.instance,
+                             like=body.like, cmd=body.cmd)  # fmt: skip
+        by = f"{body.by or '?'} (token {who.name}, team {who.team or '-'})"
+        run = runs.start_run(system, engine.get(), plan.spec, by)
+        return {**run_json(run), "image": plan.spec.image, "source": plan.source}
+
+    @app.get("/v1/services/{service}/runs", tags=["reads"])
+    def list_runs(service: Service, _: Reader) -> Json:
+        """The service's one-off tasks on this cluster, running or exited (not yet removed)."""
+        load_catalog_tree(system, service)
+        return [run_json(r) for r in engine.get().list_one_offs(service)]
+
+    @app.get("/v1/services/{service}/runs/{run_id}", tags=["reads"])
+    def get_run(service: Service, run_id: RunId, _: Reader) -> Json:
+        return run_json(the_run(service, run_id))
+
+    @app.get("/v1/services/{service}/runs/{run_id}/log", tags=["reads"], response_class=Response)
+    def run_log(service: Service, run_id: RunId, _: Reader) -> Response:
+        """The output kept of a finished run (or job action), as text."""
+        from paasport.platform import runs
+
+        return Response(runs.read_log(system.state_dir, service, run_id), media_type="text/plain")
+
+    @app.get("/v1/services/{service}/runs/{run_id}/output/stream", tags=["reads"],
+             response_class=Response)  # fmt: skip
+    def run_output(
+        request: Request, service: Service, run_id: RunId, _: Reader,
+        skip: Annotated[int, Query(ge=0)] = 0,
+    ) -> Response:  # fmt: skip
+        """Server-Sent Events: each output line (``event: line``, past the first ``skip``),
+        then ``event: exit`` with the run as it ended."""
+        from paasport.platform import runs
+
+        run = the_run(service, run_id)
+
+        def follow(done: threading.Event) -> Any:
+            for n, item in enumerate(runs.output_then_exit(engine.get(), run, done)):
+                if not isinstance(item, str) or n >= skip:
+                    yield item
+
+        return sse_response(request, stopping, follow, run_frame, "paasport run")
+
+    @app.delete("/v1/services/{service}/runs/{run_id}", tags=["mutations"])
+    def finish_run(service: Service, run_id: RunId, who: Writer) -> Json:
+        """Keep its output, record how it ended, remove it (a running one is stopped)."""
+        from paasport.platform import runs
+
+        owned_target(service, who)
+        run = the_run(service, run_id)
+        path = runs.finish_run(system, engine.get(), run)
+        return {**run_json(run), "log": str(path) if path else None}
+
     install_dashboard(app, system, engine)
     return app
+
+
+def run_frame(item: Any) -> str:
+    import json
+
+    if isinstance(item, str):
+        return f"event: line\ndata: {json.dumps({'line': item})}\n\n"
+    return f"event: exit\ndata: {json.dumps(run_json(item), sort_keys=True)}\n\n"
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,9 @@ def render(entries: Sequence[Mapping[str, Any]], verbose: int) -> None:
         inst = e.get("instance")
         key, cluster, ok = f"{e['service']}.{inst}" if inst else e["service"], e["cluster"], e["ok"]
         colour = "green" if ok else "red"
+        if e.get("run"):  # a one-off task: never one of the instance's tasks
+            console.print(f"[bold]{key}[/bold] ({cluster})  {escape(str(e.get('why') or ''))}")
+            continue
         if e.get("expected") is None:  # a config error or a cluster that did not answer
             console.print(f"[bold]{key}[/bold] ({cluster})  [red]{e['state']}[/red]")
             console.print(f"  [red]why:[/red] {escape(str(e.get('why') or ''))}")
@@ -197,7 +200,7 @@ def status(
         )
         if as_json:
             print_json(view.to_json())
-        elif not view.instances and not view.config_errors:
+        elif not view.instances and not view.config_errors and not view.runs:
             click.echo("no instances configured for this cluster")
         else:
             render(view.to_json(), verbose)

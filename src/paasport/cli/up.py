@@ -28,6 +28,7 @@ from paasport.config.system import SystemConfig, config_path, default_config_tex
 from paasport.errors import PaasportError
 from paasport.platform.autorollback import AutoRollback
 from paasport.platform.build import Platform, build_platform, load_settings, start_metrics
+from paasport.platform.jobs import JobScheduler
 
 __all__ = ["deployd", "load_settings", "setup_logging", "up"]
 
@@ -157,9 +158,20 @@ def deployd(
     try:
         guard = auto_rollback_guard(platform)
         platform.spawn("auto-rollback", lambda: guard.run_forever(stop))
+        scheduler = job_scheduler(platform)
+        platform.spawn("jobs", lambda: scheduler.run_forever(stop))
         platform.deployd.run_forever(stop)
     finally:
         platform.close()
+
+
+def job_scheduler(platform: Platform) -> JobScheduler:
+    """The scheduler of this cluster's jobs and keeper of its one-off tasks: it acts only
+    while this deployd holds the cluster lock."""
+    return JobScheduler(
+        platform.system, platform.store, platform.engine, platform.events,
+        may_act=lambda: platform.cluster_lock is None or platform.cluster_lock.is_open(),
+    )  # fmt: skip
 
 
 def auto_rollback_guard(platform: Platform) -> AutoRollback:
@@ -252,6 +264,8 @@ def up(
             platform.spawn("discovery-agent", lambda: agent.run_forever(stop))
         guard = auto_rollback_guard(platform)
         platform.spawn("auto-rollback", lambda: guard.run_forever(stop))
+        scheduler = job_scheduler(platform)
+        platform.spawn("jobs", lambda: scheduler.run_forever(stop))
         platform.deployd.run_forever(stop)
     finally:
         stop.set()

@@ -463,3 +463,100 @@ SYSTEM = Obj(
     },
     description="paasport.yaml: the system config",
 )
+
+# -- adhoc-<cluster>.yaml: one-off instance definitions (paasta-spec.md §1.7; no `instances`) --
+ADHOC_FIELDS: dict[str, Spec] = {
+    k: INSTANCE_FIELDS[k]
+    for k in (
+        "cpus", "mem", "disk", "cmd", "args", "env", "deploy_group", "net", "container_port",
+        "extra_volumes", "pool", "constraints", "extra_constraints",
+    )
+}  # fmt: skip
+ADHOC_UNUSED = frozenset(
+    {
+        "gpus", "boto_keys", "iam_role", "iam_role_provider", "fs_group", "fs_group_change_policy",
+        "crypto_keys", "secret_volumes", "uses_bulkdata", "cap_add", "privileged",
+        "cfs_period_us", "cpu_burst_add", "extra_docker_args", "role", "namespace", "docker_url",
+        "node_selectors", "node_selectors_preferred",
+    }
+)  # fmt: skip
+ADHOC = Obj(ADHOC_FIELDS, unused=ADHOC_UNUSED, description="one adhoc (one-off) instance")
+
+# -- tron-<cluster>.yaml: scheduled jobs (paasta-spec.md §1.8) ---------------------------------
+TRON_MONITORING_FIELDS: dict[str, Spec] = {
+    k: MONITORING_FIELDS[k]
+    for k in (
+        "team", "runbook", "page", "tip", "notification_email", "realert_every",
+        "slack_channels", "ticket", "priority", "description", "alert_after",
+    )
+}  # fmt: skip
+TRON_MONITORING_UNUSED = frozenset(
+    {
+        "dependencies", "irc_channels", "project", "tags", "component",
+        "check_that_every_day_has_a_successful_run", "page_for_expected_runtime",
+        "check_oom_events", "issuetype",
+    }
+)  # fmt: skip
+ACTION_FIELDS: dict[str, Spec] = {
+    "command": Str(description="run by /bin/sh -c in a task of the service's image"),
+    "requires": ListOf(Str(r"[^_].*", "an action name"), unique=True,
+                       description="actions of the same job that must succeed first"),
+    "retries": Int(0, description="run a failed action again this many times"),
+    "retries_delay": Duration(description="wait this long before a retry (0)"),
+    "executor": Enum(("paasta",), description="where it runs (paasport: the cluster's engine)"),
+    "cpus": INSTANCE_FIELDS["cpus"],
+    "mem": INSTANCE_FIELDS["mem"],
+    "disk": INSTANCE_FIELDS["disk"],
+    "env": INSTANCE_FIELDS["env"],
+    "deploy_group": Str(description="deploy.yaml step whose sha the action runs"),
+    "service": Str(SERVICE_NAME, "a service name", description="whose image (this service)"),
+    "expected_runtime": Duration(description="alert when a run of it takes longer"),
+    "extra_volumes": INSTANCE_FIELDS["extra_volumes"],
+    "pool": INSTANCE_FIELDS["pool"],
+}  # fmt: skip
+ACTION_UNUSED = frozenset(
+    {
+        "cap_add", "constraints", "idempotent", "cost_owner", "service_account_name",
+        "iam_role", "iam_role_provider", "node_selectors", "boto_keys", "crypto_keys",
+        "ssm_secrets", "uses_bulkdata", "secret_volumes", "projected_sa_volumes", "cluster",
+        "triggered_by", "trigger_downstreams", "on_upstream_rerun", "trigger_timeout",
+        "aws_credentials", "max_runtime", "spark_args", "mrjob", "force_spark_resource_configs",
+        "secret_env",
+    }
+)  # fmt: skip
+ACTION = Obj(ACTION_FIELDS, required=frozenset({"command"}), unused=ACTION_UNUSED,
+             description="one action of a job")  # fmt: skip
+JOB_FIELDS: dict[str, Spec] = {
+    "schedule": Custom(
+        lambda v: (v, None) if isinstance(v, str | dict) else
+        (None, f'expected a schedule like "cron 0 4 * * *" or "daily 04:00", found {describe(v)}'),
+        {"anyOf": [{"type": "string"}, {"type": "object"}]},
+        expected='a schedule like "cron 0 4 * * *" or "daily 04:00"',
+        description='when it runs: "cron MIN HOUR DOM MON DOW", "daily HH:MM[:SS]", or '
+        "{type: cron, value: ...}",
+    ),
+    "actions": Custom(
+        lambda v: (v, None) if isinstance(v, dict | list) else
+        (None, f"expected a mapping of action names to actions, found {describe(v)}"),
+        {"anyOf": [{"type": "object"}, {"type": "array"}]},
+        expected="a mapping of action names to actions",
+        description="what it runs, each action a task",
+    ),
+    "monitoring": Obj(TRON_MONITORING_FIELDS, unused=TRON_MONITORING_UNUSED,
+                      description="who is alerted when a run fails or runs late"),
+    "enabled": Bool(description="false: never scheduled (job-run-now still runs it)"),
+    "allow_overlap": Bool(description="start a scheduled run while the last one still runs"),
+    "expected_runtime": Duration(description="alert when a run takes longer (default 24h)"),
+    "time_zone": Str(description="the schedule's time zone (US/Pacific, like Tron)"),
+    "service": Str(SERVICE_NAME, "a service name", description="whose image (this service)"),
+    "deploy_group": Str(description="deploy.yaml step whose sha the actions run"),
+    "node": Str(description="Tron's node pool (paasport: the cluster's engine)"),
+}  # fmt: skip
+JOB_UNUSED = frozenset(
+    {
+        "cluster", "queueing", "run_limit", "all_nodes", "cleanup_action", "max_runtime",
+        "cost_owner",
+    }
+)  # fmt: skip
+JOB = Obj(JOB_FIELDS, required=frozenset({"schedule", "actions"}), unused=JOB_UNUSED,
+          description="one scheduled job")  # fmt: skip

@@ -9,7 +9,7 @@ from __future__ import annotations
 from paasport.config import fields as F
 from paasport.config.spec import Obj
 
-KINDS = ("service", "deploy", "instances", "smartstack", "monitoring", "system")
+KINDS = ("service", "deploy", "instances", "adhoc", "tron", "smartstack", "monitoring", "system")
 
 _DRAFT = "http://json-schema.org/draft-07/schema#"
 
@@ -36,6 +36,10 @@ def json_schema(kind: str) -> dict[str, object]:
             "instances-<cluster>.yaml (also kubernetes-/marathon-/eks-<cluster>.yaml): "
             "instance name -> instance",
         ),
+        "adhoc": lambda: _named_map(
+            F.ADHOC, "adhoc-<cluster>.yaml: adhoc instance name -> one-off instance"
+        ),
+        "tron": lambda: _named_map(F.JOB, "tron-<cluster>.yaml: job name -> scheduled job"),
         "smartstack": lambda: _named_map(
             F.NAMESPACE, "smartstack.yaml: namespace name -> namespace"
         ),

@@ -28,6 +28,7 @@ from paasport.config.merge import (
     namespace_from,
     rollback_policies,
 )
+from paasport.config.schedule import parse_schedule
 from paasport.config.secrets import read_index, secret_refs
 from paasport.config.source import YamlDoc, load_yaml
 from paasport.config.spec import Issue, Obj, field_name
@@ -35,6 +36,8 @@ from paasport.config.system import SystemConfig
 from paasport.errors import ConfigError, ConfigProblem, NotFoundError
 from paasport.types import (
     InstanceConfig,
+    JobAction,
+    JobConfig,
     MonitoringConfig,
     Namespace,
     RollbackPolicy,
@@ -42,7 +45,7 @@ from paasport.types import (
 )
 
 INSTANCE_FILE = re.compile(r"(instances|kubernetes|marathon|eks)-(.+)\.yaml")
-UNSUPPORTED_FILE = re.compile(r"(adhoc|tron)-(.+)\.yaml")
+BATCH_FILE = re.compile(r"(adhoc|tron)-(.+)\.yaml")  # one-off instances, scheduled jobs
 OTHER_PAASTA_FILE = re.compile(
     r"((flink|flinkeks|cassandracluster|cassandraclustereks|kafkacluster|nrtsearchservice"
     r"|nrtsearchserviceeks|monkrelays|paasta_native|chronos|crd|rollback)-.+"
@@ -67,6 +70,31 @@ class SoaTree:
     incomplete_services: frozenset[str] = frozenset()
     clusters: tuple[str, ...] = ()  # every cluster some instance file names, sorted
     instance_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # per service
+    # adhoc-<cluster>.yaml: one-off definitions (``paasport run``), never reconciled
+    adhoc: tuple[InstanceConfig, ...] = ()
+    jobs: tuple[JobConfig, ...] = ()  # tron-<cluster>.yaml: scheduled jobs
+
+    def adhoc_for(
+        self, service: str | None = None, cluster: str | None = None, instance: str | None = None
+    ) -> tuple[InstanceConfig, ...]:
+        return tuple(
+            c
+            for c in self.adhoc
+            if (service is None or c.service == service)
+            and (cluster is None or c.cluster == cluster)
+            and (instance is None or c.instance == instance)
+        )
+
+    def jobs_for(
+        self, service: str | None = None, cluster: str | None = None, job: str | None = None
+    ) -> tuple[JobConfig, ...]:
+        return tuple(
+            j
+            for j in self.jobs
+            if (service is None or j.service == service)
+            and (cluster is None or j.cluster == cluster)
+            and (job is None or j.name == job)
+        )
 
     def instances_for(
         self, service: str | None = None, cluster: str | None = None, instance: str | None = None
@@ -110,7 +138,11 @@ class _Problems:
         self.items.append(ConfigProblem(file, line, subject, fld, message, severity))
 
     def issues(
-        self, doc: YamlDoc, issues: Sequence[Issue], subject: str = "", prefix: tuple[str, ...] = ()
+        self,
+        doc: YamlDoc,
+        issues: Sequence[Issue],
+        subject: str = "",
+        prefix: tuple[str | int, ...] = (),
     ) -> None:
         for issue in issues:
             self.items.append(
@@ -229,7 +261,7 @@ def _other_smartstack(soa_dir: Path, service: str, cache: SmartstackCache | None
     return ss
 
 
-def _locate(
+def _locate_in(
     path: tuple[str | int, ...],
     inst_doc: YamlDoc,
     instance: str,
@@ -251,6 +283,7 @@ def _with_secret_versions(
     doc: YamlDoc,
     svc_doc: YamlDoc | None,
     out: _Problems,
+    prefix: tuple[str | int, ...] | None = None,
 ) -> InstanceConfig | None:
     """``config`` with the versions of the secrets its env uses (they enter its config hash: a
     changed secret bounces it); None, with a problem naming the field, when one is missing.
@@ -258,6 +291,13 @@ def _with_secret_versions(
     refs = secret_refs(config.env)
     if not refs:
         return config
+
+    def _locate(path: tuple[str | int, ...], *_: object) -> tuple[str, int]:
+        if prefix is None:
+            return _locate_in(path, doc, config.instance, svc_doc)
+        full = (*prefix, *path)
+        return doc.file, doc.line_of(full if doc.has(full) else prefix)
+
     try:
         index = read_index(system.state_dir, config.cluster, config.service)
     except ConfigError as err:
@@ -309,8 +349,10 @@ def _load_service(
     namespaces: Mapping[str, Namespace],
     out: _Problems,
     broken_smartstack: Collection[str] = (),
+    batch: _Batch | None = None,
 ) -> tuple[ServiceConfig, MonitoringConfig, list[InstanceConfig], set[tuple[str, str, str]], bool]:
-    """Load one service folder; returns (service, monitoring, instances, rejected, complete)."""
+    """Load one service folder; returns (service, monitoring, instances, rejected, complete).
+    Its adhoc instances and jobs go into ``batch``."""
     complete = True
     rejected: set[tuple[str, str, str]] = set()
     base = soa_dir / service
@@ -457,7 +499,7 @@ def _load_service(
                 broken_smartstack=broken_smartstack,
             )
             for issue in rule_issues:
-                where, at = _locate(issue.path, doc, instance, svc_doc)
+                where, at = _locate_in(issue.path, doc, instance, svc_doc)
                 out.add(where, at, instance, field_name(issue.path), issue.message, issue.severity)
             if config is not None and cluster == system.local_cluster:
                 config = _with_secret_versions(config, system, doc, svc_doc, out)
@@ -465,6 +507,20 @@ def _load_service(
                 rejected.add((service, cluster, instance))
             else:
                 instances.append(config)
+
+    if batch is not None:
+        monitoring_values = deep_merge(
+            system.instance_defaults.get("monitoring") or {},  # type: ignore[arg-type]
+            svc_values.get("monitoring") or {},
+            mon_values,
+        )
+        context = _BatchContext(service, system, service_defaults, mon_values, monitoring_values,
+                                namespaces, deploy_groups, svc_ok, svc_doc)  # fmt: skip
+        for name in files:
+            match = BATCH_FILE.fullmatch(name)
+            if match is not None:
+                _load_batch_file(context, base / name, _shown(soa_dir, service, name),
+                                 match.group(1), match.group(2), out, batch)  # fmt: skip
 
     git_url = svc_values.get("git_url")
     if isinstance(git_url, str) and _is_local_path(git_url) and not os.path.isabs(git_url):
@@ -483,6 +539,231 @@ def _load_service(
     return svc, service_monitoring, instances, rejected, complete
 
 
+@dataclass
+class _Batch:
+    adhoc: list[InstanceConfig] = field(default_factory=list)
+    jobs: list[JobConfig] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _BatchContext:
+    service: str
+    system: SystemConfig
+    service_defaults: Mapping[str, Any]
+    monitoring_file: Mapping[str, Any]
+    monitoring_values: Mapping[str, Any]
+    namespaces: Mapping[str, Namespace]
+    deploy_groups: tuple[str, ...] | None
+    service_ok: bool
+    svc_doc: YamlDoc | None
+
+
+# what a job's action takes from service.yaml (the rest is about long-running instances)
+_ACTION_DEFAULTS = ("cpus", "mem", "disk", "env", "extra_volumes", "pool", "net")
+_ACTION_OWN = ("cpus", "mem", "disk", "env", "extra_volumes", "pool")
+
+
+def _name_problem(name: str) -> str | None:
+    if not _INSTANCE_RE.fullmatch(name):
+        return f'expected lowercase letters, digits, _ and - (not at either end), found "{name}"'
+    return dns_label_problem(name)
+
+
+def _load_batch_file(
+    ctx: _BatchContext, path: Path, file: str, kind: str, cluster: str, out: _Problems,
+    batch: _Batch,
+) -> None:  # fmt: skip
+    """One adhoc- or tron- file. Its errors leave out only its own entries: what runs as
+    long-running instances never depends on them."""
+    doc = load_yaml(path, file)
+    if doc.problems:
+        out.items.extend(doc.problems)
+        return
+    if cluster not in ctx.system.clusters:
+        out.add(file, 0, "", "", f'cluster "{cluster}" is not in the system config: validated, '
+                "not run from this host", "note")  # fmt: skip
+    data = {} if doc.data is None else doc.data
+    what = "instance names to adhoc instances" if kind == "adhoc" else "job names to jobs"
+    if not isinstance(data, dict):
+        out.add(file, 1, "", "", f"expected a mapping of {what}")
+        return
+    for name, raw in data.items():
+        if not isinstance(name, str) or name.startswith("_"):
+            continue  # a template
+        problem = _name_problem(name)
+        if problem:
+            out.add(file, doc.line_of((name,)), name, "name", problem)
+            continue
+        if kind == "adhoc":
+            config = _adhoc_instance(ctx, doc, cluster, name, raw, out)
+            if config is not None:
+                batch.adhoc.append(config)
+        else:
+            job = _job(ctx, doc, cluster, name, raw, out)
+            if job is not None:
+                batch.jobs.append(job)
+
+
+def _build(
+    ctx: _BatchContext, doc: YamlDoc, cluster: str, instance: str, layers: Sequence[Any],
+    prefix: tuple[str | int, ...], fields_ok: bool, out: _Problems, subject: str,
+) -> InstanceConfig | None:  # fmt: skip
+    config, rule_issues = build_instance(
+        service=ctx.service, cluster=cluster, instance=instance, layers=layers,
+        monitoring_file=ctx.monitoring_file, namespaces=ctx.namespaces,
+        deploy_groups=ctx.deploy_groups, source_file=doc.file,
+        source_line=doc.line_of(prefix), build=fields_ok and ctx.service_ok,
+        allowed_host_paths=ctx.system.allowed_host_paths,
+        allow_host_network=ctx.system.allow_host_network,
+    )  # fmt: skip
+    for issue in rule_issues:
+        at = doc.line_of((*prefix, *issue.path)) if doc.has((*prefix, *issue.path)) else (
+            doc.line_of(prefix))  # fmt: skip
+        out.add(doc.file, at, subject, field_name(issue.path), issue.message, issue.severity)
+    if config is None:
+        return None
+    config = dataclasses.replace(config, instances=1, registrations=(), min_instances=None,
+                                 max_instances=None)  # fmt: skip
+    if cluster == ctx.system.local_cluster:
+        return _with_secret_versions(config, ctx.system, doc, None, out, prefix)
+    return config
+
+
+def _adhoc_instance(ctx: _BatchContext, doc: YamlDoc, cluster: str, name: str, raw: object,
+                    out: _Problems) -> InstanceConfig | None:  # fmt: skip
+    values, issues = _check(F.ADHOC, raw)
+    out.issues(doc, issues, name, (name,))
+    fields_ok = not any(i.severity == "error" for i in issues)
+    defaults = {k: v for k, v in ctx.service_defaults.items() if k in F.ADHOC_FIELDS}
+    layers = (ctx.system.instance_defaults, defaults, values)
+    return _build(ctx, doc, cluster, name, layers, (name,), fields_ok, out, name)
+
+
+def _actions_of(raw: object, doc: YamlDoc, job: str, out: _Problems
+                ) -> list[tuple[str, object, tuple[str | int, ...]]]:  # fmt: skip
+    """(name, raw action, its path) of a job's actions, a mapping or PaaSTA's older list."""
+    found: list[tuple[str, object, tuple[str | int, ...]]] = []
+    if isinstance(raw, dict):
+        return [(str(k), v, (job, "actions", k)) for k, v in raw.items()]
+    for i, item in enumerate(raw if isinstance(raw, list) else ()):
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str):
+            out.add(doc.file, doc.line_of((job, "actions", i)), job, f"actions[{i}].name",
+                    "required: expected the action's name in a list of actions")  # fmt: skip
+            continue
+        found.append((name, {k: v for k, v in item.items() if k != "name"}, (job, "actions", i)))
+    return found
+
+
+def _ordered(requires: Mapping[str, tuple[str, ...]]) -> list[str] | None:
+    """The actions in an order where each comes after what it requires; None on a cycle."""
+    done: list[str] = []
+    left = dict(requires)
+    while left:
+        ready = sorted(a for a, needs in left.items() if all(n in done for n in needs))
+        if not ready:
+            return None
+        done.extend(ready)
+        for a in ready:
+            del left[a]
+    return done
+
+
+def _job(ctx: _BatchContext, doc: YamlDoc, cluster: str, name: str, raw: object,
+         out: _Problems) -> JobConfig | None:  # fmt: skip
+    values, issues = _check(F.JOB, raw)
+    out.issues(doc, issues, name, (name,))
+    ok = not any(i.severity == "error" for i in issues)
+    schedule, why = parse_schedule(values.get("schedule"), values.get("time_zone"))
+    if "schedule" in values and schedule is None:
+        fld = "time_zone" if why.startswith("time_zone") else "schedule"
+        out.add(doc.file, doc.line_of((name, fld)), name, fld, why.removeprefix("time_zone: "))
+        ok = False
+    other = values.get("service")
+    if other is not None and other != ctx.service:
+        out.add(doc.file, doc.line_of((name, "service")), name, "service",
+                f"expected this service ({ctx.service}): paasport runs a job with its own "
+                f"service's image, found {other!r}")  # fmt: skip
+        ok = False
+    job_group = values.get("deploy_group")
+    defaults = {k: v for k, v in ctx.service_defaults.items() if k in _ACTION_DEFAULTS}
+    actions: dict[str, JobAction] = {}
+    requires: dict[str, tuple[str, ...]] = {}
+    listed = _actions_of(values.get("actions"), doc, name, out) if "actions" in values else []
+    if "actions" in values and not listed:
+        out.add(doc.file, doc.line_of((name, "actions")), name, "actions",
+                "expected at least one action")  # fmt: skip
+        ok = False
+    for action, araw, path in listed:
+        subject = f"{name}.{action}"
+        problem = _name_problem(action)
+        if problem:
+            out.add(doc.file, doc.line_of(path), subject, "name", problem)
+            ok = False
+            continue
+        avalues, aissues = _check(F.ACTION, araw)
+        out.issues(doc, aissues, subject, path)
+        fields_ok = not any(i.severity == "error" for i in aissues)
+        if avalues.get("service") not in (None, ctx.service):
+            out.add(
+                doc.file,
+                doc.line_of((*path, "service")),
+                subject,
+                "service",
+                f"expected this service ({ctx.service}), found {avalues['service']!r}",
+            )
+            fields_ok = False  # fmt: skip
+        group = avalues.get("deploy_group") or job_group
+        if group is None:
+            out.add(doc.file, doc.line_of(path), subject, "deploy_group",
+                    "required: expected a deploy group (of the action or its job) whose sha "
+                    "the action runs")  # fmt: skip
+            ok = False
+            continue
+        own = {k: avalues[k] for k in _ACTION_OWN if k in avalues}
+        own.update(cmd=avalues.get("command", ""), deploy_group=group)
+        config = _build(ctx, doc, cluster, subject, (ctx.system.instance_defaults, defaults, own),
+                        path, fields_ok, out, subject)  # fmt: skip
+        if config is None:
+            ok = False
+            continue
+        actions[action] = JobAction(
+            action, config, tuple(avalues.get("requires") or ()), int(avalues.get("retries", 0)),
+            float(avalues.get("retries_delay", 0.0)), avalues.get("expected_runtime"),
+        )  # fmt: skip
+        requires[action] = actions[action].requires
+    for action, needs in requires.items():
+        for need in needs:
+            if need not in requires and need not in {a for a, _, _ in listed}:
+                path = next(p for a, _, p in listed if a == action)
+                out.add(
+                    doc.file,
+                    doc.line_of((*path, "requires")),
+                    f"{name}.{action}",
+                    "requires",
+                    f'expected an action of job {name}, found "{need}"',
+                )
+                ok = False  # fmt: skip
+    order = _ordered({a: tuple(n for n in r if n in requires) for a, r in requires.items()})
+    if order is None:
+        out.add(doc.file, doc.line_of((name, "actions")), name, "actions",
+                "expected actions without a cycle of requires")  # fmt: skip
+        ok = False
+    if not ok or schedule is None or order is None or not actions:
+        return None
+    monitoring = monitoring_config(deep_merge(ctx.monitoring_values,
+                                              values.get("monitoring") or {}))  # fmt: skip
+    return JobConfig(
+        service=ctx.service, cluster=cluster, name=name, schedule=schedule.text,
+        time_zone=schedule.time_zone, actions=tuple(actions[a] for a in order),
+        deploy_group=job_group or actions[order[0]].config.deploy_group,
+        enabled=bool(values.get("enabled", True)),
+        allow_overlap=bool(values.get("allow_overlap", False)),
+        expected_runtime=float(values.get("expected_runtime") or 86400.0),
+        monitoring=monitoring, source_file=doc.file, source_line=doc.line_of((name,)),
+    )  # fmt: skip
+
+
 _URL_LIKE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://|[^/@:]+@[^/:]+:")
 
 
@@ -494,15 +775,11 @@ def _is_local_path(url: str) -> bool:
 def _classify_files(soa_dir: Path, service: str, files: list[str], out: _Problems) -> None:
     for name in files:
         file = _shown(soa_dir, service, name)
-        if UNSUPPORTED_FILE.fullmatch(name):
-            kind = name.split("-", 1)[0]
-            out.add(
-                file, 0, "", "", f"{kind} instances are not supported by paasport yet", "warning"
-            )
-        elif OTHER_PAASTA_FILE.fullmatch(name):
+        if OTHER_PAASTA_FILE.fullmatch(name):
             out.add(file, 0, "", "", "a PaaSTA file kind paasport does not read", "warning")
         elif name.endswith((".yaml", ".yml")) and not (
             INSTANCE_FILE.fullmatch(name)
+            or BATCH_FILE.fullmatch(name)
             or name in ("service.yaml", "deploy.yaml", "smartstack.yaml", "monitoring.yaml")
         ):
             out.add(file, 0, "", "", "not a soa-configs file kind; ignored", "warning")
@@ -641,6 +918,7 @@ def load_tree(
     incomplete: set[str] = set()
     clusters: set[str] = set()
     instance_files: dict[str, tuple[str, ...]] = {}
+    batch = _Batch()
     for name in selected:
         files = files_of[name]
         if not _SERVICE_RE.fullmatch(name) or len(name) > 63 or dns_label_problem(name):
@@ -656,7 +934,7 @@ def load_tree(
             continue
         _classify_files(soa_dir, name, files, out)
         svc, mon, insts, rej, complete = _load_service(
-            soa_dir, name, files, system, namespaces, out, broken_smartstack
+            soa_dir, name, files, system, namespaces, out, broken_smartstack, batch
         )
         if name in broken_smartstack:
             # built without the broken file's namespace defaults they would differ from what
@@ -691,4 +969,6 @@ def load_tree(
         incomplete_services=frozenset(incomplete),
         clusters=tuple(sorted(clusters)),
         instance_files=instance_files,
+        adhoc=tuple(batch.adhoc),
+        jobs=tuple(batch.jobs),
     )

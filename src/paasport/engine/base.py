@@ -25,6 +25,19 @@ LABEL_DESIRED_REPLICAS = "paasport.desired_replicas"
 LABEL_HEALTHCHECK = "paasport.healthcheck"  # JSON of types.HealthCheck, read back into Task
 LABEL_DEPLOY_GROUP = "paasport.deploy_group"
 LABEL_IMAGE = "paasport.image"
+# one-off tasks (``paasport run`` and the actions of scheduled jobs) carry these labels and
+# never LABEL_SERVICE/LABEL_INSTANCE/LABEL_CLUSTER: no list of app versions ever sees them, so
+# they are never counted in replication, drained, bounced or registered
+LABEL_RUN = "paasport.run"  # the run id
+LABEL_RUN_KIND = "paasport.run.kind"  # "adhoc" | "job"
+LABEL_RUN_SERVICE = "paasport.run.service"
+LABEL_RUN_INSTANCE = "paasport.run.instance"  # the adhoc instance, or job.action
+LABEL_RUN_CLUSTER = "paasport.run.cluster"
+LABEL_RUN_GIT_SHA = "paasport.run.git_sha"
+LABEL_RUN_COMMAND = "paasport.run.command"
+LABEL_RUN_STARTED = "paasport.run.started"  # epoch seconds
+LABEL_RUN_BY = "paasport.run.by"  # who asked (user@host)
+RUN_EXTRA_PREFIX = "paasport.run.x."  # the caller's own labels (a job's run number, action...)
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,31 @@ class LogLine:
     timestamp: str
     stream: str  # "stdout" | "stderr"
     message: str
+
+
+@dataclass(frozen=True)
+class OneOff:
+    """One one-off task as the engine reports it (``engine.start_one_off``)."""
+
+    run_id: str
+    task_id: str  # container id (docker) or Swarm service id
+    kind: str  # "adhoc" | "job"
+    service: str
+    instance: str
+    cluster: str
+    git_sha: str
+    command: str
+    started: float
+    state: str  # "pending" | "running" | "exited"
+    exit_code: int | None = None
+    node: str = ""
+    by: str = ""
+    finished: float | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)  # the caller's labels
+
+    @property
+    def done(self) -> bool:
+        return self.state == "exited"
 
 
 class Engine(Protocol):
@@ -125,6 +163,29 @@ class Engine(Protocol):
         ...
 
     def image_exists(self, image: str) -> bool: ...
+
+    # -- one-off tasks (``paasport run``, job actions) ---------------------------------------
+    def start_one_off(
+        self, spec: AppSpec, run_id: str, kind: str, labels: Mapping[str, str], by: str = ""
+    ) -> OneOff:
+        """Start one task of ``spec`` that runs its command once (no restart, no port, no
+        health check), labelled LABEL_RUN*; ``labels`` are kept as ``OneOff.extra``."""
+        ...
+
+    def list_one_offs(self, service: str | None = None, kind: str | None = None
+                      ) -> Sequence[OneOff]:  # fmt: skip
+        """Every one-off task of this cluster, running or exited (ONE list call)."""
+        ...
+
+    def one_off_output(
+        self, task_id: str, follow: bool = False, stop: threading.Event | None = None
+    ) -> Iterator[str]:
+        """Its output lines (stdout and stderr); ``follow`` until it exits or ``stop``."""
+        ...
+
+    def remove_one_off(self, task_id: str) -> None:
+        """Remove it, running or not (already gone is success)."""
+        ...
 
     def close(self) -> None:
         """Release the engine's connections (the platform calls it at exit)."""

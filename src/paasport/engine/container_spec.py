@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -70,6 +70,7 @@ class ContainerSpec:
     nano_cpus: int
     mem_limit: int
     memswap_limit: int
+    tty: bool = False  # an interactive one-off (``paasport run -t``): a terminal and stdin
 
     def create_args(self) -> dict[str, Any]:
         """Keyword arguments of ``APIClient.create_container`` (without ``host_config``)."""
@@ -81,6 +82,7 @@ class ContainerSpec:
             "name": self.name,
             "ports": list(self.exposed_ports) or None,
             "detach": True,
+            **({"tty": True, "stdin_open": True} if self.tty else {}),
         }
 
     def host_config_args(self) -> dict[str, Any]:
@@ -438,6 +440,17 @@ def exited_during_outage(
     if finished_at is None:
         return False
     return any(start <= finished_at <= end + margin for start, end in outages)
+
+
+def lines_of_chunks(chunks: Iterable[bytes]) -> Iterator[str]:
+    """The text lines of a stream of output chunks (a line may span chunks)."""
+    pending = ""
+    for chunk in chunks:
+        pending += chunk.decode("utf-8", "replace")
+        *lines, pending = pending.split("\n")
+        yield from lines
+    if pending:
+        yield pending
 
 
 def split_log_line(line: str) -> tuple[str, str]:

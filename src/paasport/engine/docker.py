@@ -22,7 +22,8 @@ from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 from paasport.engine import container_spec as cs
-from paasport.engine.base import ExecResult, LogLine, NodeCapacity, NodeInfo
+from paasport.engine import one_off_spec as oo
+from paasport.engine.base import ExecResult, LogLine, NodeCapacity, NodeInfo, OneOff
 from paasport.engine.daemon_exits import DAEMON_SHUTDOWN_SECONDS, Verdict, verdict
 from paasport.errors import (
     EngineError,
@@ -431,16 +432,115 @@ class DockerEngine:
         """The container's output lines (stdout and stderr), following with ``follow``."""
         with translated(f"reading the logs of {cid[:12]}", self.where):
             stream = self.api.logs(cid, stream=True, follow=follow, stdout=True, stderr=True)
-        pending = ""
-        for chunk in stream:
-            pending += chunk.decode("utf-8", "replace")
-            *lines, pending = pending.split("\n")
-            yield from lines
-        if pending:
-            yield pending
+        yield from cs.lines_of_chunks(stream)
 
     def remove_standalone(self, cid: str) -> None:
         self._remove(cid)
+
+    # -- one-off tasks ------------------------------------------------------------------------
+
+    def _one_off_spec(self, spec: AppSpec, run_id: str, kind: str, labels: Mapping[str, str],
+                      by: str, tty: bool) -> cs.ContainerSpec:  # fmt: skip
+        args = cs.container_spec(spec, _random_suffix(), time.time())
+        name = f"paasport-run-{cs.docker_name_part(spec.service)}-{run_id}"
+        return dataclasses.replace(
+            args, name=name, labels=oo.one_off_labels(spec, run_id, kind, labels, by, time.time()),
+            exposed_ports=(), port_bindings={}, tty=tty,
+        )  # fmt: skip
+
+    def create_one_off(self, spec: AppSpec, run_id: str, kind: str, labels: Mapping[str, str],
+                       by: str = "", tty: bool = False) -> str:  # fmt: skip
+        """Create (not start) a one-off container; with ``tty`` a terminal and open stdin, for
+        ``docker start -ai`` to attach to. Returns its id."""
+        args = self._one_off_spec(spec, run_id, kind, labels, by, tty)
+        api = self.api
+        subject = f"a one-off task of {spec.service}.{spec.instance}"
+        try:
+            with translated(f"creating {subject}", self.where):
+                host_config = api.create_host_config(**args.host_config_args())
+                created = api.create_container(host_config=host_config, **args.create_args())
+        except (ImageError, NotFoundError) as err:
+            if self.image_exists(spec.image):
+                raise
+            raise ImageError(f"{spec.service}: image {spec.image} does not exist on this host "
+                             "(run cook-image / push-to-registry?)") from err  # fmt: skip
+        return str(created["Id"])
+
+    def start_one_off(self, spec: AppSpec, run_id: str, kind: str, labels: Mapping[str, str],
+                      by: str = "") -> OneOff:  # fmt: skip
+        cid = self.create_one_off(spec, run_id, kind, labels, by)
+        try:
+            with translated(f"starting one-off task {run_id}", self.where):
+                self.api.start(cid)
+        except PaasportError:
+            self._remove(cid)
+            raise
+        found = self.one_off(cid)
+        if found is None:  # removed already (by whoever reaps finished runs)
+            labels_ = oo.one_off_labels(spec, run_id, kind, labels, by, time.time())
+            found = oo.one_off_from_labels(labels_, cid, "exited", None)
+            assert found is not None
+        return found
+
+    def one_off(self, task_id: str) -> OneOff | None:
+        """One one-off by container id (inspect: its exit code and end time); None if gone."""
+        try:
+            with translated(f"inspecting one-off task {task_id[:12]}", self.where):
+                info = self.api.inspect_container(task_id)
+        except NotFoundError:
+            return None
+        state = info.get("State") or {}
+        status = oo.docker_one_off_state(str(state.get("Status", "")))
+        code = state.get("ExitCode")
+        labels = (info.get("Config") or {}).get("Labels") or {}
+        finished = cs.docker_time(state.get("FinishedAt")) if status == "exited" else None
+        return oo.one_off_from_labels(labels, str(info.get("Id", task_id)), status,
+                                      int(code) if code is not None else None,
+                                      finished=finished)  # fmt: skip
+
+    def list_one_offs(self, service: str | None = None, kind: str | None = None
+                      ) -> Sequence[OneOff]:  # fmt: skip
+        filters = {"label": oo.one_off_filters(self.cluster, service, kind)}
+        with translated(f"listing one-off tasks of cluster {self.cluster}", self.where):
+            summaries = self.api.containers(all=True, filters=filters)
+        out: list[OneOff] = []
+        for summary in summaries:
+            state = oo.docker_one_off_state(str(summary.get("State", "")))
+            code = cs.exit_code_from_status(str(summary.get("Status", "")))
+            found = oo.one_off_from_labels(summary.get("Labels") or {}, str(summary["Id"]),
+                                           state, code)  # fmt: skip
+            if found is not None:
+                out.append(found)
+        return sorted(out, key=lambda o: o.started)
+
+    def one_off_output(
+        self, task_id: str, follow: bool = False, stop: threading.Event | None = None
+    ) -> Iterator[str]:
+        """Its output lines; ``follow`` ends when it exits, or within a second of ``stop``."""
+        with translated(f"reading the output of {task_id[:12]}", self.where):
+            stream = self.api.logs(task_id, stream=True, follow=follow, stdout=True, stderr=True)
+        done = threading.Event()
+        if follow and stop is not None:
+
+            def closer() -> None:
+                while not done.wait(0.5):
+                    if stop.is_set():
+                        with suppress(Exception):  # a closed socket: nothing left to do
+                            stream.close()
+                        return
+
+            threading.Thread(target=closer, name="one-off-output", daemon=True).start()
+        try:
+            yield from cs.lines_of_chunks(stream)
+        except Exception:
+            if stop is not None and stop.is_set():
+                return  # we closed the socket under the reader
+            raise
+        finally:
+            done.set()
+
+    def remove_one_off(self, task_id: str) -> None:
+        self._remove(task_id)
 
     def create_app_version(self, spec: AppSpec, count: int) -> AppVersion:
         _in_parallel(lambda _: self._start_task(spec), range(count))

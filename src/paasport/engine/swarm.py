@@ -13,19 +13,23 @@ import secrets
 import string
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from paasport.engine import container_spec as cs
+from paasport.engine import one_off_spec as oo
 from paasport.engine import swarm_spec as ss
 from paasport.engine.base import (
     LABEL_CLUSTER,
     LABEL_CONFIG_HASH,
     LABEL_INSTANCE,
+    LABEL_RUN_CLUSTER,
     LABEL_SERVICE,
     ExecResult,
     LogLine,
     NodeCapacity,
     NodeInfo,
+    OneOff,
 )
 from paasport.engine.docker import DockerEngine, _in_parallel, translated
 from paasport.errors import EngineError, NotFoundError
@@ -83,6 +87,11 @@ class SwarmEngine:
 
     def close(self) -> None:
         self._daemon.close()
+
+    @property
+    def daemon(self) -> DockerEngine:
+        """The manager's own Docker engine (an interactive ``run -t`` runs there)."""
+        return self._daemon
 
     # -- reading ------------------------------------------------------------------------------
     def _state(self, *pairs: tuple[str, str | None]) -> ss.SwarmState:
@@ -143,27 +152,7 @@ class SwarmEngine:
                 start_period=s.healthcheck_start_ns,
                 retries=3,
             )
-        container = dt.ContainerSpec(
-            image=s.image,
-            args=list(s.args) if s.args is not None else None,
-            env=list(s.env),
-            labels=dict(s.labels),
-            mounts=[dt.Mount(t, src, type="bind", read_only=ro) for t, src, ro in s.mounts],
-            stop_grace_period=s.stop_grace_ns,
-            healthcheck=healthcheck,
-        )
-        template = dt.TaskTemplate(
-            container_spec=container,
-            resources=dt.Resources(
-                cpu_limit=s.nano_cpus or None,
-                mem_limit=s.mem_bytes or None,
-                cpu_reservation=s.nano_cpus or None,
-                mem_reservation=s.mem_bytes or None,
-            ),
-            restart_policy=dt.RestartPolicy(condition="none"),
-            placement=dt.Placement(constraints=list(s.constraints)) if s.constraints else None,
-            networks=["host"] if s.host_network else None,
-        )
+        template = _task_template(s, dict(s.labels), healthcheck)
         ports = (
             [{"Protocol": "tcp", "TargetPort": s.container_port, "PublishMode": "host"}]
             if s.container_port is not None
@@ -241,6 +230,94 @@ class SwarmEngine:
         )
         _in_parallel(self._remove, [str(s.get("ID")) for s in state.services])
 
+    # -- one-off tasks: replicated jobs of one completion, never restarted ---------------------
+    def start_one_off(self, spec: AppSpec, run_id: str, kind: str, labels: Mapping[str, str],
+                      by: str = "") -> OneOff:  # fmt: skip
+        import docker.types as dt
+
+        s = ss.service_spec(spec, _suffix(), time.time())
+        marks = oo.one_off_labels(spec, run_id, kind, labels, by, time.time())
+        name = f"paasport-run-{ss.name_part(spec.service)}"[:50].rstrip("-_") + f"-{run_id}"
+        template = _task_template(s, marks, None)
+        with translated(f"creating one-off task {run_id} of {spec.service}", self.where):
+            created = self.api.create_service(
+                template, name=name, labels=marks,
+                mode=dt.ServiceMode("replicated-job", concurrency=1, replicas=1),
+            )  # fmt: skip
+        sid = str(created.get("ID", ""))
+        found = self._one_offs([oo.one_off_filters(self.cluster, run_id=run_id)[-1]])
+        if found:
+            return found[0]
+        result = oo.one_off_from_labels(marks, sid, "pending", None)
+        assert result is not None
+        return result
+
+    def _one_offs(self, label_filters: list[str]) -> list[OneOff]:
+        api = self.api
+        labels = [f"{LABEL_RUN_CLUSTER}={self.cluster}", *label_filters]
+        with translated(f"listing the one-off tasks of cluster {self.cluster}", self.where):
+            services = api.services(filters={"label": labels})
+            tasks = api.tasks(filters={"desired-state": ["running", "shutdown", "accepted"]}
+                              ) if services else []  # fmt: skip
+            nodes = {str(n.get("ID")): ss.node_from(n).hostname for n in api.nodes()
+                     } if services else {}  # fmt: skip
+        by_service: dict[str, list[dict[str, Any]]] = {}
+        for t in tasks:
+            by_service.setdefault(str(t.get("ServiceID")), []).append(t)
+        out: list[OneOff] = []
+        for svc in services:
+            sid = str(svc.get("ID"))
+            latest = ss.latest_task(by_service.get(sid, []))
+            status = (latest or {}).get("Status") or {}
+            state = oo.swarm_one_off_state(str(status.get("State", "pending")))
+            code = (status.get("ContainerStatus") or {}).get("ExitCode")
+            if state == "exited" and code is None:
+                code = -1  # rejected or lost with its node: it never ran to an end
+            finished = cs.docker_time(status.get("Timestamp")) if state == "exited" else None
+            found = oo.one_off_from_labels(
+                (svc.get("Spec") or {}).get("Labels") or {}, sid, state,
+                int(code) if code is not None else None,
+                nodes.get(str((latest or {}).get("NodeID") or ""), ""), finished,
+            )  # fmt: skip
+            if found is not None:
+                out.append(found)
+        return sorted(out, key=lambda o: o.started)
+
+    def list_one_offs(self, service: str | None = None, kind: str | None = None
+                      ) -> Sequence[OneOff]:  # fmt: skip
+        return self._one_offs(oo.one_off_filters(self.cluster, service, kind)[1:])
+
+    def one_off(self, task_id: str) -> OneOff | None:
+        return next((o for o in self._one_offs([]) if o.task_id == task_id), None)
+
+    def one_off_output(
+        self, task_id: str, follow: bool = False, stop: threading.Event | None = None
+    ) -> Iterator[str]:
+        """Its output through the manager; ``follow`` polls each second until it exited (then
+        reads what is left) or ``stop``."""
+        seen: float | None = None
+        while True:
+            found = self.one_off(task_id)
+            kwargs: dict[str, Any] = {"stdout": True, "stderr": True, "timestamps": True}
+            if seen is not None:
+                kwargs["since"] = seen
+            if found is None:
+                return
+            for stamp, message in cs.log_lines(self._read_logs(task_id, kwargs)):
+                at = _ts(stamp)
+                if seen is None or at > seen:
+                    seen = at
+                    yield message
+            if not follow or found.done:
+                return
+            if stop is None:
+                time.sleep(1.0)
+            elif stop.wait(1.0):
+                return
+
+    def remove_one_off(self, task_id: str) -> None:
+        self._remove(task_id)
+
     # -- tasks' insides ------------------------------------------------------------------------
     def exec_in_task(self, task_id: str, cmd: str, timeout: float) -> ExecResult:
         """A task on the manager's node: the command inside it. Elsewhere the task's own Docker
@@ -287,8 +364,6 @@ class SwarmEngine:
     def _log_lines(
         self, service: str, instance: str | None, since: float | None, tail: int | None
     ) -> list[LogLine]:
-        from paasport.engine import container_spec as cs
-
         state = self._state((LABEL_SERVICE, service), (LABEL_INSTANCE, instance))
         lost = ss.services_on_lost_nodes(state)
         out: list[LogLine] = []
@@ -335,6 +410,34 @@ class SwarmEngine:
                 f"{LOGS_DEADLINE_SECONDS:g}s (is its node down?)"
             )
         return result[0]
+
+
+def _task_template(s: ss.ServiceSpec, labels: dict[str, str], healthcheck: Any) -> Any:
+    """The TaskTemplate of one task: its container, resources (limits and reservations, so
+    Swarm places by them), no restarts (the reconciler replaces tasks), placement, network."""
+    import docker.types as dt
+
+    container = dt.ContainerSpec(
+        image=s.image,
+        args=list(s.args) if s.args is not None else None,
+        env=list(s.env),
+        labels=labels,
+        mounts=[dt.Mount(t, src, type="bind", read_only=ro) for t, src, ro in s.mounts],
+        stop_grace_period=s.stop_grace_ns,
+        healthcheck=healthcheck,
+    )
+    return dt.TaskTemplate(
+        container_spec=container,
+        resources=dt.Resources(
+            cpu_limit=s.nano_cpus or None,
+            mem_limit=s.mem_bytes or None,
+            cpu_reservation=s.nano_cpus or None,
+            mem_reservation=s.mem_bytes or None,
+        ),
+        restart_policy=dt.RestartPolicy(condition="none"),
+        placement=dt.Placement(constraints=list(s.constraints)) if s.constraints else None,
+        networks=["host"] if s.host_network else None,
+    )
 
 
 def _ts(stamp: str) -> float:
@@ -423,6 +526,23 @@ class SwarmNodeEngine:
             f"cluster {self.cluster}: this host's view cannot {what}: deployd does that through"
             " a Swarm manager"
         )
+
+    def start_one_off(self, spec: AppSpec, run_id: str, kind: str, labels: Mapping[str, str],
+                      by: str = "") -> OneOff:  # fmt: skip
+        raise self._refuse("starting one-off tasks")
+
+    def list_one_offs(self, service: str | None = None, kind: str | None = None
+                      ) -> Sequence[OneOff]:  # fmt: skip
+        """This node's one-off containers (their ids are container ids, not Swarm's)."""
+        return self._daemon.list_one_offs(service, kind)
+
+    def one_off_output(
+        self, task_id: str, follow: bool = False, stop: threading.Event | None = None
+    ) -> Iterator[str]:
+        return self._daemon.one_off_output(task_id, follow, stop)
+
+    def remove_one_off(self, task_id: str) -> None:
+        raise self._refuse("removing one-off tasks")
 
     def create_app_version(self, spec: AppSpec, count: int) -> AppVersion:
         raise self._refuse("create tasks")

@@ -96,6 +96,11 @@ def satisfies(node: NodeCapacity, constraint: str) -> bool:
     return (actual == value) == (op == "==")
 
 
+def name_part(value: str) -> str:
+    """``value`` with what Swarm names refuse turned into ``-``."""
+    return _UNSAFE.sub("-", value).strip("-")
+
+
 def service_name(spec: AppSpec, suffix: str) -> str:
     """``pp-<service>-<instance>-<config8>-<suffix>``: Swarm names allow [a-zA-Z0-9-_], 63 chars."""
     head = _UNSAFE.sub("-", f"pp-{spec.service}-{spec.instance}").strip("-")

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from paasport.monitoring.job_runs import JobRun
 from paasport.types import AppVersion, DeploymentState, InstanceConfig, Task
 
 Status = Literal["OK", "WARN", "CRIT"]
@@ -283,6 +284,38 @@ def check_deploy_failed(
             obs, "deploy_failed", "OK", f"deploy of {last.git_sha[:8]} failed but is superseded"
         )
     return _result(obs, "deploy_failed", "CRIT", f"deploy failed: {last.message}", alert_after=0.0)
+
+
+@dataclass(frozen=True)
+class JobObservation:
+    """One scheduled job's runs (oldest first), for the ``job`` check."""
+
+    service: str
+    cluster: str
+    job: str
+    runs: tuple[JobRun, ...] = ()
+
+
+def check_job(obs: JobObservation, now: float) -> CheckResult:
+    """CRIT while the job's newest ended run failed (after its retries) until a run succeeds,
+    and while a run in progress is past its expected runtime. Alerts at once."""
+
+    def result(status: Status, message: str) -> CheckResult:
+        return CheckResult("job", obs.service, obs.job, obs.cluster, status,
+                           f"{obs.service} job {obs.job} on {obs.cluster}: {message}",
+                           alert_after=0.0)  # fmt: skip
+
+    runs = [r for r in obs.runs if r.trigger != "skipped"]
+    running = [r for r in runs if not r.done]
+    ended = [r for r in runs if r.done]
+    if running and running[-1].late:
+        return result("CRIT", f"run {running[-1].run_id} is late: {running[-1].late}")
+    if ended and not ended[-1].ok:
+        last = ended[-1]
+        return result("CRIT", last.message.removeprefix(f"job {obs.job} "))
+    if ended:
+        return result("OK", f"run {ended[-1].run_id} succeeded")
+    return result("OK", "no run ended yet")
 
 
 CHECKS: Mapping[str, Check] = {

@@ -47,6 +47,8 @@ class EventKind(StrEnum):
     LOCK = "lock"  # deployd's cluster lock: held, lost, standing by
     MARK = "mark"  # mark-for-deployment / start / stop / rollback: who tagged what
     CANARY = "canary"  # a new version's (or canary's) errors through the proxy vs the rest's
+    RUN = "run"  # a one-off task (``paasport run``) started, ended
+    JOB = "job"  # a scheduled job's run: started, an action started/ended, the run ended
     UNKNOWN = "unknown"  # read back from a log written by a version with more kinds
 
 
@@ -128,6 +130,31 @@ class BounceData(_Payload):
     target: str = ""
     stopped: list[str] = field(default_factory=list)
     superseded: str = ""  # the target a new mark replaced while the bounce ran
+
+
+JobState = Literal["started", "action_started", "action_finished", "finished", "late", "skipped"]
+
+
+@dataclass(frozen=True)
+class JobData(_Payload):
+    """``job``: one step of one run of a scheduled job (``platform.jobs``). The runs, their
+    actions and outcomes are read back from these alone (``monitoring.job_runs``)."""
+
+    job: str
+    run_id: str
+    state: JobState
+    trigger: str = ""  # started: "schedule" | "manual"
+    scheduled: float = 0.0  # started/skipped: the schedule's time it is for
+    git_sha: str = ""  # started: the sha (and image) every action of the run runs
+    image: str = ""
+    action: str = ""
+    attempt: int = 0
+    task_id: str = ""
+    task_run_id: str = ""  # the action's one-off task (its kept output: runs/<service>/<id>.log)
+    exit_code: int | None = None
+    ok: bool | None = None  # finished: the run succeeded
+    seconds: float = 0.0
+    log: str = ""
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,16 @@ from paasport.monitoring.checks import (
     CheckSettings,
     DeployOutcome,
     InstanceObservation,
+    JobObservation,
     Status,
+    check_job,
 )
 from paasport.monitoring.events import Event, EventLog, Level
+from paasport.monitoring.job_runs import job_runs
 from paasport.monitoring.sinks import Sink
 from paasport.monitoring.sinks.dispatch import SinkWorker
 from paasport.monitoring.sinks.eventlog import EventLogSink
-from paasport.types import AppVersion, DeploymentState, InstanceConfig
+from paasport.types import AppVersion, DeploymentState, InstanceConfig, JobConfig
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,7 @@ BackendsFn = Callable[[InstanceConfig, Sequence[AppVersion]], int | str | None]
 HealthFn = Callable[[Sequence[AppVersion]], Sequence[AppVersion]]
 
 DEPLOY_HISTORY_SECONDS = 7 * 86400.0
+JOB_HISTORY_SECONDS = 8 * 86400.0  # a daily job's last runs, whatever the schedule
 _STATUS_LEVEL: Mapping[str, Level] = {"OK": "info", "WARN": "warning", "CRIT": "error"}
 
 
@@ -82,8 +86,10 @@ class Monitor:
         interval: float = 10.0,
         clock: Callable[[], float] = time.time,
         metrics: bool = True,
+        load_jobs: Callable[[], Sequence[JobConfig]] | None = None,
     ) -> None:
         self.cluster = cluster
+        self._load_jobs = load_jobs
         self.engine = engine
         self.events = events
         self.interval = interval
@@ -171,8 +177,11 @@ class Monitor:
                 self._note_status(result, config, now)
             self._instance_gauges(config, versions, obs)
 
+        jobs = self._job_results(now, errors)
+        results.extend((result, job.monitoring) for job, result in jobs)
         self.states, sent = alerting.evaluate(self.states, results, now)
         live = [(c.service, c.instance, c.cluster) for c in configs]
+        live += [(job.service, job.name, job.cluster) for job, _ in jobs]
         self.states, vanished = alerting.resolve_vanished(self.states, live, now)
         sent.extend(vanished)
         for gone in [k for k in self._last_status if k[1:] not in set(live)]:
@@ -185,6 +194,27 @@ class Monitor:
             )
         self._observe_duration(time.monotonic() - started)
         return PassReport(now, tuple(r for r, _ in results), tuple(sent), tuple(errors))
+
+    def _job_results(self, now: float, errors: list[str]) -> list[tuple[JobConfig, CheckResult]]:
+        """The ``job`` check of every scheduled job of this cluster (its runs from the event
+        log)."""
+        if self._load_jobs is None:
+            return []
+        try:
+            jobs = [j for j in self._load_jobs() if j.cluster == self.cluster]
+            if not jobs:
+                return []
+            runs = job_runs(self.events.query(kinds=("job",), since=now - JOB_HISTORY_SECONDS,
+                                              cluster=self.cluster))  # fmt: skip
+        except PaasportError as err:
+            errors.append(f"monitoring cannot read the runs of jobs: {err}")
+            return []
+        return [
+            (job, check_job(JobObservation(job.service, job.cluster, job.name,
+                                           tuple(runs.get((job.service, job.cluster, job.name),
+                                                          ()))), now))
+            for job in jobs
+        ]  # fmt: skip
 
     # -- gathering ------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from paasport.monitoring.checks import BounceView, CheckSettings
 from paasport.monitoring.events import EventLog, events_path
 from paasport.monitoring.monitor import BackendsFn, HealthFn, InstanceKey, Monitor
 from paasport.monitoring.sinks import Sink
-from paasport.types import AppVersion, DeploymentState, InstanceConfig
+from paasport.types import AppVersion, DeploymentState, InstanceConfig, JobConfig
 
 
 def sinks_for(config: MonitoringSinksConfig) -> list[Sink]:
@@ -49,6 +49,8 @@ class DesiredSource(Protocol):
     def deployment(self, key: InstanceKey) -> DeploymentState | None: ...
 
     def registry(self, service: str) -> str | None: ...
+
+    def jobs(self) -> Sequence[JobConfig]: ...
 
 
 def bounce_view(
@@ -137,4 +139,5 @@ def build_monitor(
         settings=settings,
         interval=interval if interval is not None else system.monitoring.check_interval_seconds,
         metrics=metrics,
+        load_jobs=desired.jobs,
     )

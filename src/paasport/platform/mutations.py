@@ -357,10 +357,11 @@ def api_cluster_of_group(
     return None
 
 
-def through_api(
-    cluster: ClusterConfig, path: str, body: dict[str, Any], token: str | None
-) -> dict[str, Any]:
-    """POST a mutation to ``cluster``'s API with ``token``; its answer (``_outcome``'s JSON)."""
+def through_api_json(
+    cluster: ClusterConfig, method: str, path: str, body: dict[str, Any] | None,
+    token: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    """One write to ``cluster``'s API with ``token``; its JSON object answer."""
     from paasport.view.remote import TOKEN_ENV, request_json
 
     if not token:
@@ -370,8 +371,18 @@ def through_api(
             f"{cluster.name} with: paasport token create --team TEAM)"
         )
     answer = request_json(
-        cluster, "POST", path, body=body, token=token, timeout=REMOTE_WRITE_TIMEOUT_SECONDS
+        cluster, method, path, body=body, token=token, timeout=REMOTE_WRITE_TIMEOUT_SECONDS
     )
-    if not isinstance(answer, dict) or "tag" not in answer:
+    if not isinstance(answer, dict):
+        raise PermanentError(f"cluster {cluster.name}: API answered {answer!r}, not an object")
+    return answer
+
+
+def through_api(
+    cluster: ClusterConfig, path: str, body: dict[str, Any], token: str | None
+) -> dict[str, Any]:
+    """POST a mutation to ``cluster``'s API with ``token``; its answer (``_outcome``'s JSON)."""
+    answer = through_api_json(cluster, "POST", path, body, token)
+    if "tag" not in answer:
         raise PermanentError(f"cluster {cluster.name}: API answered {answer!r}, not a tag")
     return answer

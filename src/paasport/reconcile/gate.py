@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence, Set
 from typing import Protocol
 
-from paasport.engine.base import Engine, ExecResult, LogLine, NodeCapacity, NodeInfo
+from paasport.engine.base import Engine, ExecResult, LogLine, NodeCapacity, NodeInfo, OneOff
 from paasport.errors import TemporaryError
 from paasport.reconcile.drain import Drainer, DrainProgress
 from paasport.types import AppSpec, AppVersion, InstanceConfig, Task
@@ -100,6 +100,24 @@ class GatedEngine:
 
     def image_exists(self, image: str) -> bool:
         return self.engine.image_exists(image)
+
+    def start_one_off(self, spec: AppSpec, run_id: str, kind: str, labels: Mapping[str, str],
+                      by: str = "") -> OneOff:  # fmt: skip
+        _check(self.gate, f"starting one-off task {run_id} of {spec.service}")
+        return self.engine.start_one_off(spec, run_id, kind, labels, by)
+
+    def list_one_offs(self, service: str | None = None, kind: str | None = None
+                      ) -> Sequence[OneOff]:  # fmt: skip
+        return self.engine.list_one_offs(service, kind)
+
+    def one_off_output(
+        self, task_id: str, follow: bool = False, stop: threading.Event | None = None
+    ) -> Iterator[str]:
+        return self.engine.one_off_output(task_id, follow, stop)
+
+    def remove_one_off(self, task_id: str) -> None:
+        _check(self.gate, f"removing one-off task {task_id[:12]}")
+        self.engine.remove_one_off(task_id)
 
     def close(self) -> None:
         self.engine.close()

@@ -30,6 +30,7 @@ from paasport.reconcile.watch import Change, TreeWatcher
 from paasport.types import (
     DeploymentState,
     InstanceConfig,
+    JobConfig,
     MonitoringConfig,
     Namespace,
     RollbackPolicy,
@@ -65,6 +66,7 @@ class ServiceDesired:
     registry: str | None = None
     target: ServiceTarget | None = None  # for the deployments refresher (None: no git_url)
     auto_rollback: Mapping[str, RollbackPolicy] = field(default_factory=dict)  # by deploy group
+    jobs: Mapping[str, JobConfig] = field(default_factory=dict)  # tron-<cluster>.yaml, by name
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ def accept(
                 registry=previous.registry,
                 target=previous.target,
                 auto_rollback=previous.auto_rollback,
+                jobs={**previous.jobs, **new.jobs},
             ),
             tuple(problems),
         )
@@ -178,6 +181,7 @@ def loaded_from_tree(
             registry=effective_registry(svc, system),
             target=target,
             auto_rollback=dict(svc.auto_rollback) if svc is not None else {},
+            jobs={j.name: j for j in tree.jobs_for(service=service, cluster=cluster)},
         ),
         rejected=frozenset(
             i for s, c, i in tree.rejected_instances if s == service and c == cluster
@@ -392,6 +396,20 @@ class DesiredStore:
         if config is None or deployments is None:
             return None
         return deployments.state_for(self.cluster, key[1], config.deploy_group)
+
+    def jobs(self) -> tuple[JobConfig, ...]:
+        """Every scheduled job of this cluster, as last accepted."""
+        self.ensure_loaded()
+        with self._lock:
+            return tuple(j for _, d in sorted(self._services.items()) for j in d.jobs.values())
+
+    def job_deployment(self, job: JobConfig) -> DeploymentState | None:
+        """What the job's deploy group runs (None: never marked)."""
+        with self._lock:
+            deployments = self._deployments.get(job.service)
+        if deployments is None:
+            return None
+        return deployments.state_for(self.cluster, job.name, job.deploy_group)
 
     def deployments(self, configs: Iterable[InstanceConfig]) -> dict[Key, DeploymentState | None]:
         """The monitor's LoadDeployments."""

@@ -9,6 +9,7 @@ the StatusView, ``wait-for-deployment`` polls ``gather``, the API serves it.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import closing, nullcontext
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from paasport.config.system import SystemConfig, effective_registry
 from paasport.config.tree import INSTANCE_FILE, SoaTree
 from paasport.deploy import deployments as deployments_module
 from paasport.deploy.deployments import Deployments
-from paasport.engine.base import Engine
+from paasport.engine.base import Engine, OneOff
 from paasport.errors import EngineUnavailable, NotFoundError, PaasportError, UsageError
 from paasport.monitoring.events import Event
 from paasport.reconcile.store import (
@@ -101,14 +102,22 @@ class StatusView:
     instances: tuple[InstanceView, ...]
     config_errors: tuple[ConfigErrorView, ...]
     discovery: DiscoveryReading | None = None  # None: no selected instance is in discovery
+    runs: tuple[OneOff, ...] = ()  # one-off tasks still there (``paasport run``, job actions)
+    read_at: float = 0.0
 
     @property
     def ok(self) -> bool:
         return all(v.verdict.ok for v in self.instances) and not self.config_errors
 
     def to_json(self) -> list[dict[str, object]]:
-        """``paasport status --json``: the instances, then the config-error entries."""
-        return [*(v.to_json() for v in self.instances), *(e.to_json() for e in self.config_errors)]
+        """``paasport status --json``: the instances, the config-error entries, then one entry
+        per one-off run."""
+        from paasport.view.runs import run_entry
+
+        return [
+            *(v.to_json() for v in self.instances), *(e.to_json() for e in self.config_errors),
+            *(run_entry(r, self.read_at) for r in self.runs),
+        ]  # fmt: skip
 
 
 def load_selected_tree(system: SystemConfig, service: str | None) -> SoaTree:
@@ -375,7 +384,6 @@ TRAFFIC_VERDICT_SECONDS = 900.0  # a canary comparison older than this is not sh
 def _traffic_verdicts(log: Any, services: Sequence[str]) -> dict[tuple[str, str], str]:
     """(service, instance) -> the auto-rollback guard's newest comparison of its new version's
     (or canary's) errors through the proxy with the rest's (``canary`` events)."""
-    import time
 
     wanted = set(services)
     found: dict[tuple[str, str], str] = {}
@@ -424,7 +432,10 @@ def load_status(
         if not_found is not None and not refused:
             raise not_found
         # with refused removals, -i may name an instance that runs but is no longer configured
-        return _status(system, tree, configs, instance, refused, with_events, engine, listed)
+        view = _status(system, tree, configs, instance, refused, with_events, engine, listed)
+        runs = [r for r in engine.list_one_offs(service)
+                if instance is None or r.instance == instance]  # fmt: skip
+        return dataclasses.replace(view, runs=tuple(runs), read_at=time.time())
 
 
 def _status(
