@@ -84,6 +84,13 @@ class RunBody(BaseModel):
     by: str | None = Field(default=None, max_length=200)  # who typed it, for the event log
 
 
+class RunNowBody(BaseModel):
+    """``job-run-now``: who asks (for the event log)."""
+
+    model_config = ConfigDict(extra="forbid")
+    by: str | None = Field(default=None, max_length=200)
+
+
 RunId = Annotated[str, Path(pattern=r"^[a-z0-9]{6,20}$", description="run id")]
 
 
@@ -403,6 +410,44 @@ def create_app(
         run = the_run(service, run_id)
         path = runs.finish_run(system, engine.get(), run)
         return {**run_json(run), "log": str(path) if path else None}
+
+    # ---- scheduled jobs -----------------------------------------------------------------
+
+    @app.get("/v1/jobs", tags=["reads"])
+    def all_jobs(_: Reader) -> Json:
+        """``paasport jobs --json``: every job of this cluster, its last and next run."""
+        from paasport.view.jobs import load_jobs
+
+        return [v.to_json() for v in load_jobs(system, load_catalog_tree(system, None))]
+
+    @app.get("/v1/services/{service}/jobs", tags=["reads"])
+    def service_jobs(service: Service, _: Reader) -> Json:
+        from paasport.view.jobs import load_jobs
+
+        tree = load_catalog_tree(system, service)
+        return [v.to_json() for v in load_jobs(system, tree, service)]
+
+    @app.get("/v1/services/{service}/jobs/{job}/runs", tags=["reads"])
+    def job_runs(service: Service, job: Instance, _: Reader) -> Json:
+        """``paasport job-runs --json``: the job and its runs, with each action's attempts."""
+        from paasport.platform.jobs import find_job
+        from paasport.view.jobs import load_jobs
+
+        tree = load_catalog_tree(system, service)
+        find_job(tree.jobs, service, job, system.local_cluster)
+        return load_jobs(system, tree, service, job)[0].to_json(with_runs=True)
+
+    @app.post("/v1/services/{service}/jobs/{job}/runs", tags=["mutations"], status_code=201)
+    def job_run_now(service: Service, job: Instance, who: Writer,
+                    body: RunNowBody | None = None) -> Json:  # fmt: skip
+        """``paasport job-run-now``: a run now, whatever the schedule; deployd starts it."""
+        from paasport.platform.jobs import start_now
+
+        owned_target(service, who)
+        by = f"{(body.by if body else None) or '?'} (token {who.name}, team {who.team or '-'})"
+        run_id = start_now(system, service, job, by)
+        return {"run_id": run_id, "service": service, "job": job,
+                "cluster": system.local_cluster}  # fmt: skip
 
     install_dashboard(app, system, engine)
     return app

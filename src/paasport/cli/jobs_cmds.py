@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import click
@@ -152,6 +151,8 @@ def job_run_now(ctx: click.Context, /, service: str, job: str, cluster: str | No
             f"cluster {cluster} is not this host's ({system.local_cluster}) and "
             "names no api_url in paasport.yaml: run it on one of its hosts"
         )
+    from paasport.platform.jobs import start_now
+
     run_id = start_now(system, service, job, _who())
     if as_json:
         print_json({"run_id": run_id, "service": service, "job": job, "cluster": cluster})
@@ -165,20 +166,6 @@ def _who() -> str:
     from paasport.cli.run_cmd import who
 
     return who()
-
-
-def start_now(system: Any, service: str, job: str, by: str) -> str:
-    from paasport.deploy.deployments import read_deployments
-    from paasport.monitoring.events import EventLog, events_path
-    from paasport.platform.jobs import find_job, start_job_run
-
-    tree = _tree(system, service)
-    found = find_job(tree.jobs, service, job, system.local_cluster)
-    known = read_deployments(Path(system.soa_dir), service)
-    deployment = known.state_for(found.cluster, found.name, found.deploy_group) if known else None
-    with EventLog(events_path(system.state_dir)) as log:
-        return start_job_run(system, None, log, found, "manual", time.time(), by=by,
-                             deployment=deployment)  # fmt: skip
 
 
 def _wait_started(system: Any, service: str, job: str, run_id: str) -> None:

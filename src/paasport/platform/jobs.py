@@ -22,7 +22,7 @@ from typing import Protocol
 
 from paasport.bounce.desired import desired_app
 from paasport.config.schedule import Schedule, parse_schedule
-from paasport.config.system import SystemConfig
+from paasport.config.system import SystemConfig, effective_registry
 from paasport.engine.base import Engine, OneOff
 from paasport.errors import NotFoundError, PaasportError, UsageError
 from paasport.monitoring.events import Event, EventKind, EventLog, JobData, Level
@@ -366,7 +366,7 @@ def _stamp(at: float) -> str:
 
 def start_job_run(system: SystemConfig, store: JobSource | None, events: EventLog,
                   job: JobConfig, trigger: str, scheduled: float, *, by: str,
-                  deployment: DeploymentState | None = None,
+                  deployment: DeploymentState | None = None, registry: str | None = None,
                   clock: Callable[[], float] = time.time) -> str:  # fmt: skip
     """Record a new run of ``job`` (the scheduler starts its actions); its run id. The image
     is what the job's deploy group runs now: every action of the run runs that sha."""
@@ -375,7 +375,8 @@ def start_job_run(system: SystemConfig, store: JobSource | None, events: EventLo
     if deployment is None:
         raise UsageError(f"job {job.name}: deploy group {job.deploy_group} was never marked for "
                          "deployment: nothing to run yet")  # fmt: skip
-    registry = store.registry(job.service) if store is not None else None
+    if store is not None:
+        registry = store.registry(job.service)
     image = desired_app(job.actions[0].config, deployment, registry).image
     run_id = one_offs.new_run_id()
     how = "by the schedule" if trigger == "schedule" else f"by {by}"
@@ -395,3 +396,20 @@ def find_job(jobs: Sequence[JobConfig], service: str, name: str, cluster: str) -
     names = ", ".join(sorted(j.name for j in jobs if j.service == service and
                              j.cluster == cluster)) or "none"  # fmt: skip
     raise NotFoundError(f"{service}: no job {name!r} on cluster {cluster} (jobs: {names})")
+
+
+def start_now(system: SystemConfig, service: str, job: str, by: str) -> str:
+    """``job-run-now`` on this host's cluster: a manual run recorded; deployd's scheduler starts
+    its actions. Its run id."""
+    from paasport.config.tree import load_tree
+    from paasport.deploy.deployments import read_deployments
+    from paasport.monitoring.events import events_path
+
+    tree = load_tree(system.soa_dir, [service], system=system)
+    found = find_job(tree.jobs, service, job, system.local_cluster)
+    known = read_deployments(system.soa_dir, service)
+    deployment = known.state_for(found.cluster, found.name, found.deploy_group) if known else None
+    registry = effective_registry(tree.services[service], system)
+    with EventLog(events_path(system.state_dir)) as log:
+        return start_job_run(system, None, log, found, "manual", time.time(), by=by,
+                             deployment=deployment, registry=registry)  # fmt: skip
