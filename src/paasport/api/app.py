@@ -396,7 +396,9 @@ def create_app(
 
         def follow(done: threading.Event) -> Any:
             for n, item in enumerate(runs.output_then_exit(engine.get(), run, done)):
-                if not isinstance(item, str) or n >= skip:
+                if not isinstance(item, str):
+                    yield item if item.done else runs.recorded_end(system, item)
+                elif n >= skip:
                     yield item
 
         return sse_response(request, stopping, follow, run_frame, "paasport run")

@@ -139,9 +139,14 @@ def _attached(system: Any, engine: Any, run: Any) -> int:
         say(f"stopping run {run.run_id}")
         runs.finish_run(system, engine, run)
         return 130
-    path = runs.finish_run(system, engine, ended)
+    if not ended.done:  # finished by another (deployd's reaper) while we were away
+        ended = runs.recorded_end(system, ended)
+        path = runs.log_path(system.state_dir, run.service, run.run_id)
+    else:
+        path = runs.finish_run(system, engine, ended) or runs.log_path(
+            system.state_dir, run.service, run.run_id)  # fmt: skip
     code = ended.exit_code if ended.exit_code is not None else 1
-    say(f"run {run.run_id} exited {code}" + (f"; output kept in {path}" if path else ""))
+    say(f"run {run.run_id} exited {code}; output kept in {path}")
     return int(code)
 
 

@@ -140,6 +140,7 @@ class DockerEngine:
         self._api_client: Any = None
         self._node = ""
         self._exit_details: dict[str, cs.ExitDetails] = {}
+        self._one_off_ends: dict[str, OneOff] = {}  # exited one-offs as inspected
         self._details_lock = threading.Lock()  # deployd's workers and observer share the engine
         # Since when lists fail (None: the engine answers) and the recent windows it was away:
         # tasks that exited inside one were stopped by the daemon, not crashed.
@@ -505,10 +506,20 @@ class DockerEngine:
             summaries = self.api.containers(all=True, filters=filters)
         out: list[OneOff] = []
         for summary in summaries:
+            cid = str(summary["Id"])
             state = oo.docker_one_off_state(str(summary.get("State", "")))
-            code = cs.exit_code_from_status(str(summary.get("Status", "")))
-            found = oo.one_off_from_labels(summary.get("Labels") or {}, str(summary["Id"]),
-                                           state, code)  # fmt: skip
+            if state == "exited":  # its exit code and end time: inspected once, they never change
+                with self._details_lock:
+                    ended = self._one_off_ends.get(cid)
+                if ended is None:
+                    ended = self.one_off(cid)
+                    if ended is None:
+                        continue  # removed between the list and the inspect
+                    with self._details_lock:
+                        self._one_off_ends[cid] = ended
+                out.append(ended)
+                continue
+            found = oo.one_off_from_labels(summary.get("Labels") or {}, cid, state, None)
             if found is not None:
                 out.append(found)
         return sorted(out, key=lambda o: o.started)
@@ -541,6 +552,8 @@ class DockerEngine:
 
     def remove_one_off(self, task_id: str) -> None:
         self._remove(task_id)
+        with self._details_lock:
+            self._one_off_ends.pop(task_id, None)
 
     def create_app_version(self, spec: AppSpec, count: int) -> AppVersion:
         _in_parallel(lambda _: self._start_task(spec), range(count))
@@ -707,6 +720,14 @@ class DockerEngine:
         with translated("reading the engine's info", self.where):
             info = self.api.info()
         return NodeInfo(node_id="", name=str(info.get("Name", "")), address="127.0.0.1")
+
+    def task_stats(self, task_id: str) -> Mapping[str, object] | None:
+        try:
+            with translated(f"reading the stats of task {task_id[:12]}", self.where):
+                stats = self.api.stats(task_id, stream=False, one_shot=True)
+        except NotFoundError:
+            return None
+        return stats if isinstance(stats, dict) else None
 
     def image_exists(self, image: str) -> bool:
         try:

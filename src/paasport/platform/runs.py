@@ -187,7 +187,7 @@ def reap(system: SystemConfig, engine: Engine, now: float) -> int:
     (their caller went away, or ``--detach``). Returns how many."""
     done = 0
     for run in engine.list_one_offs(kind="adhoc"):
-        if run.done and now - (run.finished or run.started) >= REAP_AFTER_SECONDS:
+        if run.done and run.finished is not None and now - run.finished >= REAP_AFTER_SECONDS:
             finish_run(system, engine, run)
             done += 1
     return done
@@ -216,6 +216,28 @@ def output_then_exit(engine: Engine, run: OneOff, stop: threading.Event | None =
     """Its output lines as it runs, then the run as it ended (for the CLI and the API)."""
     yield from engine.one_off_output(run.task_id, follow=True, stop=stop)
     yield wait_for_exit(engine, run, stop)
+
+
+def recorded_end(system: SystemConfig, run: OneOff) -> OneOff:
+    """``run`` as its ``run`` event says it ended (another finisher got there first: the
+    reaper, after the caller was away); as it is when none says so."""
+    try:
+        with EventLog(events_path(system.state_dir)) as log:
+            found = log.query(service=run.service, kinds=(EventKind.RUN,),
+                              since=run.started - 60, limit=500)  # fmt: skip
+    except PaasportError:
+        return run
+    for event in reversed(found):
+        d = event.data
+        if d.get("run_id") == run.run_id and d.get("state") == "finished":
+            code = d.get("exit_code")
+            return dataclasses.replace(
+                run,
+                state="exited",
+                finished=event.time,
+                exit_code=int(str(code)) if code is not None else None,
+            )
+    return run
 
 
 def read_log(state_dir: Path, service: str, run_id: str) -> str:
