@@ -71,6 +71,16 @@ class MonitoringConfig:
 
 
 @dataclass(frozen=True)
+class AutoscalingConfig:
+    """An instance's ``autoscaling`` block (None: the metrics provider's default)."""
+
+    metrics_provider: Literal["cpu", "http_inflight", "none"] = "cpu"  # none: the count holds
+    setpoint: float | None = None  # cpu: fraction of the task's cpus; http_inflight: per task
+    moving_average_window_seconds: float | None = None
+    stabilization_window_seconds: float = 300.0  # scale-down waits for this long a lower load
+
+
+@dataclass(frozen=True)
 class InstanceConfig:
     """One instance of one service on one cluster, fully merged (system < service.yaml < file)."""
 
@@ -83,7 +93,8 @@ class InstanceConfig:
     disk: float = 1024.0
     instances: int = 1
     min_instances: int | None = None
-    max_instances: int | None = None
+    max_instances: int | None = None  # set: autoscaled between min_instances (1) and this
+    autoscaling: AutoscalingConfig | None = None
     cmd: str | None = None
     args: tuple[str, ...] | None = None
     env: Mapping[str, str] = field(default_factory=dict)
@@ -114,6 +125,11 @@ class InstanceConfig:
     @property
     def job_id(self) -> str:
         return f"{self.service}.{self.instance}"
+
+    @property
+    def autoscaled(self) -> bool:
+        """PaaSTA's rule: an instance with ``max_instances`` is autoscaled."""
+        return self.max_instances is not None
 
 
 @dataclass(frozen=True)

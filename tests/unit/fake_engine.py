@@ -32,6 +32,7 @@ class FakeEngine:
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     clock: float = 1000.0
     one_offs: dict[str, OneOff] = field(default_factory=dict)
+    stats: dict[str, Mapping[str, object]] = field(default_factory=dict)
     one_off_specs: dict[str, AppSpec] = field(default_factory=dict)
     one_off_lines: dict[str, list[str]] = field(default_factory=dict)
 
@@ -166,6 +167,9 @@ class FakeEngine:
     def remove_one_off(self, task_id: str) -> None:
         self.calls["remove_one_off"] += 1
         self.one_offs.pop(task_id, None)
+
+    def task_stats(self, task_id: str) -> Mapping[str, object] | None:
+        return self.stats.get(task_id)
 
     def close(self) -> None:
         self.closed = True

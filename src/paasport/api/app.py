@@ -84,6 +84,17 @@ class RunBody(BaseModel):
     by: str | None = Field(default=None, max_length=200)  # who typed it, for the event log
 
 
+class OverrideBody(BaseModel):
+    """``autoscale-override``: the range in force until ``until`` (epoch seconds)."""
+
+    model_config = ConfigDict(extra="forbid")
+    instance: str = Field(pattern=NAME)
+    min: int = Field(ge=0)
+    max: int = Field(ge=0)
+    until: float
+    by: str | None = Field(default=None, max_length=200)
+
+
 class RunNowBody(BaseModel):
     """``job-run-now``: who asks (for the event log)."""
 
@@ -412,6 +423,23 @@ def create_app(
         run = the_run(service, run_id)
         path = runs.finish_run(system, engine.get(), run)
         return {**run_json(run), "log": str(path) if path else None}
+
+    @app.post("/v1/services/{service}/autoscale-overrides", tags=["mutations"], status_code=201)
+    def autoscale_override(service: Service, body: OverrideBody, who: Writer) -> Json:
+        """``paasport autoscale-override``: min/max of an autoscaled instance until ``until``."""
+        from paasport.platform.autoscaler import set_override
+
+        owned_target(service, who)
+        by = f"{body.by or '?'} (token {who.name}, team {who.team or '-'})"
+        found = set_override(system, service, body.instance, body.min, body.max, body.until, by)
+        return {
+            "service": service,
+            "instance": body.instance,
+            "cluster": system.local_cluster,
+            "min": found.min_instances,
+            "max": found.max_instances,
+            "until": found.until,
+        }
 
     # ---- scheduled jobs -----------------------------------------------------------------
 

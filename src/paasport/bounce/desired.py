@@ -27,10 +27,12 @@ UNHASHED_FIELDS = frozenset(
         "instances",
         "min_instances",
         "max_instances",
+        "autoscaling",  # how the count moves: scaling never bounces
         "backoff_seconds",
         "canary_weight_percent",  # the proxy's weights: changed at runtime, never a bounce
         "bounce_ramp",  # how a bounce goes, not what runs
         "bounce_ramp_step_seconds",
+        "addons",  # what reaches the task is the env they add (SECRET references)
         "source_file",
         "source_line",
         "monitoring",

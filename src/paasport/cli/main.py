@@ -19,6 +19,7 @@ from paasport.errors import PaasportError
 COMMANDS: dict[str, str] = {
     "agent": "paasport.cli.agent:agent",
     "api": "paasport.cli.api_cmds:api",
+    "autoscale-override": "paasport.cli.autoscale_cmds:autoscale_override",
     "cook-image": "paasport.cli.deploy_cmds:cook_image",
     "deploy-history": "paasport.cli.deploy_cmds:deploy_history",
     "deployd": "paasport.cli.up:deployd",

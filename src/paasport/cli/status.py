@@ -144,6 +144,21 @@ def render(entries: Sequence[Mapping[str, Any]], verbose: int) -> None:
             )
         if e.get("why"):
             console.print(f"  [{colour}]why:[/{colour}] {escape(str(e['why']))}")
+        auto = e.get("autoscaling")
+        if auto:
+            metric = auto.get("metric")
+            said = (
+                f"{auto['metrics_provider']} {metric:.2f}"
+                if metric is not None
+                else "no reading yet"
+            )
+            over = auto.get("override")
+            rng = (f"override {over['min']}..{over['max']}" if over else
+                   f"{auto['min_instances']}..{auto['max_instances']}")  # fmt: skip
+            console.print(
+                f"  autoscaling: {said} vs setpoint {auto.get('setpoint')}, {rng}; "
+                f"{escape(str(auto.get('last_decision') or 'no decision yet'))}"
+            )
         if e.get("traffic"):
             worse = str(e["traffic"]).endswith(": worse")
             tint = "yellow" if worse else "green"

@@ -27,6 +27,7 @@ from paasport.config.state_files import private_dir
 from paasport.config.system import SystemConfig, config_path, default_config_text
 from paasport.errors import PaasportError
 from paasport.platform.autorollback import AutoRollback
+from paasport.platform.autoscaler import Autoscaler
 from paasport.platform.build import Platform, build_platform, load_settings, start_metrics
 from paasport.platform.jobs import JobScheduler
 
@@ -47,6 +48,14 @@ full_pass_option = click.option(
     default=30.0,
     show_default=True,
     help="how often every instance is checked (and removed instances cleaned up)",
+)
+autoscale_option = click.option(
+    "--autoscale-seconds",
+    "autoscale_seconds",
+    type=click.FloatRange(1.0),
+    default=10.0,
+    show_default=True,
+    help="how often autoscaled instances (max_instances set) are measured and sized",
 )
 grace_option = click.option(
     "--stop-grace-seconds",
@@ -123,6 +132,7 @@ def _start_api(
 @workers_option
 @full_pass_option
 @grace_option
+@autoscale_option
 @click.option(
     "--no-wait",
     is_flag=True,
@@ -136,6 +146,7 @@ def deployd(
     workers: int,
     full_pass_seconds: float,
     stop_grace_seconds: float,
+    autoscale_seconds: float,
     no_wait: bool,
     verbose: bool,
 ) -> None:
@@ -160,6 +171,8 @@ def deployd(
         platform.spawn("auto-rollback", lambda: guard.run_forever(stop))
         scheduler = job_scheduler(platform)
         platform.spawn("jobs", lambda: scheduler.run_forever(stop))
+        scaler = autoscaler(platform, autoscale_seconds)
+        platform.spawn("autoscaler", lambda: scaler.run_forever(stop))
         platform.deployd.run_forever(stop)
     finally:
         platform.close()
@@ -170,6 +183,22 @@ def job_scheduler(platform: Platform) -> JobScheduler:
     while this deployd holds the cluster lock."""
     return JobScheduler(
         platform.system, platform.store, platform.engine, platform.events,
+        may_act=lambda: platform.cluster_lock is None or platform.cluster_lock.is_open(),
+    )  # fmt: skip
+
+
+def autoscaler(platform: Platform, interval: float) -> Autoscaler:
+    """The autoscaler of this host's deployd (the lock holder's only): the engine's CPU stats
+    and, with discovery here, this host's HAProxy's requests in flight."""
+    from paasport.discovery.haproxy import read_stats
+    from paasport.discovery.wiring import haproxy_dir
+
+    sock = haproxy_dir(platform.system) / "admin.sock"
+    return Autoscaler(
+        platform.system, platform.store, platform.engine, platform.events,
+        with_health=platform.health.with_health if platform.health is not None else None,
+        stats=(lambda: read_stats(sock)) if platform.agent is not None else None,
+        interval=interval,
         may_act=lambda: platform.cluster_lock is None or platform.cluster_lock.is_open(),
     )  # fmt: skip
 
@@ -197,6 +226,7 @@ def auto_rollback_guard(platform: Platform) -> AutoRollback:
 @workers_option
 @full_pass_option
 @grace_option
+@autoscale_option
 @click.option(
     "--refresh-seconds",
     type=click.FloatRange(1.0),
@@ -221,6 +251,7 @@ def up(
     workers: int,
     full_pass_seconds: float,
     stop_grace_seconds: float,
+    autoscale_seconds: float,
     refresh_seconds: float,
     metrics_listen: str,
     api_listen: str | None,
@@ -266,6 +297,8 @@ def up(
         platform.spawn("auto-rollback", lambda: guard.run_forever(stop))
         scheduler = job_scheduler(platform)
         platform.spawn("jobs", lambda: scheduler.run_forever(stop))
+        scaler = autoscaler(platform, autoscale_seconds)
+        platform.spawn("autoscaler", lambda: scaler.run_forever(stop))
         platform.deployd.run_forever(stop)
     finally:
         stop.set()

@@ -118,13 +118,60 @@ VOLUME = Obj(
     required=frozenset({"containerPath", "hostPath"}),
 )
 
+# PaaSTA's provider types; paasport measures cpu and active-requests (its http_inflight)
+PROVIDER_TYPES = ("cpu", "active-requests", "http_inflight", "memory", "uwsgi", "uwsgi-v2",
+                  "gunicorn", "piscina", "worker-load", "arbitrary-promql")  # fmt: skip
+IMPLEMENTED_PROVIDERS = {"cpu": "cpu", "active-requests": "http_inflight",
+                         "http_inflight": "http_inflight"}  # fmt: skip
+_PROVIDER_FIELDS: dict[str, Spec] = {
+    "setpoint": Num(0, lo_exclusive=True, description="the load per task to keep: cpu a "
+                    "fraction of its cpus (0.8), http_inflight requests in flight (1)"),
+    "decision_policy": Enum(("proportional",), description="the HPA rule (bespoke: not here)"),
+    "moving_average_window_seconds": Num(0, lo_exclusive=True,
+                                         description="average the metric over this"),
+}  # fmt: skip
+_PROVIDER_UNUSED = frozenset(
+    {
+        "forecast_policy",
+        "max_instances_alert_threshold",
+        "metrics_query",
+        "series_query",
+        "target_type",
+        "resources",
+    }
+)
+AUTOSCALING = Obj(
+    {
+        # PaaSTA's format: a list of providers (paasport uses the first it implements)
+        "metrics_providers": ListOf(Obj(
+            {"type": Enum(PROVIDER_TYPES), **_PROVIDER_FIELDS,
+             "desired_active_requests_per_replica": Num(0, lo_exclusive=True,
+                                                        description="active-requests' setpoint")},
+            unused=_PROVIDER_UNUSED, description="one metrics provider")),
+        "scaledown_policies": Obj(
+            {"stabilizationWindowSeconds": Num(0, description="scale down only to the highest "
+                                               "count asked within this window (300)")},
+            unused=frozenset({"selectPolicy", "policies"}),
+            description="Kubernetes' HPA scaleDown behaviour (its window is used)"),
+        # the flat form: one provider's fields beside metrics_provider
+        "metrics_provider": Enum(PROVIDER_TYPES),
+        **_PROVIDER_FIELDS,
+        "stabilization_window_seconds": Num(0, description="scale down only to the highest "
+                                            "count asked within this window (300)"),
+    },
+    unused=frozenset({"offset", "good_enough_window", "prometheus_adapter_config",
+                      "use_prometheus", "use_resource_metrics"}) | _PROVIDER_UNUSED,
+    description="how the instance scales between min_instances and max_instances",
+)  # fmt: skip
+
 INSTANCE_FIELDS: dict[str, Spec] = {
     "cpus": Num(0, lo_exclusive=True, description="CPU share (limit)"),
     "mem": Num(32, description="memory limit in MB"),
     "disk": Num(0, lo_exclusive=True, description="disk in MB"),
     "instances": Int(0, description="number of tasks"),
     "min_instances": Int(0, description="autoscaling range: lowest"),
-    "max_instances": Int(0, description="autoscaling range: highest"),
+    "max_instances": Int(0, description="autoscaling range: highest (set: autoscaled)"),
+    "autoscaling": AUTOSCALING,
     "cmd": Str(what="a string (run by /bin/sh -c; use args for a list)"),
     "args": ListOf(Str(), description="command as a list (exec form)"),
     "env": MapOf(
@@ -203,7 +250,6 @@ INSTANCE_UNUSED = frozenset(
         "namespace",
         "role",
         "dependencies_reference",
-        "autoscaling",
         "sfn_autoscaling",
         "bounce_overprovision_factor",
         "bounce_health_params",

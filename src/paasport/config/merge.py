@@ -12,11 +12,12 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from paasport.config.fields import BUILD_STEPS
+from paasport.config.fields import BUILD_STEPS, IMPLEMENTED_PROVIDERS
 from paasport.config.host_access import host_access_issues
 from paasport.config.placement import effective_constraints
 from paasport.config.spec import Issue
 from paasport.types import (
+    AutoscalingConfig,
     HealthCheck,
     InstanceConfig,
     MonitoringConfig,
@@ -141,6 +142,41 @@ def namespace_from(service: str, name: str, values: Mapping[str, Any]) -> Namesp
     if "extra_healthcheck_headers" in kwargs:
         kwargs["extra_healthcheck_headers"] = dict(kwargs["extra_healthcheck_headers"])
     return Namespace(service=service, name=name, proxy_port=values.get("proxy_port"), **kwargs)
+
+
+def autoscaling_config(values: Mapping[str, Any]) -> tuple[AutoscalingConfig, list[Issue]]:
+    """The ``autoscaling`` block of an autoscaled instance: PaaSTA's ``metrics_providers`` list
+    (the first provider paasport measures) or the flat form; cpu at PaaSTA's setpoint when it
+    names none. A provider paasport does not measure is a warning, and then the count holds."""
+    issues: list[Issue] = []
+    providers = list(values.get("metrics_providers") or ())
+    if values.get("metrics_provider") is not None or not providers:
+        providers.insert(0, {"type": values.get("metrics_provider") or "cpu", **{
+            k: values[k] for k in ("setpoint", "decision_policy", "moving_average_window_seconds")
+            if values.get(k) is not None}})  # fmt: skip
+    chosen = None
+    for i, provider in enumerate(providers):
+        kind = provider.get("type") or "cpu"
+        if kind in IMPLEMENTED_PROVIDERS:
+            chosen = chosen or provider
+            continue
+        path = ("autoscaling", "metrics_providers", i, "type") if values.get(
+            "metrics_providers") else ("autoscaling", "metrics_provider")  # fmt: skip
+        issues.append(Issue(path, f'provider "{kind}" is not measured by paasport (it measures '
+                                  "cpu and active-requests)", "warning"))  # fmt: skip
+    stabilization = (values.get("scaledown_policies") or {}).get("stabilizationWindowSeconds")
+    if values.get("stabilization_window_seconds") is not None:
+        stabilization = values["stabilization_window_seconds"]
+    extra = {} if stabilization is None else {"stabilization_window_seconds": stabilization}
+    if chosen is None:
+        return AutoscalingConfig(metrics_provider="none", **extra), issues
+    setpoint = chosen.get("setpoint", chosen.get("desired_active_requests_per_replica"))
+    return AutoscalingConfig(
+        metrics_provider=IMPLEMENTED_PROVIDERS[chosen.get("type") or "cpu"],  # type: ignore[arg-type]
+        setpoint=setpoint,
+        moving_average_window_seconds=chosen.get("moving_average_window_seconds"),
+        **extra,
+    ), issues
 
 
 _PLAIN_FIELDS = (
@@ -287,6 +323,9 @@ def build_instance(
         kwargs["bounce_ramp"] = tuple(float(p) for p in merged["bounce_ramp"] if p is not None)
     if merged.get("env") is not None:
         kwargs["env"] = dict(merged["env"])
+    if merged.get("max_instances") is not None:
+        kwargs["autoscaling"], auto_issues = autoscaling_config(merged.get("autoscaling") or {})
+        issues.extend(auto_issues)
     if merged.get("extra_volumes") is not None:
         kwargs["extra_volumes"] = tuple(
             Volume(v["containerPath"], v["hostPath"], v.get("mode") or "RO")

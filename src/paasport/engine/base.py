@@ -164,6 +164,11 @@ class Engine(Protocol):
 
     def image_exists(self, image: str) -> bool: ...
 
+    def task_stats(self, task_id: str) -> Mapping[str, object] | None:
+        """Docker's stats JSON of one running task, read at once (no two-sample wait), or None
+        when this engine cannot see it (a Swarm task on another node)."""
+        ...
+
     # -- one-off tasks (``paasport run``, job actions) ---------------------------------------
     def start_one_off(
         self, spec: AppSpec, run_id: str, kind: str, labels: Mapping[str, str], by: str = ""

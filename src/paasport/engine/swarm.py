@@ -319,6 +319,12 @@ class SwarmEngine:
         self._remove(task_id)
 
     # -- tasks' insides ------------------------------------------------------------------------
+    def task_stats(self, task_id: str) -> Mapping[str, object] | None:
+        """Only a task on the manager's own node: the manager's API has no stats of others."""
+        with translated(f"finding task {task_id[:12]}", self.where):
+            local = self.api.containers(filters={"label": f"{ss.SWARM_SERVICE_ID}={task_id}"})
+        return self._daemon.task_stats(str(local[0]["Id"])) if local else None
+
     def exec_in_task(self, task_id: str, cmd: str, timeout: float) -> ExecResult:
         """A task on the manager's node: the command inside it. Elsewhere the task's own Docker
         HEALTHCHECK (the same command, run by its node's daemon) decides: a task whose check
@@ -526,6 +532,9 @@ class SwarmNodeEngine:
             f"cluster {self.cluster}: this host's view cannot {what}: deployd does that through"
             " a Swarm manager"
         )
+
+    def task_stats(self, task_id: str) -> Mapping[str, object] | None:
+        return self._daemon.task_stats(task_id)
 
     def start_one_off(self, spec: AppSpec, run_id: str, kind: str, labels: Mapping[str, str],
                       by: str = "") -> OneOff:  # fmt: skip

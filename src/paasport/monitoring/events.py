@@ -49,6 +49,7 @@ class EventKind(StrEnum):
     CANARY = "canary"  # a new version's (or canary's) errors through the proxy vs the rest's
     RUN = "run"  # a one-off task (``paasport run``) started, ended
     JOB = "job"  # a scheduled job's run: started, an action started/ended, the run ended
+    AUTOSCALE = "autoscale"  # the autoscaler changed a count (with its inputs), an override
     UNKNOWN = "unknown"  # read back from a log written by a version with more kinds
 
 

@@ -101,6 +101,9 @@ class GatedEngine:
     def image_exists(self, image: str) -> bool:
         return self.engine.image_exists(image)
 
+    def task_stats(self, task_id: str) -> Mapping[str, object] | None:
+        return self.engine.task_stats(task_id)
+
     def start_one_off(self, spec: AppSpec, run_id: str, kind: str, labels: Mapping[str, str],
                       by: str = "") -> OneOff:  # fmt: skip
         _check(self.gate, f"starting one-off task {run_id} of {spec.service}")

@@ -26,6 +26,7 @@ from paasport.deploy.deployments import Deployments, read_deployments
 from paasport.deploy.workflow import ServiceTarget, target_from_tree
 from paasport.errors import ConfigError, NotFoundError, PaasportError
 from paasport.monitoring.events import Event
+from paasport.reconcile.scaling import Scale, read_scales, scaled
 from paasport.reconcile.watch import Change, TreeWatcher
 from paasport.types import (
     DeploymentState,
@@ -233,6 +234,8 @@ class DesiredStore:
         self._loaded = False
         self._watching = False
         self._secret_stamps: dict[str, tuple[int, int]] | None = None
+        # the autoscaler's counts (reconcile.scaling): kept across restarts in the state dir
+        self._scales: dict[Key, Scale] = read_scales(system.state_dir) if system is not None else {}
 
     # ---- loading ----
 
@@ -357,7 +360,20 @@ class DesiredStore:
     def config(self, key: Key) -> InstanceConfig | None:
         with self._lock:
             desired = self._services.get(key[0])
-            return desired.instances.get(key[1]) if desired else None
+            config = desired.instances.get(key[1]) if desired else None
+            return scaled(config, self._scales) if config is not None else None
+
+    def set_scale(self, key: Key, scale: Scale) -> None:
+        """The autoscaler's new count for ``key``: deployd converges to it (never a bounce)."""
+        with self._lock:
+            before = self._scales.get(key)
+            self._scales[key] = scale
+        if before is None or before.target != scale.target:
+            self._publish({key})
+
+    def scales(self) -> dict[Key, Scale]:
+        with self._lock:
+            return dict(self._scales)
 
     def keys(self) -> set[Key]:
         with self._lock:
@@ -368,7 +384,7 @@ class DesiredStore:
         self.ensure_loaded()
         with self._lock:
             return tuple(
-                config
+                scaled(config, self._scales)
                 for name in sorted(self._services)
                 for _, config in sorted(self._services[name].instances.items())
             )

@@ -71,6 +71,8 @@ class InstanceView:
     traffic: str = ""  # the newest canary comparison: its errors through the proxy vs the rest's
     proxy: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # task -> ns -> state
     observed_at: float = 0.0  # epoch seconds of the engine listing (task ages count from it)
+    # an autoscaled instance: the autoscaler's metric, target and last decision (status, API)
+    autoscaling: Mapping[str, object] | None = None
 
     @property
     def key(self) -> str:
@@ -95,6 +97,7 @@ class InstanceView:
             "ok": self.verdict.ok,
             "why": self.verdict.why,
             "traffic": self.traffic or None,
+            "autoscaling": dict(self.autoscaling) if self.autoscaling is not None else None,
             "bounce": (
                 {
                     "in_progress": self.bounce.in_progress,

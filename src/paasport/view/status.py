@@ -24,6 +24,7 @@ from paasport.deploy.deployments import Deployments
 from paasport.engine.base import Engine, OneOff
 from paasport.errors import EngineUnavailable, NotFoundError, PaasportError, UsageError
 from paasport.monitoring.events import Event
+from paasport.reconcile.scaling import OverrideRange, Scale, read_overrides, read_scales, scaled
 from paasport.reconcile.store import (
     INSTANCE_FILE_KINDS,
     REMOVAL_HINT,
@@ -81,6 +82,7 @@ def unobserved_entry(
         "ok": False,
         "why": why,
         "traffic": None,
+        "autoscaling": None,
         "problems": list(problems),
         "desired_state": None,
         "git_sha": None,
@@ -462,6 +464,8 @@ def _status(
         if c.service in unreadable
     ]
     configs = [c for c in configs if c.service not in unreadable]
+    scales = read_scales(system.state_dir) if any(c.autoscaled for c in configs) else {}
+    configs = [scaled(c, scales) for c in configs]  # the autoscaler's count is the one expected
     discovery = read_discovery(system) if any(c.registrations for c in configs) else None
     views = gather(
         system,
@@ -473,7 +477,39 @@ def _status(
         engine=engine,
         listed=listed,
     )
+    if scales or any(c.autoscaled for c in configs):
+        overrides = read_overrides(system.state_dir)
+        views = [
+            dataclasses.replace(v, autoscaling=autoscaling_json(v.config, scales, overrides))
+            if v.config.autoscaled else v
+            for v in views
+        ]  # fmt: skip
     return StatusView(tuple(views), tuple(broken), discovery)
+
+
+def autoscaling_json(
+    config: InstanceConfig,
+    scales: Mapping[tuple[str, str], Scale],
+    overrides: Mapping[tuple[str, str], OverrideRange],
+) -> dict[str, object]:
+    """An autoscaled instance's range, the autoscaler's metric and target, its last decision
+    and the override in force. Pure."""
+    key = (config.service, config.instance)
+    scale, override = scales.get(key), overrides.get(key)
+    auto = config.autoscaling
+    return {
+        "min_instances": config.min_instances if config.min_instances is not None else 1,
+        "max_instances": config.max_instances,
+        "metrics_provider": auto.metrics_provider if auto else "cpu",
+        "setpoint": scale.setpoint if scale else (auto.setpoint if auto else None),
+        "metric": scale.metric if scale else None,
+        "target": scale.target if scale else None,
+        "last_decision": scale.reason if scale else None,
+        "decided_at": scale.decided_at if scale else None,
+        "read_at": scale.read_at if scale else None,
+        "override": {"min": override.min_instances, "max": override.max_instances,
+                     "until": override.until} if override else None,
+    }  # fmt: skip
 
 
 @dataclass(frozen=True)
