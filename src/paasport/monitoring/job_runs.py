@@ -96,9 +96,11 @@ def _fold(run: JobRun, event: Event) -> JobRun:
             )
         else:
             code = d.get("exit_code")
+            took = float(str(d.get("seconds") or 0.0))  # the task's own time, when known
+            ended = attempt.started + took if took > 0 else event.time
             attempt = replace(
                 attempt,
-                finished=event.time,
+                finished=min(ended, event.time),
                 log=str(d.get("log", "")),
                 exit_code=int(str(code)) if code is not None else None,
                 task_id=attempt.task_id or str(d.get("task_id", "")),

@@ -124,17 +124,17 @@ def _action_steps(job: JobConfig, run: JobRun, tasks: Mapping[tuple[str, str, in
                 steps.append(ActionEnded(run, action.name, last.number, task))
             busy = True
             continue
-        if last is None:
-            live = [t for (r, a, _), t in tasks.items() if r == run.run_id and a == action.name]
-            if live:  # started, but its start was not recorded (a restart in between)
-                number = max(task_key(t)[2] for t in live)
-                steps.append(
-                    ActionEnded(run, action.name, number, live[0])
-                    if live[0].done
-                    else StartAction(run, action, -number)
-                )
-                busy = True  # fmt: skip
-                continue
+        # started, but its start was not recorded (a restart in between): adopt the task
+        after = last.number if last is not None else 0
+        live = [t for (r, a, n), t in tasks.items()
+                if r == run.run_id and a == action.name and n > after]  # fmt: skip
+        if live:
+            task = max(live, key=lambda t: task_key(t)[2])
+            number = task_key(task)[2]
+            steps.append(ActionEnded(run, action.name, number, task)
+                         if task.done else StartAction(run, action, -number))  # fmt: skip
+            busy = True
+            continue
         if last is not None and last.ok:
             succeeded.add(action.name)
             continue
