@@ -13,15 +13,19 @@ finishes ``paasport run`` tasks whose caller went away (``platform.runs.reap``).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from paasport.bounce.desired import desired_app
 from paasport.config.schedule import Schedule, parse_schedule
+from paasport.config.state_files import private_dir
 from paasport.config.system import SystemConfig, effective_registry
 from paasport.engine.base import Engine, OneOff
 from paasport.errors import NotFoundError, PaasportError, UsageError
@@ -231,7 +235,9 @@ class JobScheduler:
         self.clock = clock
         self.interval = interval
         self.may_act = may_act
-        self._first_seen: dict[tuple[str, str], float] = {}
+        # when each job was first scheduled here (the schedule's start until it first runs):
+        # kept in the state dir, so a restart or a lock handover loses no due time
+        self._first_seen = _read_first_seen(system.state_dir)
 
     def run_forever(self, stop: threading.Event) -> None:
         log.info("job scheduler: every %.1fs", self.interval)
@@ -245,7 +251,6 @@ class JobScheduler:
 
     def pass_once(self) -> list[Step]:
         if not self.may_act():  # a standby deployd: the active one runs the jobs
-            self._first_seen.clear()
             return []
         now = self.clock()
         one_offs.reap(self.system, self.engine, now)
@@ -262,7 +267,10 @@ class JobScheduler:
             schedule, _ = parse_schedule(job.schedule, job.time_zone)
             if schedule is None:
                 continue
-            first = self._first_seen.setdefault((job.service, job.name), now)
+            first = self._first_seen.get((job.service, job.name))
+            if first is None:
+                first = self._first_seen[job.service, job.name] = now
+                _write_first_seen(self.system.state_dir, self._first_seen)
             runs = history.get((job.service, job.cluster, job.name), [])
             own = {k: t for k, t in tasks.items() if t.service == job.service
                    and t.extra.get(L_JOB) == job.name}  # fmt: skip
@@ -358,6 +366,35 @@ class JobScheduler:
                           log=str(path) if path else ""))  # fmt: skip
         if task is not None:
             self.engine.remove_one_off(task.task_id)
+
+
+FIRST_SEEN_FILE = "jobs-first-seen.json"
+
+
+def _read_first_seen(state_dir: Path) -> dict[tuple[str, str], float]:
+    try:
+        data = json.loads((state_dir / FIRST_SEEN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    out: dict[tuple[str, str], float] = {}
+    for key, at in data.items():
+        service, _, job = str(key).partition(".")
+        if job and isinstance(at, int | float):
+            out[service, job] = float(at)
+    return out
+
+
+def _write_first_seen(state_dir: Path, seen: Mapping[tuple[str, str], float]) -> None:
+    path = state_dir / FIRST_SEEN_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        private_dir(state_dir)
+        tmp.write_text(json.dumps({f"{s}.{j}": at for (s, j), at in sorted(seen.items())}))
+        os.replace(tmp, path)
+    except OSError as err:
+        log.warning("cannot keep when jobs were first seen in %s: %s", path, err)
 
 
 def _stamp(at: float) -> str:
