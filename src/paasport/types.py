@@ -107,6 +107,7 @@ class InstanceConfig:
     bounce_ramp_step_seconds: float = 30.0
     # (name, version) of each secret its env uses (SECRET(name)): never a value
     secret_versions: tuple[tuple[str, str], ...] = ()
+    addons: tuple[str, ...] = ()  # add-ons it uses (config.addons): their env is in env
     healthcheck: HealthCheck = field(default_factory=HealthCheck)
     registrations: tuple[str, ...] = ()
     container_port: int = 8888

@@ -6,6 +6,7 @@ PaaSTA fields paasport does not implement are listed per kind: they validate wit
 
 from __future__ import annotations
 
+from paasport.config.addons import ADDONS, SERVER_URL
 from paasport.config.placement import CONSTRAINT, LITERAL, LITERAL_WHAT
 from paasport.config.spec import (
     Bool,
@@ -180,6 +181,7 @@ INSTANCE_FIELDS: dict[str, Spec] = {
         key_what="an environment variable name",
         description="environment variables",
     ),
+    "addons": ADDONS,
     "deploy_group": Str(description="deploy.yaml step supplying the version; {cluster} etc."),
     "bounce_method": Enum(("crossover", "upthendown", "downthenup", "brutal")),
     "bounce_margin_factor": Num(0, 1, lo_exclusive=True),
@@ -474,6 +476,24 @@ SYSTEM = Obj(
             "only when listed exactly); default none",
         ),
         "allow_host_network": Bool(description="allow net: host (default false)"),
+        "addons": Obj(
+            {
+                "postgres": Obj(
+                    {
+                        "url": SERVER_URL,
+                        "task_host": Str(
+                            description="the address tasks reach that server at (default: the "
+                            "URL's host)"
+                        ),
+                        "backup_keep_days": Int(1, description="backups kept this long (7)"),
+                        "bin_dir": Str(
+                            r"/.*", "an absolute path", description="initdb, pg_ctl, pg_dump..."
+                        ),
+                    }
+                )
+            },
+            description="add-ons: where their servers are",
+        ),
         "discovery": Obj(
             {
                 "registry": Enum(("sqlite", "zookeeper")),

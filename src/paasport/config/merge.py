@@ -12,6 +12,7 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from paasport.config.addons import addon_env, addons_of, env_issues
 from paasport.config.fields import BUILD_STEPS, IMPLEMENTED_PROVIDERS
 from paasport.config.host_access import host_access_issues
 from paasport.config.placement import effective_constraints
@@ -231,6 +232,8 @@ def build_instance(
 
     constraints, placement_issues = effective_constraints(merged)
     issues.extend(placement_issues)
+    addons = addons_of(merged)
+    issues.extend(env_issues(merged.get("env") or {}, addons))
 
     if merged.get("cmd") is not None and merged.get("args") is not None:
         issues.append(Issue(("cmd",), "expected either cmd or args, found both"))
@@ -323,6 +326,9 @@ def build_instance(
         kwargs["bounce_ramp"] = tuple(float(p) for p in merged["bounce_ramp"] if p is not None)
     if merged.get("env") is not None:
         kwargs["env"] = dict(merged["env"])
+    if addons:  # their credentials: secrets the platform stores once it provisioned them
+        kwargs["addons"] = addons
+        kwargs["env"] = {**kwargs.get("env", {}), **addon_env(addons)}
     if merged.get("max_instances") is not None:
         kwargs["autoscaling"], auto_issues = autoscaling_config(merged.get("autoscaling") or {})
         issues.extend(auto_issues)

@@ -19,7 +19,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -140,6 +140,33 @@ class SecretStore:
         index[name] = SecretEntry(name, version, now, token)
         self._save(service, index)
         return index[name], existed
+
+    def put_many(
+        self, service: str, values: Mapping[str, bytes], now: float
+    ) -> dict[str, SecretEntry]:
+        """Store several secrets of ``service`` in one write (an add-on's credentials): a reader
+        never sees half of them changed."""
+        fernet = self._fernet(create=True)
+        index = read_index(self.state_dir, self.cluster, service)
+        for name, value in values.items():
+            check_name(name)
+            if not value or len(value) > MAX_VALUE_BYTES:
+                raise UsageError(f"secret {name}: empty, or more than {MAX_VALUE_BYTES} bytes")
+            token = fernet.encrypt(value).decode()
+            version = hashlib.sha256(token.encode()).hexdigest()[:12]
+            index[name] = SecretEntry(name, version, now, token)
+        self._save(service, index)
+        return {name: index[name] for name in values}
+
+    def remove_many(self, service: str, names: Collection[str]) -> list[str]:
+        """Remove those of ``names`` that exist, in one write; returns the removed names."""
+        index = read_index(self.state_dir, self.cluster, service)
+        gone = sorted(n for n in names if n in index)
+        if gone:
+            for name in gone:
+                del index[name]
+            self._save(service, index)
+        return gone
 
     def remove(self, service: str, name: str) -> SecretEntry:
         index = read_index(self.state_dir, self.cluster, service)

@@ -63,6 +63,25 @@ class ApiConfig:
     require_token_for_reads: bool = False  # mutations always need one
 
 
+DEFAULT_PG_BIN = "/usr/lib/postgresql/15/bin"  # Debian 12's postgresql-15
+
+
+@dataclass(frozen=True)
+class PostgresAddonConfig:
+    """Where the Postgres add-on's databases live: an existing server (``url``, a superuser's,
+    never shown) or, without one, the server paasport runs itself under ``state_dir/postgres``."""
+
+    url: str | None = field(default=None, repr=False)
+    task_host: str | None = None  # the address tasks reach ``url``'s server at (default its host)
+    backup_keep_days: int = 7
+    bin_dir: str = DEFAULT_PG_BIN
+
+
+@dataclass(frozen=True)
+class AddonsConfig:
+    postgres: PostgresAddonConfig = field(default_factory=PostgresAddonConfig)
+
+
 def _default_clusters() -> Mapping[str, ClusterConfig]:
     return {"local": ClusterConfig("local", "docker")}
 
@@ -78,6 +97,7 @@ class SystemConfig:
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     monitoring: MonitoringSinksConfig = field(default_factory=MonitoringSinksConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
+    addons: AddonsConfig = field(default_factory=AddonsConfig)
     # host access: extra_volumes hostPath prefixes instances may mount, and net: host
     allowed_host_paths: tuple[str, ...] = ()
     allow_host_network: bool = False
@@ -143,6 +163,9 @@ def system_config_from(
     mon = data.get("monitoring") if isinstance(data.get("monitoring"), dict) else {}
     api = data.get("api") if isinstance(data.get("api"), dict) else {}
     assert isinstance(disc, dict) and isinstance(mon, dict) and isinstance(api, dict)
+    addons = data.get("addons") if isinstance(data.get("addons"), dict) else {}
+    postgres = addons.get("postgres") if isinstance(addons, dict) else None
+    assert postgres is None or isinstance(postgres, dict)
     disc_args: dict[str, Any] = {
         k: (tuple(v) if isinstance(v, list) else v) for k, v in disc.items()
     }
@@ -158,6 +181,7 @@ def system_config_from(
         discovery=DiscoveryConfig(**disc_args),
         monitoring=MonitoringSinksConfig(**mon),
         api=ApiConfig(**api),
+        addons=AddonsConfig(PostgresAddonConfig(**(postgres or {}))),
         allowed_host_paths=tuple(p for p in allowed if isinstance(p, str))
         if isinstance(allowed, list)
         else (),

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from paasport.config import fields as F
+from paasport.config.addons import addon_of_secret
 from paasport.config.facts_cache import SmartstackCache, cache_path, file_key
 from paasport.config.merge import (
     build_instance,
@@ -73,6 +74,13 @@ class SoaTree:
     # adhoc-<cluster>.yaml: one-off definitions (``paasport run``), never reconciled
     adhoc: tuple[InstanceConfig, ...] = ()
     jobs: tuple[JobConfig, ...] = ()  # tron-<cluster>.yaml: scheduled jobs
+    # (service, cluster, instance, add-on): what each valid instance asks for, provisioned yet
+    # or not (one waiting for its add-on's credentials is left out, with a note)
+    addons: frozenset[tuple[str, str, str, str]] = frozenset()
+
+    def addon_services(self, cluster: str, addon: str) -> tuple[str, ...]:
+        """The services of which some instance on ``cluster`` asks for ``addon``."""
+        return tuple(sorted({s for s, c, _, a in self.addons if c == cluster and a == addon}))
 
     def adhoc_for(
         self, service: str | None = None, cluster: str | None = None, instance: str | None = None
@@ -305,6 +313,17 @@ def _with_secret_versions(
         out.add(where, at, config.instance, "env", str(err), "error")
         return None
     missing = sorted(k for k, name in refs.items() if name not in index)
+    asked = {k: addon_of_secret(refs[k]) for k in missing}
+    waiting = sorted({a for a in asked.values() if a is not None and a in config.addons})
+    for addon in waiting:  # not an error: deployd provisions it, then the instance starts
+        where, at = _locate(("addons", addon), doc, config.instance, svc_doc)
+        out.add(
+            where, at, config.instance, f"addons.{addon}",
+            f"waiting for its database on cluster {config.cluster}: deployd (paasport up) "
+            "provisions it and keeps its credentials as secrets, then starts the instance",
+            "note",
+        )  # fmt: skip
+    missing = [k for k in missing if asked[k] not in waiting]
     for key in missing:
         where, at = _locate(("env", key), doc, config.instance, svc_doc)
         out.add(
@@ -313,7 +332,7 @@ def _with_secret_versions(
             f"(paasport secret add -s {config.service} -n {refs[key]})",
             "error",
         )  # fmt: skip
-    if missing:
+    if missing or waiting:
         return None
     versions = tuple(sorted((name, index[name].version) for name in set(refs.values())))
     return dataclasses.replace(config, secret_versions=versions)
@@ -501,6 +520,8 @@ def _load_service(
             for issue in rule_issues:
                 where, at = _locate_in(issue.path, doc, instance, svc_doc)
                 out.add(where, at, instance, field_name(issue.path), issue.message, issue.severity)
+            if config is not None and config.addons and batch is not None:
+                batch.addons |= {(service, cluster, instance, a) for a in config.addons}
             if config is not None and cluster == system.local_cluster:
                 config = _with_secret_versions(config, system, doc, svc_doc, out)
             if config is None:
@@ -543,6 +564,7 @@ def _load_service(
 class _Batch:
     adhoc: list[InstanceConfig] = field(default_factory=list)
     jobs: list[JobConfig] = field(default_factory=list)
+    addons: set[tuple[str, str, str, str]] = field(default_factory=set)  # SoaTree.addons
 
 
 @dataclass(frozen=True)
@@ -971,4 +993,5 @@ def load_tree(
         instance_files=instance_files,
         adhoc=tuple(batch.adhoc),
         jobs=tuple(batch.jobs),
+        addons=frozenset(batch.addons),
     )

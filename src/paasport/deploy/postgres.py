@@ -99,6 +99,14 @@ def database_comment(service: str, cluster: str) -> str:
     return f"{_COMMENT_PREFIX}service {service}, cluster {cluster}"
 
 
+def parse_comment(comment: str) -> tuple[str, str] | None:
+    """(service, cluster) of a ``database_comment``; None for any other comment."""
+    match = re.fullmatch(
+        re.escape(_COMMENT_PREFIX) + r"service ([a-z0-9][a-z0-9_-]*), cluster (\S+)", comment
+    )
+    return (match.group(1), match.group(2)) if match else None
+
+
 def server_label(admin_url: str) -> str:
     """``host:port`` of a libpq URL or conninfo, for messages (never its password)."""
     try:
@@ -107,6 +115,15 @@ def server_label(admin_url: str) -> str:
         raise ConfigError("the Postgres admin URL is not a valid libpq URL") from None
     host = str(params.get("host") or params.get("hostaddr") or "local socket")
     return f"{host}:{params.get('port') or 5432}"
+
+
+def server_address(admin_url: str) -> tuple[str, int]:
+    """(host, port) of a libpq URL: host "" when it names none (the local socket)."""
+    try:
+        params = conninfo_to_dict(admin_url)
+    except psycopg.Error:
+        raise ConfigError("the Postgres admin URL is not a valid libpq URL") from None
+    return str(params.get("host") or params.get("hostaddr") or ""), int(params.get("port") or 5432)
 
 
 def backup_name(database: str, now: float) -> str:
@@ -377,6 +394,18 @@ class PostgresServer:
                 raise NotFoundError(f"Postgres server {self.label} has no database {db}")
             roles = tuple(self._login_roles(conn, db))
         return DatabaseInfo(db, row[0], roles, int(row[1]), int(row[2]), row[3])
+
+    def databases(self) -> list[tuple[str, str, str]]:
+        """(service, cluster, database) of every add-on database on the server (by its mark)."""
+        with self._connect("listing the add-on databases") as conn:
+            rows = conn.execute(
+                "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database"
+                " WHERE starts_with(coalesce(shobj_description(oid, 'pg_database'), ''), %s)",
+                (_COMMENT_PREFIX,),
+            ).fetchall()
+        found = [(parsed, str(db)) for db, comment in rows if (parsed := parse_comment(comment))]
+        return sorted((svc, cluster, db) for (svc, cluster), db in found
+                      if database_name(svc, cluster) == db)  # fmt: skip
 
     def connections_of(self, role: str) -> int:
         with self._connect(f"counting the sessions of {role}") as conn:

@@ -50,6 +50,7 @@ class EventKind(StrEnum):
     RUN = "run"  # a one-off task (``paasport run``) started, ended
     JOB = "job"  # a scheduled job's run: started, an action started/ended, the run ended
     AUTOSCALE = "autoscale"  # the autoscaler changed a count (with its inputs), an override
+    ADDON = "addon"  # an add-on's database: provisioned, rotated, role dropped, backup, restore...
     UNKNOWN = "unknown"  # read back from a log written by a version with more kinds
 
 
@@ -156,6 +157,24 @@ class JobData(_Payload):
     ok: bool | None = None  # finished: the run succeeded
     seconds: float = 0.0
     log: str = ""
+
+
+AddonAction = Literal["provisioned", "rotated", "role_dropped", "backup", "restore", "destroyed",
+                      "failed"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AddonData(_Payload):
+    """``addon``: one step on a service's add-on (``platform.addons``); never a credential."""
+
+    addon: str
+    action: AddonAction
+    database: str = ""
+    role: str = ""  # provisioned/rotated: the role the service now uses; role_dropped: the old one
+    server: str = ""  # host:port
+    file: str = ""  # backup/restore: the dump
+    bytes: int = 0
+    error: str = ""
 
 
 @dataclass(frozen=True)

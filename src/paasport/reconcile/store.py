@@ -68,6 +68,7 @@ class ServiceDesired:
     target: ServiceTarget | None = None  # for the deployments refresher (None: no git_url)
     auto_rollback: Mapping[str, RollbackPolicy] = field(default_factory=dict)  # by deploy group
     jobs: Mapping[str, JobConfig] = field(default_factory=dict)  # tron-<cluster>.yaml, by name
+    addons: frozenset[str] = frozenset()  # add-ons some instance asks for (provisioned or not)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ def accept(
                 target=previous.target,
                 auto_rollback=previous.auto_rollback,
                 jobs={**previous.jobs, **new.jobs},
+                addons=previous.addons | new.addons,
             ),
             tuple(problems),
         )
@@ -183,6 +185,7 @@ def loaded_from_tree(
             target=target,
             auto_rollback=dict(svc.auto_rollback) if svc is not None else {},
             jobs={j.name: j for j in tree.jobs_for(service=service, cluster=cluster)},
+            addons=frozenset(a for s, c, _, a in tree.addons if s == service and c == cluster),
         ),
         rejected=frozenset(
             i for s, c, i in tree.rejected_instances if s == service and c == cluster
@@ -412,6 +415,12 @@ class DesiredStore:
         if config is None or deployments is None:
             return None
         return deployments.state_for(self.cluster, key[1], config.deploy_group)
+
+    def addon_services(self, addon: str) -> tuple[str, ...]:
+        """The services some instance of which asks for ``addon`` (the add-on provisioner)."""
+        self.ensure_loaded()
+        with self._lock:
+            return tuple(sorted(n for n, d in self._services.items() if addon in d.addons))
 
     def jobs(self) -> tuple[JobConfig, ...]:
         """Every scheduled job of this cluster, as last accepted."""
