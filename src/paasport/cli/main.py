@@ -17,6 +17,7 @@ from paasport.errors import PaasportError
 
 # verb -> "module:attribute"; keep sorted, one line per verb.
 COMMANDS: dict[str, str] = {
+    "addon": "paasport.cli.addon_cmds:addon",
     "agent": "paasport.cli.agent:agent",
     "api": "paasport.cli.api_cmds:api",
     "autoscale-override": "paasport.cli.autoscale_cmds:autoscale_override",

@@ -24,9 +24,16 @@ from paasport.cli.options import (
     soa_dir_option,
     state_dir_option,
 )
+from paasport.config.addons import is_reserved_secret
 from paasport.config.secrets import SecretStore, check_name
 from paasport.config.system import SystemConfig
 from paasport.errors import ConflictError, NotFoundError, UsageError
+
+
+def _not_reserved(name: str) -> None:
+    if is_reserved_secret(name):
+        raise UsageError(f"secret {name!r}: names starting with addon- are the add-ons' own "
+                         "(paasport addon rotate-credentials, paasport addon destroy)")  # fmt: skip
 
 
 def _store(ctx: click.Context, service: str, cluster: str | None) -> SecretStore:
@@ -87,6 +94,7 @@ def _put(ctx: click.Context, service: str, name: str, cluster: str | None,
     import time
 
     check_name(name)
+    _not_reserved(name)
     store = _store(ctx, service, cluster)
     exists = any(e.name == name for e in store.entries(service))
     if update and not exists:
@@ -147,6 +155,7 @@ def list_secrets(ctx: click.Context, /, service: str, cluster: str | None, as_js
 def remove(ctx: click.Context, /, service: str, name: str, cluster: str | None, as_json: bool,
            **_: Any) -> None:  # fmt: skip
     """Remove secret NAME (instances that still use it fail their config check)."""
+    _not_reserved(name)
     store = _store(ctx, service, cluster)
     gone = store.remove(service, name)
     if as_json:

@@ -13,6 +13,7 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
@@ -30,6 +31,9 @@ from paasport.platform.autorollback import AutoRollback
 from paasport.platform.autoscaler import Autoscaler
 from paasport.platform.build import Platform, build_platform, load_settings, start_metrics
 from paasport.platform.jobs import JobScheduler
+
+if TYPE_CHECKING:
+    from paasport.platform.addon_provisioner import AddonProvisioner
 
 __all__ = ["deployd", "load_settings", "setup_logging", "up"]
 
@@ -171,11 +175,26 @@ def deployd(
         platform.spawn("auto-rollback", lambda: guard.run_forever(stop))
         scheduler = job_scheduler(platform)
         platform.spawn("jobs", lambda: scheduler.run_forever(stop))
+        provisioner = addon_provisioner(platform)
+        platform.spawn("addons", lambda: provisioner.run_forever(stop))
         scaler = autoscaler(platform, autoscale_seconds)
         platform.spawn("autoscaler", lambda: scaler.run_forever(stop))
         platform.deployd.run_forever(stop)
     finally:
         platform.close()
+
+
+def addon_provisioner(platform: Platform) -> AddonProvisioner:
+    """The Postgres add-on's provisioner (databases, credentials, old roles): it acts only while
+    this deployd holds the cluster lock."""
+    from paasport.platform.addon_provisioner import AddonProvisioner
+    from paasport.platform.build import desired_hash_of
+
+    return AddonProvisioner(
+        platform.system, platform.store, platform.engine, platform.events,
+        desired_hash=desired_hash_of(platform.store),
+        may_act=lambda: platform.cluster_lock is None or platform.cluster_lock.is_open(),
+    )  # fmt: skip
 
 
 def job_scheduler(platform: Platform) -> JobScheduler:
@@ -297,6 +316,8 @@ def up(
         platform.spawn("auto-rollback", lambda: guard.run_forever(stop))
         scheduler = job_scheduler(platform)
         platform.spawn("jobs", lambda: scheduler.run_forever(stop))
+        provisioner = addon_provisioner(platform)
+        platform.spawn("addons", lambda: provisioner.run_forever(stop))
         scaler = autoscaler(platform, autoscale_seconds)
         platform.spawn("autoscaler", lambda: scaler.run_forever(stop))
         platform.deployd.run_forever(stop)
