@@ -285,3 +285,33 @@ def test_credentials_are_written_in_one_go(tmp_path: Path) -> None:
     assert store.remove_many("web", ["addon-postgres-user", "nope"]) == ["addon-postgres-user"]
     assert set(read_index(tmp_path, "local", "web")) == {"addon-postgres-password"}
     assert b"p2" not in (tmp_path / "secrets" / "local" / "web.json").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("instance_file", "state"),
+    [
+        ("main:\n  cmd: run\n", "Waiting"),  # only waiting for its credentials
+        ("main:\n  cmd: run\n  cpus: -1\n", "Config error"),  # an error says so first
+    ],
+)
+def test_status_says_an_instance_waits_for_its_addon(
+    tmp_path: Path, instance_file: str, state: str
+) -> None:
+    from paasport.config.system import SystemConfig
+    from paasport.config.tree import load_tree
+    from paasport.view.status import config_error_views
+
+    soa = tmp_path / "soa"
+    (soa / "web").mkdir(parents=True)
+    (soa / "web" / "service.yaml").write_text("description: web\naddons: {postgres: {}}\n")
+    (soa / "web" / "deploy.yaml").write_text("pipeline:\n  - step: local.main\n")
+    (soa / "web" / "instances-local.yaml").write_text(instance_file)
+    system = SystemConfig(soa_dir=soa, state_dir=tmp_path)
+    [view] = config_error_views(system, load_tree(soa, system=system), None)
+    entry = view.to_json()
+    assert (entry["instance"], entry["state"], entry["ok"]) == ("main", state, False)
+    if state == "Waiting":
+        assert "addons.postgres: waiting for its database" in str(entry["why"])
+        assert str(entry["why"]).endswith(
+            "(what runs is left as it is, nothing new starts until then)"
+        )

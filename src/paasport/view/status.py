@@ -48,6 +48,8 @@ class ConfigErrorView:
     cluster: str
     problems: tuple[str, ...]
     consequence: str  # what paasport does meanwhile
+    state: str = "Config error"  # "Waiting": for its add-on's credentials (not an error)
+    until: str = "until the file is fixed"
 
     @property
     def key(self) -> str:
@@ -55,12 +57,12 @@ class ConfigErrorView:
 
     @property
     def why(self) -> str:
-        return f"{self.problems[0]} ({self.consequence} until the file is fixed)"
+        return f"{self.problems[0]} ({self.consequence} {self.until})"
 
     def to_json(self) -> dict[str, object]:
         """Same keys as an instance's entry, with nothing observed (docs/views.md)."""
         return unobserved_entry(
-            self.service, self.instance, self.cluster, "Config error", self.why, self.problems
+            self.service, self.instance, self.cluster, self.state, self.why, self.problems
         )
 
 
@@ -187,14 +189,20 @@ def config_error_views(
     """Instances of this cluster left out of the tree for a config error: deployd leaves what
     runs for them as it is, so status must name them (and fail) rather than omit them."""
     broken: list[tuple[str, str | None, list[str]]] = []
+    waiting: list[ConfigErrorView] = []
     for svc, cluster, inst in sorted(tree.rejected_instances):
         if cluster != system.local_cluster or (instance and inst != instance):
             continue
-        problems = [
-            str(p)
-            for p in tree.errors
-            if p.subject in (inst, "") and Path(p.file).parent.name == svc
-        ] or [f"{svc}.{inst}: invalid configuration (run paasport validate -s {svc})"]
+        mine = [p for p in tree.problems if p.subject in (inst, "")]
+        mine = [p for p in mine if Path(p.file).parent.name == svc]
+        notes = [str(p) for p in mine if p.severity == "note" and p.field.startswith("addons.")]
+        problems = [str(p) for p in mine if p.severity == "error"]
+        if notes and not problems:  # its add-on is being provisioned: not an error
+            why = ("what runs is left as it is, nothing new starts", "Waiting", "until then")
+            waiting.append(ConfigErrorView(svc, inst, cluster, tuple(notes), *why))
+            continue
+        invalid = f"{svc}.{inst}: invalid configuration (run paasport validate -s {svc})"
+        problems = problems or [invalid]
         broken.append((svc, inst, problems))
     named = {svc for svc, _, _ in broken}
     for svc in sorted(tree.incomplete_services - named):
@@ -212,7 +220,7 @@ def config_error_views(
             svc, inst, system.local_cluster, tuple(problems), "what runs is left as it is"
         )
         for svc, inst, problems in broken
-    ]
+    ] + waiting
 
 
 def config_errors(
