@@ -26,8 +26,9 @@ def with_addon(world: E2E, system_extra: str = "") -> None:
 
 
 def task_env(cid: str) -> dict[str, str]:
-    out = subprocess.run(["docker", "inspect", cid], capture_output=True, text=True,
-                         timeout=60, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        ["docker", "inspect", cid], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
     return dict(p.split("=", 1) for p in json.loads(out)[0]["Config"]["Env"])
 
 

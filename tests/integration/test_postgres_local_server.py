@@ -61,30 +61,62 @@ def test_the_one_host_server_starts_and_a_task_writes_a_row() -> None:
                 w.run("mark-for-deployment", "-s", SERVICE, "-l", f"{w.cluster}.main", "-c", sha)
                 started = time.monotonic()
                 w.start_up()
-                wait_for("its database", lambda: (w.state / "postgres" / "server.json").exists()
-                         and json.loads(w.run("addon", "list", "--json").stdout)[0]["state"]
-                         == "provisioned", 30, w.up_log)  # fmt: skip
+                wait_for(
+                    "its database",
+                    lambda: (
+                        (w.state / "postgres" / "server.json").exists()
+                        and json.loads(w.run("addon", "list", "--json").stdout)[0]["state"]
+                        == "provisioned"
+                    ),
+                    30,
+                    w.up_log,
+                )
                 assert time.monotonic() - started < 30
                 wait_for("the task", lambda: healthy(w, 1, f"{db}_u1"), 60, w.up_log)
                 [env] = envs(w)
                 gateway = subprocess.run(
-                    ["docker", "network", "inspect", "bridge", "-f",
-                     "{{(index .IPAM.Config 0).Gateway}}"],
-                    capture_output=True, text=True, check=True, timeout=30,
-                ).stdout.strip()  # fmt: skip
+                    [
+                        "docker",
+                        "network",
+                        "inspect",
+                        "bridge",
+                        "-f",
+                        "{{(index .IPAM.Config 0).Gateway}}",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=30,
+                ).stdout.strip()
                 assert env["PGHOST"] == gateway  # the bridge's side of this host
 
                 psql = subprocess.run(
-                    [*PAASPORT, "addon", "psql", "-s", SERVICE, "--config", str(w.config),
-                     "--", "-XtAc", "SELECT task FROM hits"],
-                    capture_output=True, text=True, env=w.env, timeout=60,
-                )  # fmt: skip
+                    [
+                        *PAASPORT,
+                        "addon",
+                        "psql",
+                        "-s",
+                        SERVICE,
+                        "--config",
+                        str(w.config),
+                        "--",
+                        "-XtAc",
+                        "SELECT task FROM hits",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    env=w.env,
+                    timeout=60,
+                )
                 assert psql.returncode == 0, psql.stderr
                 [cid] = running_containers(w.cluster)
                 hostname = subprocess.run(
                     ["docker", "inspect", "-f", "{{.Config.Hostname}}", cid],
-                    capture_output=True, text=True, check=True, timeout=30,
-                ).stdout.strip()  # fmt: skip
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=30,
+                ).stdout.strip()
                 assert psql.stdout.split() == [hostname]  # the task's own row
                 info = json.loads(w.run("addon", "info", "-s", SERVICE, "--json").stdout)
                 port = json.loads((w.state / "postgres" / "server.json").read_text())["port"]
