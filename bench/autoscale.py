@@ -28,7 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integrat
 
 from e2e_world import E2E, SERVICE, NotYet, e2e_world, git, wait_for
 
-BURNER = "sh -c 'while [ ! -f /ctl/stop ]; do :; done & exec httpd -f -p 8888 -h /www'"
+BURNER = (
+    "sh -c '(while :; do while [ ! -f /ctl/stop ]; do :; done; sleep 1; done) & "
+    "exec httpd -f -p 8888 -h /www'"
+)
 
 
 def entry(world: E2E) -> dict[str, Any]:

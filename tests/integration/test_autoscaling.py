@@ -19,8 +19,11 @@ from e2e_world import E2E, SERVICE, NotYet, e2e_world, git, wait_for
 
 pytestmark = pytest.mark.integration
 
-# busy while /ctl/stop is absent (one core of a 0.1-cpu task: a CPU fraction near 1), serving
-BURNER = "sh -c 'while [ ! -f /ctl/stop ]; do :; done & exec httpd -f -p 8888 -h /www'"
+# busy whenever /ctl/stop is absent (one core of a 0.1-cpu task: a CPU fraction near 1), serving
+BURNER = (
+    "sh -c '(while :; do while [ ! -f /ctl/stop ]; do :; done; sleep 1; done) & "
+    "exec httpd -f -p 8888 -h /www'"
+)
 
 
 def status(world: E2E) -> dict[str, Any]:
