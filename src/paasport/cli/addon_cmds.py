@@ -172,6 +172,7 @@ def psql(
     server = _server(system)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env.update(addons.psql_env(system, server, service))
+    env["PGCONNECT_TIMEOUT"] = "10"  # a server that does not answer is an error, not a hang
     binary = Path(system.addons.postgres.bin_dir) / "psql"
     program = str(binary) if binary.is_file() else shutil.which("psql")
     if not program:

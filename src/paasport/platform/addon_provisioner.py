@@ -95,11 +95,18 @@ class AddonProvisioner:
 
     def run_forever(self, stop: threading.Event) -> None:
         log.info("postgres add-on provisioner: every %.1fs", self.interval)
+        last = ""
         while not stop.is_set():
             try:
                 self.pass_once()
-            except PaasportError as err:  # the server is away: next pass
-                log.warning("postgres add-on: %s", err)
+                last = ""
+            except PaasportError as err:  # the server is away: next pass (said once)
+                log.log(
+                    logging.DEBUG if str(err) == last else logging.WARNING,
+                    "postgres add-on: %s",
+                    err,
+                )
+                last = str(err)
                 self._server = None
             except Exception:  # a bug in one pass must not end the provisioner
                 log.exception("postgres add-on pass failed")
