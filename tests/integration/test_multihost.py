@@ -247,3 +247,240 @@ def test_pool_places_tasks_on_the_nodes_labelled_so_and_names_a_pool_no_node_has
         instances.write_text(INSTANCES_YAML)
         web.lab.exec("lab1", "docker", "node", "update", "--label-add", "pool=default", "lab2")
     web.wait("the batch and gpu tasks removed", lambda: len(web.services()) == INSTANCES, 60)
+
+
+# -- one-off runs and scheduled jobs on Swarm ---------------------------------------------------
+
+RUN_PREFIX = "paasport-run-"  # engine/swarm.py: the Swarm service of a one-off task
+LOCK_HELD = "holding the cluster lock"  # platform/lock.py: a deployd that acts
+
+
+def deployd_acting_on(web: Web, host: str = "lab1") -> None:
+    """Make ``host``'s deployd the one holding the cluster lock (an earlier test leaves it on
+    lab2): the reaper and the job scheduler record in their own host's event log."""
+    others = {h: p for h, p in web.deployds.items() if h != host and p.poll() is None}
+    mine = web.deployds.get(host)
+    log = web.root / f"{web.cluster}-{host}-deployd.log"
+    start = 0
+    if mine is None or mine.poll() is not None:
+        start = log.stat().st_size if log.exists() else 0
+    for proc in others.values():
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while any(p.poll() is None for p in others.values()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for h, proc in others.items():
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        del web.deployds[h]
+    if mine is None or mine.poll() is not None:
+        web.start_deployd(host)
+
+    def holding() -> bool:
+        with log.open("rb") as f:
+            f.seek(start)
+            said = [ln for ln in f.read().decode(errors="replace").splitlines() if "lock" in ln]
+        return bool(said) and LOCK_HELD in said[-1]
+
+    web.wait(f"{host}'s deployd to hold the cluster lock", holding, 30)
+
+
+def run_services(web: Web) -> list[str]:
+    out = web.lab.exec("lab1", "docker", "service", "ls", "--format", "{{.Name}}")
+    return [n for n in out.stdout.split() if n.startswith(RUN_PREFIX)]
+
+
+def remove_run_services(web: Web) -> None:
+    names = run_services(web)
+    if names:
+        web.lab.exec("lab1", "docker", "service", "rm", *names, check=False, timeout=120)
+
+
+def main_and_runs(web: Web) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``status -s web --json`` on lab1: main's entry and the one-off runs it lists."""
+    entries = json.loads(web.paasport("lab1", "status", "-s", SERVICE, "--json", check=False))
+    [main] = [e for e in entries if e["instance"] == "main" and not e.get("run")]
+    return main, [e["run"] for e in entries if e.get("run")]
+
+
+def assert_six_tasks_of_main(main: dict[str, Any]) -> None:
+    tasks = main["tasks"]
+    assert len(tasks) == INSTANCES, tasks
+    assert all(t["state"] == "running" and t["health"] == "healthy" for t in tasks), tasks
+
+
+def run_events(web: Web, host: str, run_id: str) -> dict[str, dict[str, Any]]:
+    """The ``run`` events of ``run_id`` in ``host``'s event log, by state (started, finished)."""
+    out = web.paasport(host, "events", "-s", SERVICE, "--kind", "run", "--json", check=False)
+    return {e["data"]["state"]: e for e in json.loads(out) if e["data"].get("run_id") == run_id}
+
+
+def kept(web: Web, path: str) -> list[str]:
+    return web.lab.exec("lab1", "cat", path).stdout.splitlines()
+
+
+def run_id_in(said: str) -> str:
+    """The run id in `paasport run`'s "run 5757977f started (...)" line."""
+    for words in (line.split() for line in said.splitlines()):
+        if len(words) >= 3 and words[0] == "run" and words[2] == "started":
+            return words[1]
+    pytest.fail(f"no 'run ID started' line in:\n{said}")
+
+
+def test_a_run_from_main_prints_its_output_exits_with_its_code_and_leaves_no_service(
+    web: Web,
+) -> None:
+    deployd_acting_on(web, "lab1")
+    t0 = time.monotonic()
+    out = web.lab.exec("lab1", "paasport", "run", "-s", SERVICE, "-c", web.cluster, "--from",
+                       "main", "--cmd", "echo from-swarm; echo $PAASTA_SERVICE; exit 3",
+                       check=False)  # fmt: skip
+    took = time.monotonic() - t0
+    assert out.returncode == 3, out
+    assert out.stdout.splitlines() == ["from-swarm", SERVICE], out  # main's env: PAASTA_SERVICE
+    run_id = run_id_in(out.stderr)
+    assert run_services(web) == []
+    events = run_events(web, "lab1", run_id)
+    assert events.keys() == {"started", "finished"}, events
+    assert events["finished"]["data"]["exit_code"] == 3
+    assert kept(web, events["finished"]["data"]["log"]) == ["from-swarm", SERVICE]
+    main, runs = main_and_runs(web)
+    assert_six_tasks_of_main(main)
+    assert runs == []
+    assert len(web.services()) == INSTANCES
+    print(f"paasport run on swarm: exit 3 in {took:.1f}s")
+
+
+def test_a_running_one_off_is_listed_but_never_counted_as_a_task_of_main(web: Web) -> None:
+    deployd_acting_on(web, "lab1")
+    command = "echo background-run; sleep 5; exit 0"
+    log = web.root / "run-background.log"
+    proc = web.lab.spawn("lab1", "paasport", "run", "-s", SERVICE, "-c", web.cluster, "--from",
+                         "main", "--cmd", command, log=log)  # fmt: skip
+    t0 = time.monotonic()
+    try:
+        seen: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+        while time.monotonic() - t0 < 15:
+            main, runs = main_and_runs(web)
+            seen.append((main, runs))
+            if any(r["state"] != "pending" for r in runs) or proc.poll() is not None:
+                break
+            time.sleep(0.5)
+        listed = [(m, r) for m, r in seen if r]
+        assert listed, f"status never listed the run; the CLI said:\n{log.read_text()}"
+        for main, runs in listed:  # a one-off is never one of main's tasks
+            assert_six_tasks_of_main(main)
+            [run] = runs
+            assert (run["command"], run["kind"], run["instance"]) == (command, "adhoc", "main")
+        [run] = listed[-1][1]
+        assert run["state"] == "running", run  # Swarm runs it: where, the status says
+        assert run["node"] in web.lab.hosts, run
+        while proc.poll() is None and time.monotonic() - t0 < 25:
+            time.sleep(0.2)
+        took = time.monotonic() - t0
+        said = log.read_text(errors="replace")
+        assert proc.poll() == 0, f"paasport run of a task that exits 0 ended {proc.poll()}:\n{said}"
+        assert "background-run" in said.splitlines(), said
+        assert run_services(web) == []
+        main, runs = main_and_runs(web)
+        assert_six_tasks_of_main(main)
+        assert runs == []
+        print(f"paasport run 'sleep 5; exit 0' on swarm ended in {took:.1f}s")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)  # the CLI's Ctrl-C: it stops and removes its run
+            with contextlib.suppress(Exception):
+                proc.wait(timeout=15)
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        remove_run_services(web)
+
+
+def test_a_detached_run_is_listed_then_finished_by_deployds_reaper(web: Web) -> None:
+    deployd_acting_on(web, "lab1")
+    out = web.lab.exec("lab1", "paasport", "run", "-s", SERVICE, "-c", web.cluster, "--from",
+                       "main", "--cmd", "echo detached-run; exit 0", "--detach")  # fmt: skip
+    run_id = out.stdout.strip()
+    t0 = time.monotonic()
+    try:
+        assert f"{RUN_PREFIX}{SERVICE}-{run_id}" in run_services(web)
+        main, runs = main_and_runs(web)
+        assert_six_tasks_of_main(main)
+        assert [r["run_id"] for r in runs] == [run_id], runs
+
+        # it ends at once; status lists it exited until the reaper finishes it
+        deadline = time.monotonic() + 15
+        while runs and runs[0]["state"] != "exited" and time.monotonic() < deadline:
+            time.sleep(0.5)
+            main, runs = main_and_runs(web)
+            assert_six_tasks_of_main(main)
+        if runs:  # else the reaper was already there
+            assert (runs[0]["state"], runs[0]["exit_code"]) == ("exited", 0), runs[0]
+
+        def reaped() -> dict[str, Any] | None:
+            finished = run_events(web, "lab1", run_id).get("finished")
+            return finished if finished and not run_services(web) else None
+
+        finished = web.wait(f"deployd's reaper to finish run {run_id}", reaped, 60, every=1)
+        took = time.monotonic() - t0
+        assert finished["data"]["exit_code"] == 0, finished
+        assert kept(web, finished["data"]["log"]) == ["detached-run"]
+        main, runs = main_and_runs(web)
+        assert_six_tasks_of_main(main)
+        assert runs == []
+        print(f"detached run reaped {took:.1f}s after it started")
+    finally:
+        remove_run_services(web)
+
+
+TRON_YAML = """\
+nightly:
+  schedule: "daily 04:00"
+  enabled: false
+  deploy_group: lab.main
+  actions:
+    first: {command: "echo first-action of $PAASTA_SERVICE", cpus: 0.1, mem: 32}
+    second: {command: "echo second-action", requires: [first], cpus: 0.1, mem: 32}
+"""
+
+
+def test_job_run_now_runs_a_tron_jobs_two_actions_in_order_on_swarm(web: Web) -> None:
+    deployd_acting_on(web, "lab1")
+    tron = web.folder / f"tron-{web.cluster}.yaml"
+    tron.write_text(TRON_YAML)
+    try:
+        listed = json.loads(web.paasport("lab1", "jobs", "-s", SERVICE, "--json"))
+        assert [j["job"] for j in listed] == ["nightly"], listed
+        t0 = time.monotonic()
+        out = web.lab.exec("lab1", "paasport", "job-run-now", "-s", SERVICE, "-j", "nightly",
+                           "--json")  # fmt: skip
+        run_id = json.loads(out.stdout)["run_id"]
+        assert "no action of run" not in out.stderr, out.stderr  # the scheduler picked it up
+
+        def ended() -> dict[str, Any]:
+            args = ("job-runs", "-s", SERVICE, "-j", "nightly", "--json")
+            doc = json.loads(web.paasport("lab1", *args))
+            [run] = [r for r in doc["runs"] if r["run_id"] == run_id]
+            return dict(run)
+
+        deadline = time.monotonic() + 30
+        while (run := ended())["state"] == "running" and time.monotonic() < deadline:
+            time.sleep(1)
+        took = time.monotonic() - t0
+        assert run["state"] == "succeeded", run
+        attempts = {a["action"]: a["attempts"] for a in run["actions"]}
+        assert attempts.keys() == {"first", "second"}, run
+        [first], [second] = attempts["first"], attempts["second"]
+        assert first["exit_code"] == 0 and second["exit_code"] == 0, run
+        assert second["started"] >= first["finished"], run  # second requires first
+        assert kept(web, first["log"]) == [f"first-action of {SERVICE}"]
+        assert kept(web, second["log"]) == ["second-action"]
+        assert run_services(web) == []
+        main, runs = main_and_runs(web)
+        assert_six_tasks_of_main(main)
+        assert runs == []
+        print(f"job run of two actions on swarm took {took:.1f}s")
+    finally:
+        tron.unlink(missing_ok=True)
+        remove_run_services(web)

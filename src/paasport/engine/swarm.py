@@ -257,8 +257,9 @@ class SwarmEngine:
         labels = [f"{LABEL_RUN_CLUSTER}={self.cluster}", *label_filters]
         with translated(f"listing the one-off tasks of cluster {self.cluster}", self.where):
             services = api.services(filters={"label": labels})
-            tasks = api.tasks(filters={"desired-state": ["running", "shutdown", "accepted"]}
-                              ) if services else []  # fmt: skip
+            # a replicated job's task: desired "complete" while it runs and after it succeeds
+            wanted = {"desired-state": ["running", "shutdown", "accepted", "complete"]}
+            tasks = api.tasks(filters=wanted) if services else []
             nodes = {str(n.get("ID")): ss.node_from(n).hostname for n in api.nodes()
                      } if services else {}  # fmt: skip
         by_service: dict[str, list[dict[str, Any]]] = {}
