@@ -182,5 +182,6 @@ def _wait_started(system: Any, service: str, job: str, run_id: str) -> None:
             return
         time.sleep(0.5)
     click.echo(f"no action of run {run_id} started within {STARTED_WITHIN_SECONDS:g}s: is "
-               "`paasport up` or `paasport deployd` running for this cluster? It starts the run "
-               "when it does", err=True)  # fmt: skip
+               "`paasport up` or `deployd` running here, holding the cluster lock? The acting "
+               "deployd starts runs from its own host's event log: on many hosts, run "
+               "job-run-now on that host or through the cluster's API", err=True)  # fmt: skip
