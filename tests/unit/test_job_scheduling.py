@@ -248,3 +248,42 @@ def test_the_job_check(runs: list[JobRun], status: str, said: str) -> None:
     result = check_job(JobObservation("svc", "c", "nightly", tuple(runs)), T0 + 10)
     assert (result.check, result.instance, result.status) == ("job", "nightly", status)
     assert said in result.message and result.alert_after == 0.0
+
+
+class _Store:
+    def jobs(self) -> tuple[JobConfig, ...]:
+        return (JOB,)
+
+    def job_deployment(self, job: JobConfig) -> None:
+        return None
+
+    def registry(self, service: str) -> None:
+        return None
+
+
+def test_an_ended_task_of_a_run_another_deployd_started_is_kept_and_removed(tmp_path: Any) -> None:
+    from fake_engine import FakeEngine
+
+    from paasport.config.system import ClusterConfig, SystemConfig
+    from paasport.monitoring.events import EventLog
+    from paasport.platform.jobs import JobScheduler
+    from paasport.types import AppSpec
+
+    system = SystemConfig(clusters={"c": ClusterConfig("c")}, local_cluster="c",
+                          soa_dir=tmp_path, state_dir=tmp_path)  # fmt: skip
+    engine = FakeEngine(cluster="c", clock=T0)
+    spec = AppSpec("svc", "nightly.a", "c", "img", "sha", "h", 1, cmd="run a")
+    labels = {"job": "nightly", "job_run": "elsewhere", "action": "a", "attempt": "1"}
+    task = engine.start_one_off(spec, "t1", "job", labels)
+    engine.end_one_off(task.task_id, 0, ["done"])
+    log = EventLog(tmp_path / "events.sqlite")
+    clock = [T0 + 30]
+    scheduler = JobScheduler(system, _Store(), engine, log, clock=lambda: clock[0])  # type: ignore[arg-type]
+    scheduler.pass_once()
+    assert task.task_id in engine.one_offs  # ended just now: left a while
+    clock[0] = T0 + 61
+    scheduler.pass_once()
+    assert task.task_id not in engine.one_offs
+    [said] = [e for e in log.query(kinds=("job",)) if e.data.get("orphan")]
+    assert "started by another deployd" in said.message
+    assert (tmp_path / "runs" / "svc" / "t1.log").read_text() == "done\n"

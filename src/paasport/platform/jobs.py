@@ -37,6 +37,7 @@ from paasport.types import DeploymentState, JobAction, JobConfig
 log = logging.getLogger("paasport.jobs")
 INTERVAL_SECONDS = 1.0
 HISTORY_SECONDS = 8 * 86400.0  # the runs a pass reads back (a week of daily runs, and more)
+ORPHAN_AFTER_SECONDS = 60.0  # an ended task of a run nobody here knows: kept, then removed
 MAX_CATCH_UP = 100_000  # schedule steps to the newest missed time (a minutely job down 2 months)
 # job-run labels of an action's one-off task
 L_JOB, L_RUN, L_ACTION, L_ATTEMPT = "job", "job_run", "action", "attempt"
@@ -262,6 +263,8 @@ class JobScheduler:
         tasks: dict[tuple[str, str, int], OneOff] = {}
         for task in self.engine.list_one_offs(kind="job"):
             tasks[task_key(task)] = task
+        known = {r.run_id for runs in history.values() for r in runs}
+        self._orphans([t for t in tasks.values() if task_key(t)[0] not in known], now)
         done: list[Step] = []
         for job in jobs:
             schedule, _ = parse_schedule(job.schedule, job.time_zone)
@@ -284,6 +287,23 @@ class JobScheduler:
                                              job.name, job.cluster, f"job {job.name}: {err}",
                                              {"job": job.name, "error": str(err)}))  # fmt: skip
         return done
+
+    def _orphans(self, tasks: Sequence[OneOff], now: float) -> None:
+        """Action tasks of runs this host's event log does not know (another deployd started
+        them before the lock came here): once ended, their output is kept and they go."""
+        for task in tasks:
+            if not task.done or now - (task.finished or task.started) < ORPHAN_AFTER_SECONDS:
+                continue
+            path = one_offs.keep_output(self.system, self.engine, task)
+            self.engine.remove_one_off(task.task_id)
+            job = task.extra.get(L_JOB, "?")
+            self.events.record(Event(
+                now, "warning", EventKind.JOB, task.service, job, task.cluster,
+                f"job {job}: action {task.extra.get(L_ACTION, '?')} of run "
+                f"{task.extra.get(L_RUN, '?')} (started by another deployd) exited "
+                f"{task.exit_code}; its output is kept in {path}",
+                {"job": job, "orphan": task.task_id, "log": str(path) if path else ""},
+            ))  # fmt: skip
 
     # -- steps ------------------------------------------------------------------------------
 
