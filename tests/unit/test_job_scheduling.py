@@ -262,12 +262,12 @@ class _Store:
 
 
 def test_an_ended_task_of_a_run_another_deployd_started_is_kept_and_removed(tmp_path: Any) -> None:
-    from fake_engine import FakeEngine
-
     from paasport.config.system import ClusterConfig, SystemConfig
     from paasport.monitoring.events import EventLog
     from paasport.platform.jobs import JobScheduler
     from paasport.types import AppSpec
+
+    from fake_engine import FakeEngine
 
     system = SystemConfig(clusters={"c": ClusterConfig("c")}, local_cluster="c",
                           soa_dir=tmp_path, state_dir=tmp_path)  # fmt: skip
