@@ -153,3 +153,49 @@ def test_scaled_applies_the_kept_count_within_the_range(
 def test_starting_count(instances: int, lo: int, hi: int, expected: int) -> None:
     config = dataclasses.replace(CONFIG, instances=instances, min_instances=lo, max_instances=hi)
     assert starting_count(config) == expected
+
+
+class RemoteEngine(Engine):
+    """The manager's view of Swarm: no stats of tasks on other nodes."""
+
+    def task_stats(self, task_id: str) -> Mapping[str, object] | None:
+        return None
+
+
+def test_tasks_on_other_hosts_are_measured_from_their_agents_reports(tmp_path: Path) -> None:
+    from paasport.discovery.agent import cpu_fields
+    from paasport.discovery.registry import AgentReport
+
+    system = SystemConfig(clusters={"c": ClusterConfig("c")}, local_cluster="c",
+                          soa_dir=tmp_path, state_dir=tmp_path)  # fmt: skip
+    engine, store = RemoteEngine(1), Store(CONFIG)
+    reports: dict[str, AgentReport] = {}
+
+    def report() -> None:  # what the agent of the task's host acks
+        reports["lab2"] = AgentReport("lab2", 1, engine.now, loads={
+            "t0": cpu_fields(Engine.task_stats(engine, "t0"))})  # fmt: skip
+
+    scaler = Autoscaler(system, store, engine, EventLog(tmp_path / "e.sqlite"),  # type: ignore[arg-type]
+                        reports=lambda: reports, clock=lambda: engine.now)  # fmt: skip
+    report()
+    scaler.pass_once()
+    burn(engine, 10, 1.0)
+    report()
+    assert scaler.pass_once()[("svc", "main")].target == 2
+
+
+def test_in_flight_requests_add_up_over_every_hosts_proxy(tmp_path: Path) -> None:
+    from paasport.discovery.registry import AgentReport
+
+    system = SystemConfig(clusters={"c": ClusterConfig("c")}, local_cluster="c",
+                          soa_dir=tmp_path, state_dir=tmp_path)  # fmt: skip
+    config = dataclasses.replace(CONFIG, autoscaling=AutoscalingConfig(
+        "http_inflight", setpoint=2, stabilization_window_seconds=0))  # fmt: skip
+    engine, store = Engine(1), Store(config)
+    reports = {h: AgentReport(h, 1, engine.now, loads={"t0": {"scur": 3.0}})
+               for h in ("lab1", "lab2")}  # fmt: skip
+    scaler = Autoscaler(system, store, engine, EventLog(tmp_path / "e.sqlite"),  # type: ignore[arg-type]
+                        reports=lambda: reports, clock=lambda: engine.now)  # fmt: skip
+    scale = scaler.pass_once()[("svc", "main")]
+    assert scale.metric == pytest.approx(6.0)  # 3 through each of the two hosts' proxies
+    assert scale.target == 3  # ceil(1 x 6 / 2)

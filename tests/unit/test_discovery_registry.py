@@ -88,3 +88,29 @@ def test_sqlite_is_shared_across_connections(tmp_path: Path) -> None:
     assert a.version() == b.version() == 2
     a.close()
     b.close()
+
+
+def test_reports_carry_the_loads_of_autoscaled_tasks(registry: Registry) -> None:
+    loads = {"t1": {"scur": 3.0, "cpu_at": 99.0, "cpu_total": 5e9, "cpu_system": 8e11,
+                    "cpu_online": 2.0}, "t2": {"scur": 0.0}}  # fmt: skip
+    registry.ack("h1", 3, now=99.0, sessions={}, loads=loads)
+    registry.ack("h2", 3, now=99.0)
+    reports = registry.reports()
+    assert reports["h1"].loads == loads
+    assert reports["h2"].loads == {}
+
+
+def test_an_older_sqlite_registry_file_gains_the_loads_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "registry.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE acks (agent_id TEXT PRIMARY KEY, version INTEGER NOT NULL, "
+               "time REAL NOT NULL, sessions TEXT NOT NULL)")  # fmt: skip
+    db.execute("INSERT INTO acks VALUES ('old', 1, 99.0, '{}')")
+    db.commit()
+    db.close()
+    registry = SqliteRegistry(path, clock=lambda: 100.0)
+    assert registry.reports()["old"].loads == {}
+    registry.ack("new", 2, now=100.0, loads={"t": {"scur": 1.0}})
+    assert registry.reports()["new"].loads == {"t": {"scur": 1.0}}

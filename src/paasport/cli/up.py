@@ -11,9 +11,10 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -33,6 +34,7 @@ from paasport.platform.build import Platform, build_platform, load_settings, sta
 from paasport.platform.jobs import JobScheduler
 
 if TYPE_CHECKING:
+    from paasport.discovery.registry import AgentReport
     from paasport.platform.addon_provisioner import AddonProvisioner
 
 __all__ = ["deployd", "load_settings", "setup_logging", "up"]
@@ -217,9 +219,31 @@ def autoscaler(platform: Platform, interval: float) -> Autoscaler:
         platform.system, platform.store, platform.engine, platform.events,
         with_health=platform.health.with_health if platform.health is not None else None,
         stats=(lambda: read_stats(sock)) if platform.agent is not None else None,
+        reports=agent_reports(platform),
         interval=interval,
         may_act=lambda: platform.cluster_lock is None or platform.cluster_lock.is_open(),
     )  # fmt: skip
+
+
+def agent_reports(platform: Platform) -> Callable[[], Mapping[str, AgentReport]]:
+    """Every host's agent reports (their tasks' loads), through this host's agent's registry
+    client or one of the autoscaler's own, opened on first use and closed with the platform."""
+    if platform.agent is not None:
+        own: Callable[[], Mapping[str, AgentReport]] = platform.agent.registry.reports
+        return own
+    from paasport.discovery.wiring import open_registry
+
+    opened: list[Any] = []
+
+    def reports() -> Mapping[str, AgentReport]:
+        if not opened:
+            registry = open_registry(platform.system)
+            opened.append(registry)
+            platform.closers.append(registry.close)
+        result: Mapping[str, AgentReport] = opened[0].reports()
+        return result
+
+    return reports
 
 
 def auto_rollback_guard(platform: Platform) -> AutoRollback:

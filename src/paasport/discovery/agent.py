@@ -19,6 +19,7 @@ from paasport.discovery import metrics
 from paasport.discovery.haproxy import HAProxyProcess, ProxyConflict
 from paasport.discovery.registry import Backend, Registry, Snapshot, session_key
 from paasport.engine.base import Engine
+from paasport.engine.container_spec import docker_time
 from paasport.engine.health import HealthMonitor
 from paasport.errors import PaasportError, RegistryUnavailable
 from paasport.types import HealthCheck, InstanceConfig, Namespace, Task
@@ -46,6 +47,30 @@ def registrations_by_instance(
         if regs:
             out[(inst.service, inst.instance)] = regs
     return out
+
+
+LOADS_SECONDS = 5.0  # how often the loads of autoscaled tasks are read for the acks
+MAX_LOADS = 200  # tasks read per host and round (each a stats call to the local engine)
+
+
+def cpu_fields(stats: Mapping[str, object] | None) -> dict[str, float]:
+    """A docker stats answer as an ack's cpu fields (none when it has none). Pure."""
+    if not stats:
+        return {}
+    cpu = stats.get("cpu_stats")
+    if not isinstance(cpu, Mapping):
+        return {}
+    usage = cpu.get("cpu_usage")
+    total = usage.get("total_usage") if isinstance(usage, Mapping) else None
+    system, online = cpu.get("system_cpu_usage"), cpu.get("online_cpus")
+    read = stats.get("read")
+    if not isinstance(total, int) or not isinstance(system, int) or not isinstance(read, str):
+        return {}
+    at = docker_time(read)
+    if at is None:
+        return {}
+    return {"cpu_at": at, "cpu_total": float(total), "cpu_system": float(system),
+            "cpu_online": float(online if isinstance(online, int) else 0)}  # fmt: skip
 
 
 def mesh_check(namespace: Namespace, task: Task, interval: float) -> HealthCheck:
@@ -228,6 +253,10 @@ class Agent:
         ] = ()  # what the engine listed last (checked while it is away)
         self._engine_lost_since: float | None = None
         self._withdrawn = False
+        # autoscaled instances (their registrations): their tasks' loads go into the acks
+        self._autoscaled: Mapping[InstanceKey, tuple[str, ...]] = {}
+        self._loads: dict[str, dict[str, float]] = {}
+        self._loads_at = 0.0
 
     def _check_for(
         self, namespaces: Mapping[str, Namespace], regs: Mapping[InstanceKey, tuple[str, ...]]
@@ -349,10 +378,45 @@ class Agent:
                     sessions[session_key(b.namespace, b.task_id)] = stats.get(
                         (b.namespace, slot.name), 0
                     )
+        loads = self._task_loads(snap, now)
         ack = (snap.version, sessions)
         if ack != self._last_ack or now - self._last_ack_time >= 1.0:
-            self.registry.ack(self.agent_id, snap.version, now, sessions)
+            self.registry.ack(self.agent_id, snap.version, now, sessions, loads)
             self._last_ack, self._last_ack_time = ack, now
+
+    def _task_loads(self, snap: Snapshot, now: float) -> dict[str, dict[str, float]]:
+        """What this host sees of its autoscaled tasks, every LOADS_SECONDS: requests in flight
+        through its proxy and a CPU reading (the autoscaler on another host reads them)."""
+        if not self._autoscaled:
+            self._loads = {}
+            return self._loads
+        if now - self._loads_at < LOADS_SECONDS:
+            return self._loads
+        self._loads_at = now
+        mine = [t for t in self._last_tasks if t.state == "running"
+                and (t.service, t.instance) in self._autoscaled][:MAX_LOADS]  # fmt: skip
+        stats: dict[tuple[str, str], int] = {}
+        if self.proxy is not None and self.proxy.state is not None:
+            try:
+                stats = {(s.proxy, s.server): s.scur for s in self.proxy.stats()}
+            except PaasportError:
+                stats = {}
+        loads: dict[str, dict[str, float]] = {}
+        for task in mine:
+            entry: dict[str, float] = {}
+            if self.proxy is not None and self.proxy.state is not None:
+                for ns in self._autoscaled[(task.service, task.instance)]:
+                    slot = self.proxy.state.slot_of(ns, task.task_id)
+                    if slot is not None:
+                        entry["scur"] = entry.get("scur", 0.0) + stats.get((ns, slot.name), 0)
+            try:
+                reading = self.engine.task_stats(task.task_id)
+            except PaasportError:
+                reading = None
+            entry.update(cpu_fields(reading))
+            loads[task.task_id] = entry
+        self._loads = loads
+        return loads
 
     def claim_ports(self) -> None:
         """Lock this host's proxy ports of the current config before the first pass: raises
@@ -405,6 +469,8 @@ class Agent:
             try:
                 namespaces, instances = self.source()
                 self._namespaces = namespaces
+                self._autoscaled = {(c.service, c.instance): c.registrations
+                                    for c in instances if c.autoscaled}  # fmt: skip
                 snap = self._register(namespaces, instances, now, report)
             except PaasportError as err:
                 report.errors.append(f"registration: {err}")

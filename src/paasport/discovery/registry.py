@@ -58,6 +58,10 @@ class AgentReport:
     version: int
     time: float
     sessions: Mapping[str, int] = field(default_factory=dict)  # "namespace/task_id" -> scur
+    # task id -> what its host saw of it for the autoscaler: "scur" (requests in flight through
+    # this host's proxy), "cpu_at"/"cpu_total"/"cpu_system"/"cpu_online" (a docker stats
+    # reading); only tasks of autoscaled instances on this agent's host
+    loads: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,21 @@ class Snapshot:
     version: int
     backends: tuple[Backend, ...]
     drains: tuple[DrainMark, ...] = ()
+
+
+def plain_loads(loads: object) -> dict[str, dict[str, float]]:
+    """``AgentReport.loads`` from what a registry stored (bad entries dropped). Pure."""
+    out: dict[str, dict[str, float]] = {}
+    if not isinstance(loads, Mapping):
+        return out
+    for task, values in loads.items():
+        if isinstance(values, Mapping):
+            out[str(task)] = {
+                str(k): float(v)
+                for k, v in values.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            }
+    return out
 
 
 def session_key(namespace: str, task_id: str) -> str:
@@ -108,9 +127,11 @@ class Registry(Protocol):
     def version(self) -> int: ...
 
     def ack(
-        self, agent_id: str, version: int, now: float, sessions: Mapping[str, int] | None = None
-    ) -> None:
-        """Record that ``agent_id``'s proxy applied ``version`` (and its drain sessions)."""
+        self, agent_id: str, version: int, now: float, sessions: Mapping[str, int] | None = None,
+        loads: Mapping[str, Mapping[str, float]] | None = None,
+    ) -> None:  # fmt: skip
+        """Record that ``agent_id``'s proxy applied ``version`` (and its drain sessions, and the
+        loads of its host's autoscaled tasks)."""
         ...
 
     def acks(self) -> Mapping[str, int]:
@@ -177,10 +198,12 @@ class MemoryRegistry:
             return self._version
 
     def ack(
-        self, agent_id: str, version: int, now: float, sessions: Mapping[str, int] | None = None
-    ) -> None:
+        self, agent_id: str, version: int, now: float, sessions: Mapping[str, int] | None = None,
+        loads: Mapping[str, Mapping[str, float]] | None = None,
+    ) -> None:  # fmt: skip
         with self._lock:
-            self._reports[agent_id] = AgentReport(agent_id, version, now, dict(sessions or {}))
+            self._reports[agent_id] = AgentReport(agent_id, version, now, dict(sessions or {}),
+                                                  plain_loads(loads))  # fmt: skip
 
     def acks(self) -> Mapping[str, int]:
         return {a: r.version for a, r in self.reports().items()}

@@ -16,7 +16,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from paasport.config.state_files import private_dir, private_file
-from paasport.discovery.registry import AgentReport, Backend, DrainMark, Snapshot, apply_drains
+from paasport.discovery.registry import (
+    AgentReport,
+    Backend,
+    DrainMark,
+    Snapshot,
+    apply_drains,
+    plain_loads,
+)
 from paasport.errors import RegistryUnavailable
 
 _SCHEMA = """
@@ -32,7 +39,7 @@ CREATE TABLE IF NOT EXISTS drains (
     PRIMARY KEY (namespace, task_id));
 CREATE TABLE IF NOT EXISTS acks (
     agent_id TEXT PRIMARY KEY, version INTEGER NOT NULL, time REAL NOT NULL,
-    sessions TEXT NOT NULL);
+    sessions TEXT NOT NULL, loads TEXT NOT NULL DEFAULT '{}');
 """
 
 
@@ -57,6 +64,9 @@ class SqliteRegistry:
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(backends)")}
             if "share" not in columns:  # a registry file of an older paasport
                 self._db.execute("ALTER TABLE backends ADD COLUMN share REAL NOT NULL DEFAULT 0")
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(acks)")}
+            if "loads" not in columns:
+                self._db.execute("ALTER TABLE acks ADD COLUMN loads TEXT NOT NULL DEFAULT '{}'")
         except (sqlite3.Error, OSError) as err:
             raise RegistryUnavailable(f"registry {self.path}: {err}") from err
 
@@ -159,13 +169,16 @@ class SqliteRegistry:
             return int(db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()[0])
 
     def ack(
-        self, agent_id: str, version: int, now: float, sessions: Mapping[str, int] | None = None
-    ) -> None:
+        self, agent_id: str, version: int, now: float, sessions: Mapping[str, int] | None = None,
+        loads: Mapping[str, Mapping[str, float]] | None = None,
+    ) -> None:  # fmt: skip
         with self._tx(write=True) as db:
             db.execute(
-                "INSERT OR REPLACE INTO acks VALUES (?, ?, ?, ?)",
-                (agent_id, version, now, json.dumps(dict(sessions or {}), sort_keys=True)),
-            )
+                "INSERT OR REPLACE INTO acks (agent_id, version, time, sessions, loads)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (agent_id, version, now, json.dumps(dict(sessions or {}), sort_keys=True),
+                 json.dumps(plain_loads(loads), sort_keys=True)),
+            )  # fmt: skip
 
     def acks(self) -> Mapping[str, int]:
         return {a: r.version for a, r in self.reports().items()}
@@ -174,13 +187,18 @@ class SqliteRegistry:
         oldest = self._clock() - self.stale_after
         with self._tx(write=False) as db:
             rows = db.execute(
-                "SELECT agent_id, version, time, sessions FROM acks WHERE time >= ?", (oldest,)
+                "SELECT agent_id, version, time, sessions, loads FROM acks WHERE time >= ?",
+                (oldest,),
             ).fetchall()
         return {
             str(a): AgentReport(
-                str(a), int(v), float(t), {k: int(n) for k, n in json.loads(s).items()}
+                str(a),
+                int(v),
+                float(t),
+                {k: int(n) for k, n in json.loads(s).items()},
+                plain_loads(json.loads(loads or "{}")),
             )
-            for a, v, t, s in rows
+            for a, v, t, s, loads in rows
         }
 
     def close(self) -> None:

@@ -17,7 +17,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote
 
-from paasport.discovery.registry import AgentReport, Backend, DrainMark, Snapshot, apply_drains
+from paasport.discovery.registry import (
+    AgentReport,
+    Backend,
+    DrainMark,
+    Snapshot,
+    apply_drains,
+    plain_loads,
+)
 from paasport.errors import RegistryUnavailable
 
 log = logging.getLogger(__name__)
@@ -328,12 +335,15 @@ class ZookeeperRegistry:
         return self._guard(write, f"set draining {namespace}/{task_id}")
 
     def ack(
-        self, agent_id: str, version: int, now: float, sessions: Mapping[str, int] | None = None
-    ) -> None:
+        self, agent_id: str, version: int, now: float, sessions: Mapping[str, int] | None = None,
+        loads: Mapping[str, Mapping[str, float]] | None = None,
+    ) -> None:  # fmt: skip
         node = f"{self.path}/acks/{_name(agent_id)}"
-        data = json.dumps(
-            {"version": version, "time": now, "sessions": dict(sessions or {})}, sort_keys=True
-        ).encode()
+        document: dict[str, object] = {"version": version, "time": now,
+                                       "sessions": dict(sessions or {})}  # fmt: skip
+        if loads:
+            document["loads"] = plain_loads(loads)
+        data = json.dumps(document, sort_keys=True).encode()
 
         def write(z: _Calls) -> None:
             from kazoo.exceptions import NodeExistsError
@@ -415,7 +425,8 @@ class ZookeeperRegistry:
                 if d is not None:
                     agent = unquote(name)
                     sessions = {str(k): int(v) for k, v in dict(d.get("sessions", {})).items()}
-                    out[agent] = AgentReport(agent, int(d["version"]), float(d["time"]), sessions)
+                    out[agent] = AgentReport(agent, int(d["version"]), float(d["time"]), sessions,
+                                             plain_loads(d.get("loads")))  # fmt: skip
             return out
 
         return self._guard(read, "read acks")

@@ -535,7 +535,12 @@ class SwarmNodeEngine:
         )
 
     def task_stats(self, task_id: str) -> Mapping[str, object] | None:
-        return self._daemon.task_stats(task_id)
+        """A task of this node by its Swarm service id (what this view calls its id)."""
+        with translated(f"finding task {task_id[:12]}", self._daemon.where):
+            local = self._daemon.api.containers(
+                filters={"label": f"{ss.SWARM_SERVICE_ID}={task_id}"}
+            )
+        return self._daemon.task_stats(str(local[0]["Id"])) if local else None
 
     def start_one_off(self, spec: AppSpec, run_id: str, kind: str, labels: Mapping[str, str],
                       by: str = "") -> OneOff:  # fmt: skip

@@ -33,6 +33,7 @@ from paasport.bounce.autoscale import (
 )
 from paasport.config.system import SystemConfig
 from paasport.discovery.haproxy_stats import ServerStat
+from paasport.discovery.registry import AgentReport
 from paasport.engine.base import Engine
 from paasport.errors import NotFoundError, PaasportError, UsageError
 from paasport.monitoring.events import Event, EventKind, EventLog
@@ -51,6 +52,7 @@ STATS_THREADS = 8
 Key = tuple[str, str]
 WithHealth = Callable[[Sequence[AppVersion]], Sequence[AppVersion]]
 Stats = Callable[[], Sequence[ServerStat]]
+Reports = Callable[[], Mapping[str, AgentReport]]
 
 
 class ScaleStore(Protocol):
@@ -91,6 +93,15 @@ def inflight(task: Task, registrations: Sequence[str], rows: Sequence[ServerStat
     return sum(found) if found else None
 
 
+def reported_cpu(loads: Sequence[Mapping[str, float]]) -> CpuReading | None:
+    """The newest CPU reading some agent reported of a task. Pure."""
+    best = max((x for x in loads if "cpu_at" in x), key=lambda x: x["cpu_at"], default=None)
+    if best is None or best.get("cpu_online", 0) <= 0:
+        return None
+    return CpuReading(best["cpu_at"], int(best["cpu_total"]), int(best["cpu_system"]),
+                      int(best["cpu_online"]))  # fmt: skip
+
+
 class Autoscaler:
     def __init__(
         self,
@@ -101,10 +112,12 @@ class Autoscaler:
         *,
         with_health: WithHealth | None = None,
         stats: Stats | None = None,
+        reports: Reports | None = None,
         clock: Callable[[], float] = time.time,
         interval: float = INTERVAL_SECONDS,
         may_act: Callable[[], bool] = lambda: True,
     ) -> None:
+        self.reports = reports  # every host's agent: its autoscaled tasks' loads (many hosts)
         self.system = system
         self.store = store
         self.engine = engine
@@ -150,17 +163,33 @@ class Autoscaler:
                 rows = self.stats()
             except PaasportError as err:
                 log.info("autoscaler: no proxy counters (%s)", err)
+        loads = self._agent_loads()
         overrides = self._overrides(now)
         done: dict[Key, Scale] = {}
         for config in configs:
             key = (config.service, config.instance)
             mine = [v for v in versions if (v.service, v.instance) == key]
-            done[key] = self._one(config, mine, rows, overrides.get(key), now)
+            done[key] = self._one(config, mine, rows, loads, overrides.get(key), now)
         live = {t.task_id for v in versions for t in v.tasks}
         self._cpu = {k: v for k, v in self._cpu.items() if k in live}
         scales = self.store.scales()
         write_scales(self.system.state_dir, {k: v for k, v in scales.items() if k in done})
         return done
+
+    def _agent_loads(self) -> dict[str, list[Mapping[str, float]]]:
+        """task id -> what each host's agent last saw of it (none without a registry)."""
+        if self.reports is None:
+            return {}
+        try:
+            reports = self.reports()
+        except PaasportError as err:
+            log.info("autoscaler: no agent reports (%s)", err)
+            return {}
+        out: dict[str, list[Mapping[str, float]]] = {}
+        for report in reports.values():
+            for task_id, load in report.loads.items():
+                out.setdefault(task_id, []).append(load)
+        return out
 
     def _overrides(self, now: float) -> dict[Key, Override]:
         out: dict[Key, Override] = {}
@@ -174,8 +203,8 @@ class Autoscaler:
         return out
 
     def _samples_of(self, config: InstanceConfig, tasks: Sequence[Task],
-                    rows: Sequence[ServerStat], now: float,
-                    policy: AutoscalingPolicy) -> dict[str, list[Sample]]:  # fmt: skip
+                    rows: Sequence[ServerStat], loads: Mapping[str, list[Mapping[str, float]]],
+                    now: float, policy: AutoscalingPolicy) -> dict[str, list[Sample]]:  # fmt: skip
         key = (config.service, config.instance)
         kept = self._samples.setdefault(key, {})
         for task_id in set(kept) - {t.task_id for t in tasks}:
@@ -185,6 +214,8 @@ class Autoscaler:
                 stats = list(pool.map(self._stats, [t.task_id for t in tasks]))
             for task, found in zip(tasks, stats, strict=True):
                 reading = cpu_reading(found) if found is not None else None
+                if reading is None:  # a task of another host: what its agent read
+                    reading = reported_cpu(loads.get(task.task_id, ()))
                 if reading is None:
                     continue
                 before = self._cpu.get(task.task_id)
@@ -194,7 +225,9 @@ class Autoscaler:
                     kept.setdefault(task.task_id, []).append(sample)
         else:
             for task in tasks:
-                value = inflight(task, config.registrations, rows)
+                seen = [x["scur"] for x in loads.get(task.task_id, ()) if "scur" in x]
+                # every host's proxy (their agents' reports), else this host's own
+                value = sum(seen) if seen else inflight(task, config.registrations, rows)
                 if value is not None:
                     kept.setdefault(task.task_id, []).append(Sample(now, float(value)))
         for task_id, samples in kept.items():
@@ -212,21 +245,22 @@ class Autoscaler:
         config: InstanceConfig,
         versions: Sequence[AppVersion],
         rows: Sequence[ServerStat],
+        loads: Mapping[str, list[Mapping[str, float]]],
         override: Override | None,
         now: float,
     ) -> Scale:
         key = (config.service, config.instance)
         policy = policy_of(config)
         tasks = [t for v in versions for t in v.tasks if t.state == "running"]
-        samples = self._samples_of(config, tasks, rows, now, policy)
-        loads = [TaskLoad(t.task_id, t.health != "unhealthy", tuple(samples.get(t.task_id, ())))
+        samples = self._samples_of(config, tasks, rows, loads, now, policy)
+        task_loads = [TaskLoad(t.task_id, t.health != "unhealthy", tuple(samples.get(t.task_id, ())))
                  for t in tasks]  # fmt: skip
         current = config.instances
         # a deployd (re)started holds scale-downs for a window: nothing said it was lower
         history = self._history.get(key) or (Recommendation(now, current, current),)
         lo = config.min_instances if config.min_instances is not None else 1
         hi = config.max_instances if config.max_instances is not None else current
-        decision = decide(policy, current, lo, hi, loads, now, history, bouncing(versions),
+        decision = decide(policy, current, lo, hi, task_loads, now, history, bouncing(versions),
                           override)  # fmt: skip
         self._history[key] = remember(history, decision.record, policy)
         before = self.store.scales().get(key)
