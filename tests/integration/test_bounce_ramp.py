@@ -74,5 +74,10 @@ def test_a_ramped_bounce_moves_traffic_in_steps(tmp_path: Path) -> None:
         started = time.monotonic()
         wait_for("all on the new version", lambda: new_share(w, 1.0, 1.0), STEP + 30, w.up_log)
         assert time.monotonic() - started < STEP + 30
-        events = json.loads(w.run("events", "-s", SERVICE, "--kind", "bounce", "--json").stdout)
-        assert any(e["message"].endswith(" finished") for e in events)
+
+        def finished() -> list[Any] | NotYet:  # deployd says so once the old tasks are gone
+            out = w.run("events", "-s", SERVICE, "--kind", "bounce", "--json").stdout
+            said = [e for e in json.loads(out) if e["message"].endswith(" finished")]
+            return said or NotYet("no bounce finished event yet")
+
+        wait_for("the bounce's finished event", finished, 15, w.up_log)

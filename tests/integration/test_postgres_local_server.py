@@ -50,7 +50,16 @@ def test_the_one_host_server_starts_and_a_task_writes_a_row() -> None:
                 db = database_name(SERVICE, w.cluster)
                 with_addon(w, "allowed_host_paths: [/usr]\n")
                 (w.repo / "Dockerfile").write_text(DOCKERFILE)
-                git(w.repo, "commit", "-qam", "psql from the host's /usr")
+                git(
+                    w.repo,
+                    "-c",
+                    "user.name=e2e",
+                    "-c",
+                    "user.email=e2e@localhost",
+                    "commit",
+                    "-qam",
+                    "psql from the host's /usr",
+                )  # a fresh machine has no git identity
                 w.write_instance(
                     instances=1,
                     cmd=CMD,
