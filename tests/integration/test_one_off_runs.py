@@ -44,7 +44,7 @@ pytestmark = pytest.mark.integration
 OTHER = "runsother"  # the cluster of the second paasport.yaml, which reaches ours by its API
 OUT_LINE, ERR_LINE = "one-off says hi on stdout", "one-off says hi on stderr"
 STARTED = re.compile(r"run ([a-z0-9]+) started")
-REAP_AFTER = 15  # deployd finishes an adhoc run nobody finished this many seconds after it exited
+REAP_AFTER = 10  # deployd finishes an adhoc run nobody finished this many seconds after it exited
 
 
 @dataclass

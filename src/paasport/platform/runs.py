@@ -31,7 +31,7 @@ from paasport.monitoring.events import Event, EventKind, EventLog, events_path
 from paasport.types import AppSpec, InstanceConfig
 
 RUNS_DIR = "runs"
-REAP_AFTER_SECONDS = 15.0  # an attached caller finishes its own run first
+REAP_AFTER_SECONDS = 10.0  # an attached caller finishes its own run first
 _RUN_ID = re.compile(r"[a-z0-9]{6,20}")
 
 
