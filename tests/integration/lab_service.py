@@ -107,8 +107,11 @@ class LabService:
     def start_agent(self, host: str) -> None:
         self.agents[host] = self._spawn(host, "agent", "--stop-proxy")
 
-    def start_deployd(self, host: str) -> subprocess.Popen[bytes]:
-        proc = self._spawn(host, "deployd", "--full-pass-seconds", "5", "--stop-grace-seconds", "2")
+    def start_deployd(self, host: str, *flags: str) -> subprocess.Popen[bytes]:
+        """``flags``: more deployd options (e.g. ``--autoscale-seconds 2``)."""
+        proc = self._spawn(
+            host, "deployd", "--full-pass-seconds", "5", "--stop-grace-seconds", "2", *flags
+        )
         self.deployds[host] = proc
         return proc
 

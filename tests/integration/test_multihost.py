@@ -484,3 +484,123 @@ def test_job_run_now_runs_a_tron_jobs_two_actions_in_order_on_swarm(web: Web) ->
     finally:
         tron.unlink(missing_ok=True)
         remove_run_services(web)
+
+
+# -- autoscaling across hosts -------------------------------------------------------------------
+
+HOT_PORT = 19311
+BURN_SECONDS = 40  # every task of "hot" burns its CPU until the same instant, then only serves
+HOT_YAML = """\
+main:
+  cpus: 0.1
+  mem: 32
+  instances: 1
+  min_instances: 1
+  max_instances: 3
+  cmd: {cmd}
+  container_port: 8888
+  healthcheck_grace_period_seconds: 3
+  healthcheck_interval_seconds: 1
+  constraints: [[hostname, UNLIKE, lab1]]
+  autoscaling:
+    metrics_providers: [{{type: cpu, setpoint: 0.5, moving_average_window_seconds: 6}}]
+    scaledown_policies: {{stabilizationWindowSeconds: 10}}
+"""
+
+
+def hot_cmd(end: int) -> str:
+    """Serve /status, and busy-loop (a 0.1-cpu task's whole allotment) until epoch ``end``."""
+    return (
+        "mkdir -p /www && echo hot > /www/index.html && echo ok > /www/status;"
+        f" (while [ $(date +%s) -lt {end} ]; do :; done) &"
+        " trap 'exit 0' TERM; httpd -f -p 8888 -h /www & wait"
+    )
+
+
+def restart_deployd(web: Web, host: str, *flags: str) -> None:
+    """Stop every deployd, start ``host``'s with ``flags``; wait until it holds the lock."""
+    running = [p for p in web.deployds.values() if p.poll() is None]
+    for proc in running:
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while any(p.poll() is None for p in running) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for proc in running:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    web.deployds.clear()
+    log = web.root / f"{web.cluster}-{host}-deployd.log"
+    start = log.stat().st_size if log.exists() else 0
+    web.start_deployd(host, *flags)
+
+    def holding() -> bool:
+        with log.open("rb") as f:
+            f.seek(start)
+            said = [ln for ln in f.read().decode(errors="replace").splitlines() if "lock" in ln]
+        return bool(said) and LOCK_HELD in said[-1]
+
+    web.wait(f"{host}'s deployd to hold the cluster lock", holding, 30)
+
+
+def autoscale_events(svc: Web) -> list[dict[str, Any]]:
+    out = svc.paasport("lab1", "events", "-s", svc.service, "--kind", "autoscale", "--json")
+    return sorted(json.loads(out), key=lambda e: e["time"])
+
+
+def test_an_instance_off_the_manager_scales_on_its_agents_cpu_reports_and_back(web: Web) -> None:
+    repo = new_repo(web.root / "hot-repo")
+    hot = Web(web.lab, web.root, repo, web.lab.soa_dir, "hot", instances=1, proxy_port=HOT_PORT)
+    restart_deployd(web, "lab1", "--autoscale-seconds", "2")
+    t0 = time.time()
+    end = int(t0) + BURN_SECONDS
+    try:
+        hot.write(HOT_YAML.format(cmd=json.dumps(hot_cmd(end))))
+        hot.mark(hot.new_version())
+
+        def at_max() -> dict[str, Any] | None:
+            st = hot.status()
+            auto = st.get("autoscaling") or {}
+            return st if auto.get("target") == 3 and st["expected"] == 3 else None
+
+        st = hot.wait("hot scaled up to 3 on its burning tasks", at_max, end - time.time(), 1)
+        up_at = time.time() - t0
+        # lab1, the manager, runs none of them: its engine has no stats of them, so the only
+        # CPU readings the autoscaler had were the lab2/lab3 agents' reports (without any, a
+        # task counts at the setpoint and the count holds)
+        assert set(hosts_of(st)) <= {"lab2", "lab3"}, st["tasks"]
+        local = web.lab.exec("lab1", "docker", "ps", "-q", "--filter", "label=paasport.service=hot")
+        assert local.stdout.split() == []
+        assert st["autoscaling"]["metric"] > 0.5, st["autoscaling"]
+        said = autoscale_events(hot)
+        ups = [e for e in said if e["data"].get("to", 0) > e["data"].get("from", 9)]
+        assert [e["data"]["to"] for e in ups][-1] == 3, ups
+        assert ups[0]["data"]["from"] == 1 and ups[0]["data"]["metric"] > 0.5, ups
+        assert all(e["message"].startswith("cpu ") and "-> " in e["message"] for e in ups), ups
+
+        hot.wait("the burn to end", lambda: time.time() >= end, BURN_SECONDS + 5)
+
+        def scaled_down() -> dict[str, Any] | None:
+            st = hot.status()
+            return st if (st.get("autoscaling") or {}).get("target", 3) < 3 else None
+
+        st = hot.wait("hot to scale down once the burn ended", scaled_down, 45, 1)
+        down_after = time.time() - end
+        assert down_after >= 10, f"scaled down {down_after:.1f}s after the burn ended (window 10s)"
+        [down] = [e for e in autoscale_events(hot) if e["data"].get("from") == 3
+                  and e["data"]["to"] < 3]  # fmt: skip
+        assert down["message"].startswith("cpu ") and down["data"]["metric"] < 0.5, down
+        # PaaSTA's HPA rule: at most 30% of 3 tasks a minute, so 3 -> 2 first
+        assert down["message"].endswith("3 -> 2"), down
+        hot.wait("2 hot tasks running", lambda: hot.status()["running"] == 2, 30, 1)
+        print(f"autoscaling off the manager: 1 -> 3 in {up_at:.1f}s from the config, "
+              f"3 -> 2 {down_after:.1f}s after the burn ended")  # fmt: skip
+        for e in [*ups, down]:
+            print(f"  {e['message']}")
+    finally:
+        shutil.rmtree(hot.folder, ignore_errors=True)
+        names = hot.services()
+        if names:
+            web.lab.exec("lab1", "docker", "service", "rm", *names, check=False, timeout=120)
+        restart_deployd(web, "lab1")
+    assert_six_tasks_of_main(main_and_runs(web)[0])

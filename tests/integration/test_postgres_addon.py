@@ -121,6 +121,10 @@ def _the_whole_story(w: E2E, tmp: Path, postgres_url: str) -> None:
     said.extend([psql.stdout, psql.stderr])
     assert psql.returncode == 0, psql.stderr
     assert psql.stdout.strip() == "written with the task env"
+    # a one-off task (a migration, say) gets the add-on's env too; its values stay unprinted
+    one_off = run("run", "-s", SERVICE, "--from", "main", "--cmd",
+                  'echo "${DATABASE_URL%%:*} $PGDATABASE"')  # fmt: skip
+    assert one_off.stdout.strip() == f"postgresql {db}", one_off.stdout
 
     # backup, a change, restore
     dump = json.loads(run("addon", "backup", "-s", SERVICE, "--json").stdout)

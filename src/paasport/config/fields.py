@@ -535,7 +535,7 @@ ADHOC_FIELDS: dict[str, Spec] = {
     k: INSTANCE_FIELDS[k]
     for k in (
         "cpus", "mem", "disk", "cmd", "args", "env", "deploy_group", "net", "container_port",
-        "extra_volumes", "pool", "constraints", "extra_constraints",
+        "extra_volumes", "pool", "constraints", "extra_constraints", "addons",
     )
 }  # fmt: skip
 ADHOC_UNUSED = frozenset(

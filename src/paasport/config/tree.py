@@ -536,7 +536,7 @@ def _load_service(
             mon_values,
         )
         context = _BatchContext(service, system, service_defaults, mon_values, monitoring_values,
-                                namespaces, deploy_groups, svc_ok, svc_doc)  # fmt: skip
+                                namespaces, deploy_groups, svc_ok, svc_doc, batch.addons)  # fmt: skip
         for name in files:
             match = BATCH_FILE.fullmatch(name)
             if match is not None:
@@ -578,10 +578,11 @@ class _BatchContext:
     deploy_groups: tuple[str, ...] | None
     service_ok: bool
     svc_doc: YamlDoc | None
+    asked: set[tuple[str, str, str, str]]  # SoaTree.addons: one-offs and jobs ask too
 
 
 # what a job's action takes from service.yaml (the rest is about long-running instances)
-_ACTION_DEFAULTS = ("cpus", "mem", "disk", "env", "extra_volumes", "pool", "net")
+_ACTION_DEFAULTS = ("cpus", "mem", "disk", "env", "extra_volumes", "pool", "net", "addons")
 _ACTION_OWN = ("cpus", "mem", "disk", "env", "extra_volumes", "pool")
 
 
@@ -645,7 +646,8 @@ def _build(
     if config is None:
         return None
     config = dataclasses.replace(config, instances=1, registrations=(), min_instances=None,
-                                 max_instances=None)  # fmt: skip
+                                 max_instances=None, autoscaling=None)  # fmt: skip
+    ctx.asked.update((ctx.service, cluster, instance, a) for a in config.addons)
     if cluster == ctx.system.local_cluster:
         return _with_secret_versions(config, ctx.system, doc, None, out, prefix)
     return config

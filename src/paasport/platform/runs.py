@@ -69,7 +69,8 @@ def find_config(tree: SoaTree, service: str, cluster: str, adhoc: str | None,
         kind, file = "instance", f"instances-{cluster}.yaml"
     name = adhoc or like
     if not found:
-        problems = [str(p) for p in tree.errors if f"/{service}/" in p.file and str(name) in str(p)]
+        problems = [str(p) for p in tree.problems if p.severity in ("error", "note")
+                    and f"/{service}/" in p.file and f" {name}:" in str(p)]  # fmt: skip
         why = f": {problems[0]}" if problems else f" (in {service}/{file})"
         raise NotFoundError(f"{service}: no {kind} {name!r} on cluster {cluster}{why}")
     source = f"adhoc instance {adhoc}" if adhoc is not None else f"like instance {like}"
