@@ -535,8 +535,10 @@ def _load_service(
             svc_values.get("monitoring") or {},
             mon_values,
         )
-        context = _BatchContext(service, system, service_defaults, mon_values, monitoring_values,
-                                namespaces, deploy_groups, svc_ok, svc_doc, batch.addons)  # fmt: skip
+        context = _BatchContext(
+            service, system, service_defaults, mon_values, monitoring_values, namespaces,
+            deploy_groups, svc_ok, svc_doc, batch.addons,
+        )  # fmt: skip
         for name in files:
             match = BATCH_FILE.fullmatch(name)
             if match is not None:

@@ -253,8 +253,10 @@ class Autoscaler:
         policy = policy_of(config)
         tasks = [t for v in versions for t in v.tasks if t.state == "running"]
         samples = self._samples_of(config, tasks, rows, loads, now, policy)
-        task_loads = [TaskLoad(t.task_id, t.health != "unhealthy", tuple(samples.get(t.task_id, ())))
-                 for t in tasks]  # fmt: skip
+        task_loads = [
+            TaskLoad(t.task_id, t.health != "unhealthy", tuple(samples.get(t.task_id, ())))
+            for t in tasks
+        ]
         current = config.instances
         # a deployd (re)started holds scale-downs for a window: nothing said it was lower
         history = self._history.get(key) or (Recommendation(now, current, current),)
