@@ -489,7 +489,7 @@ def test_job_run_now_runs_a_tron_jobs_two_actions_in_order_on_swarm(web: Web) ->
 # -- autoscaling across hosts -------------------------------------------------------------------
 
 HOT_PORT = 19311
-BURN_SECONDS = 40  # every task of "hot" burns its CPU until the same instant, then only serves
+BURN_SECONDS = 25  # every task of "hot" burns its CPU until the same instant, then only serves
 HOT_YAML = """\
 main:
   cpus: 0.1

@@ -228,7 +228,7 @@ class CallStream:
         return any(t.is_alive() for t in self._threads)
 
 
-def test_every_call_meets_its_deadline_through_50_cuts_and_freezes(
+def test_every_call_meets_its_deadline_through_30_cuts_and_freezes(
     zk_hosts: str, zk_path: str
 ) -> None:
     host, port = zk_hosts.split(":")
@@ -244,7 +244,7 @@ def test_every_call_meets_its_deadline_through_50_cuts_and_freezes(
             reg.register(Backend(f"ns{i % 8}.main", f"t{i}", "127.0.0.1", 3000 + i, "h1"))
         with CallStream(reg) as stream:
             assert wait_for(lambda: stream.calls > 50, timeout=10)
-            for n in range(50):
+            for n in range(30):
                 time.sleep(rng.uniform(0.0, 0.3))  # a random point in the stream of calls
                 mode = "freeze" if n % 2 == 0 else "cut"
                 relay.freeze() if mode == "freeze" else relay.cut()
@@ -261,7 +261,7 @@ def test_every_call_meets_its_deadline_through_50_cuts_and_freezes(
         assert not stream.alive()
         print(
             f"\n{stream.calls} calls, longest {stream.longest[0]:.2f}s ({stream.longest[1]}), "
-            f"back after restore: median {sorted(recoveries)[25]:.2f}s, "
+            f"back after restore: median {sorted(recoveries)[len(recoveries) // 2]:.2f}s, "
             f"max {max(recoveries):.2f}s, clients abandoned {reg.clients_abandoned}"
         )
     finally:
