@@ -253,6 +253,11 @@ BRIDGES = [
         },
         BridgeNetwork("10.9.0.1", "10.9.0.0/24"),
     ),
+    # a daemon that found docker0 configured already leaves the gateway out: the first address
+    (
+        {"IPAM": {"Config": [{"Subnet": "172.18.0.0/16"}]}},
+        BridgeNetwork("172.18.0.1", "172.18.0.0/16"),
+    ),
     ({"IPAM": {"Config": None}}, None),
     ({}, None),
 ]

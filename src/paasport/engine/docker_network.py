@@ -5,6 +5,7 @@ there (and lets that subnet in) so tasks connect to it.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,11 +22,21 @@ class BridgeNetwork:
 
 
 def bridge_of(inspected: dict[str, Any]) -> BridgeNetwork | None:
-    """The first IPv4 gateway and subnet of a ``network inspect`` answer. Pure."""
+    """The first IPv4 gateway and subnet of a ``network inspect`` answer. Pure.
+
+    A daemon that found its bridge interface already configured (a second dockerd on the same
+    host, a restart) may leave ``Gateway`` out: then it is the subnet's first address, which is
+    what Docker gives the bridge."""
     for entry in (inspected.get("IPAM") or {}).get("Config") or ():
         gateway, subnet = entry.get("Gateway"), entry.get("Subnet")
-        if gateway and subnet and ":" not in subnet:
-            return BridgeNetwork(str(gateway).split("/")[0], str(subnet))
+        if not subnet or ":" in str(subnet):
+            continue
+        if not gateway:
+            try:
+                gateway = str(next(ipaddress.ip_network(str(subnet), strict=False).hosts()))
+            except (ValueError, StopIteration):
+                continue
+        return BridgeNetwork(str(gateway).split("/")[0], str(subnet))
     return None
 
 
