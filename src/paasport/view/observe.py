@@ -181,6 +181,11 @@ _POOL_LOCK = threading.Lock()
 _POOL: ThreadPoolExecutor | None = None
 
 
+def background_pool() -> ThreadPoolExecutor:
+    """The process's pool of threads for reads that overlap (probes, a second engine call)."""
+    return _probe_pool()
+
+
 def _probe_pool() -> ThreadPoolExecutor:
     """One pool of probe threads per process (the API reads status many times a second: a
     pool per reading spent more on starting threads than on the probes)."""

@@ -33,7 +33,7 @@ from paasport.reconcile.store import (
     removes_every_instance,
 )
 from paasport.types import AppVersion, HealthCheck, InstanceConfig, Task
-from paasport.view.observe import InstanceView, observe_instances
+from paasport.view.observe import InstanceView, background_pool, observe_instances
 from paasport.view.proxy import DiscoveryReading, read_discovery
 from paasport.view.remote import ClusterAnswer, read_across
 
@@ -405,6 +405,9 @@ def _traffic_verdicts(log: Any, services: Sequence[str]) -> dict[tuple[str, str]
     return found
 
 
+ONE_OFF_SECONDS = 30.0  # the one-off listing: the engine's own deadline comes first
+
+
 def load_status(
     system: SystemConfig,
     service: str | None = None,
@@ -432,6 +435,8 @@ def load_status(
     own = engine is None
     engine = engine_for(system.local) if engine is None else engine
     with closing(engine) if own else nullcontext(engine):
+        # the one-off tasks, read while the app versions are (two engine calls, one wait)
+        one_offs = background_pool().submit(engine.list_one_offs, service)
         try:
             listed = engine.list_app_versions(service)  # the one listing of this status call
         except EngineUnavailable:
@@ -443,7 +448,7 @@ def load_status(
             raise not_found
         # with refused removals, -i may name an instance that runs but is no longer configured
         view = _status(system, tree, configs, instance, refused, with_events, engine, listed)
-        runs = [r for r in engine.list_one_offs(service)
+        runs = [r for r in one_offs.result(timeout=ONE_OFF_SECONDS)
                 if instance is None or r.instance == instance]  # fmt: skip
         return dataclasses.replace(view, runs=tuple(runs), read_at=time.time())
 
