@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 DIR_MODE = 0o700
@@ -47,3 +48,27 @@ def private_file(path: Path) -> Path:
         if each.exists() and _may_tighten(each) and stat.S_IMODE(each.stat().st_mode) != FILE_MODE:
             each.chmod(FILE_MODE)
     return path
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, seconds: float, busy: Callable[[], Exception],
+                   mode: int = FILE_MODE) -> Iterator[None]:  # fmt: skip
+    """Hold an exclusive flock on ``path`` (made if missing), waited for at most ``seconds``;
+    then ``busy()`` is raised. Closing the file releases it."""
+    import fcntl
+    import time
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, mode)
+    try:
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise busy() from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -28,7 +27,7 @@ from paasport.config.addons import (
     secret_values,
 )
 from paasport.config.secrets import SecretEntry, SecretStore, read_index, secrets_root
-from paasport.config.state_files import FILE_MODE, private_dir
+from paasport.config.state_files import exclusive_lock, private_dir
 from paasport.config.system import SystemConfig
 from paasport.config.tree import SoaTree, load_tree
 from paasport.deploy.postgres import (
@@ -160,23 +159,13 @@ def addon_dir(system: SystemConfig, service: str | None = None) -> Path:
 def service_lock(system: SystemConfig, service: str) -> Iterator[None]:
     """One change to a service's add-on at a time (deployd's provisioner, the verbs)."""
     folder = private_dir(addon_dir(system))
-    fd = os.open(folder / f".{service}.lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
-    try:
-        deadline = time.monotonic() + LOCK_SECONDS
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise TemporaryError(
-                        f"{service}: another paasport is changing its postgres add-on",
-                        delay=2.0,
-                    ) from None
-                time.sleep(0.05)
+
+    def busy() -> Exception:
+        return TemporaryError(f"{service}: another paasport is changing its postgres add-on",
+                              delay=2.0)  # fmt: skip
+
+    with exclusive_lock(folder / f".{service}.lock", LOCK_SECONDS, busy):
         yield
-    finally:
-        os.close(fd)
 
 
 # --- secrets -------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import hashlib
 import hmac
 import json
@@ -26,12 +25,11 @@ import shutil
 import socket
 import string
 import subprocess
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from paasport.config.state_files import FILE_MODE, private_dir
+from paasport.config.state_files import FILE_MODE, exclusive_lock, private_dir
 from paasport.errors import PermanentError, TemporaryError
 
 OUTSIDE_ROOT = Path("/var/lib/paasport-postgres")
@@ -182,23 +180,14 @@ class LocalPostgres:
     def _locked(self) -> Iterator[None]:
         """deployd and an ``addon`` verb may start it at the same time: one at a time."""
         private_dir(self.home)
-        fd = os.open(self.home / ".lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
-        try:
-            deadline = time.monotonic() + self.timeout + TOOL_SECONDS
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise TemporaryError(
-                            f"{self.home}: another paasport is starting the add-on's Postgres",
-                            delay=2.0,
-                        ) from None
-                    time.sleep(0.05)
+
+        def busy() -> Exception:
+            return TemporaryError(
+                f"{self.home}: another paasport is starting the add-on's Postgres", delay=2.0
+            )
+
+        with exclusive_lock(self.home / ".lock", self.timeout + TOOL_SECONDS, busy):
             yield
-        finally:
-            os.close(fd)
 
     def _as_postgres(
         self, args: Sequence[str], what: str, *, stdin: str | None = None, timeout: float

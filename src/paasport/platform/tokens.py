@@ -15,12 +15,11 @@ import os
 import re
 import secrets
 import tempfile
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from paasport.config.state_files import FILE_MODE, private_dir
+from paasport.config.state_files import FILE_MODE, exclusive_lock, private_dir
 from paasport.errors import ConfigError, ConflictError, NotFoundError, UsageError
 
 TOKENS_FILE = "api-tokens.json"
@@ -122,25 +121,13 @@ class TokenStore:
     def _changing(self) -> Iterator[None]:
         """One writer at a time (two ``token create`` at once must not lose one): an exclusive
         lock on a sibling file, waited for at most ``LOCK_SECONDS``."""
-        import fcntl
-
         folder = private_dir(self.path.parent)
-        fd = os.open(folder / f".{TOKENS_FILE}.lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
-        try:
-            deadline = time.monotonic() + LOCK_SECONDS
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise ConflictError(
-                            f"{self.path}: another paasport is changing the tokens; try again"
-                        ) from None
-                    time.sleep(0.05)
+
+        def busy() -> Exception:
+            return ConflictError(f"{self.path}: another paasport is changing the tokens; try again")
+
+        with exclusive_lock(folder / f".{TOKENS_FILE}.lock", LOCK_SECONDS, busy):
             yield
-        finally:
-            os.close(fd)  # closing releases the lock
 
     def create(
         self, team: str, *, admin: bool = False, name: str | None = None, now: float
