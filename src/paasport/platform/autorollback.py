@@ -38,6 +38,7 @@ from paasport.monitoring.rollback import (
     patience_seconds,
 )
 from paasport.platform import mutations
+from paasport.platform.passes import every
 from paasport.reconcile.store import DesiredStore
 from paasport.types import AppVersion, InstanceConfig, RollbackPolicy
 
@@ -135,12 +136,7 @@ class AutoRollback:
         self._counters: dict[tuple[str, str], tuple[str, int, int]] = {}
 
     def run_forever(self, stop: threading.Event) -> None:
-        log.info("auto-rollback guard: every %.1fs", self.interval)
-        while not stop.wait(self.interval):
-            try:
-                self.pass_once()
-            except PaasportError as err:  # the engine, git or the event log is away: next pass
-                log.warning("auto-rollback pass failed: %s", err)
+        every(self.interval, stop, self.pass_once, "auto-rollback guard", log)
 
     # ---- one pass ------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from paasport.discovery.registry import AgentReport
 from paasport.engine.base import Engine
 from paasport.errors import NotFoundError, PaasportError, UsageError
 from paasport.monitoring.events import Event, EventKind, EventLog
+from paasport.platform.passes import every
 from paasport.reconcile.scaling import (
     OverrideRange,
     Scale,
@@ -132,14 +133,7 @@ class Autoscaler:
         self._history: dict[Key, tuple[Recommendation, ...]] = {}
 
     def run_forever(self, stop: threading.Event) -> None:
-        log.info("autoscaler: every %.1fs", self.interval)
-        while not stop.wait(self.interval):
-            try:
-                self.pass_once()
-            except PaasportError as err:  # the engine or a file is away: next pass
-                log.warning("autoscaler pass failed: %s", err)
-            except Exception:  # a bug in one pass must not end the autoscaler
-                log.exception("autoscaler pass failed")
+        every(self.interval, stop, self.pass_once, "autoscaler", log)
 
     def pass_once(self) -> dict[Key, Scale]:
         if not self.may_act():  # a standby deployd: the active one scales

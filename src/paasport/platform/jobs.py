@@ -32,6 +32,7 @@ from paasport.errors import NotFoundError, PaasportError, UsageError
 from paasport.monitoring.events import Event, EventKind, EventLog, JobData, Level
 from paasport.monitoring.job_runs import JobRun, job_runs
 from paasport.platform import runs as one_offs
+from paasport.platform.passes import every
 from paasport.types import DeploymentState, JobAction, JobConfig
 
 log = logging.getLogger("paasport.jobs")
@@ -241,14 +242,7 @@ class JobScheduler:
         self._first_seen = _read_first_seen(system.state_dir)
 
     def run_forever(self, stop: threading.Event) -> None:
-        log.info("job scheduler: every %.1fs", self.interval)
-        while not stop.wait(self.interval):
-            try:
-                self.pass_once()
-            except PaasportError as err:  # the engine or the event log is away: next pass
-                log.warning("job scheduler pass failed: %s", err)
-            except Exception:  # a bug in one pass must not end the scheduler
-                log.exception("job scheduler pass failed")
+        every(self.interval, stop, self.pass_once, "job scheduler", log)
 
     def pass_once(self) -> list[Step]:
         if not self.may_act():  # a standby deployd: the active one runs the jobs
